@@ -1,0 +1,116 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// New returns an empty resource of the named type, or nil if ohx does not model it.
+func New(resourceType string) Resource {
+	switch resourceType {
+	case "Patient":
+		return &Patient{}
+	case "Device":
+		return &Device{}
+	case "DeviceAssociation":
+		return &DeviceAssociation{}
+	case "Observation":
+		return &Observation{}
+	case "Bundle":
+		return &Bundle{}
+	case "OperationOutcome":
+		return &OperationOutcome{}
+	case "CapabilityStatement":
+		return &CapabilityStatement{}
+	}
+	return nil
+}
+
+// Decode strictly decodes one resource from JSON: unknown elements, wrong JSON types, a wrong or
+// missing resourceType, trailing data and missing required elements are all errors. Every error is
+// an *Error (400) whose diagnostics name the offending element.
+func Decode(data []byte, wantType string) (Resource, error) {
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, decodeError(wantType, err)
+	}
+	if head.ResourceType == "" {
+		return nil, Invalid(CodeRequired, "resourceType: missing required element")
+	}
+	if wantType != "" && head.ResourceType != wantType {
+		return nil, Invalid(CodeInvalid, "resourceType: got %q, want %q", truncate(head.ResourceType, 64), wantType)
+	}
+	r := New(head.ResourceType)
+	if r == nil {
+		return nil, Errorf(400, CodeNotSupported, "resourceType: %q is not supported", truncate(head.ResourceType, 64))
+	}
+	if err := DecodeInto(data, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DecodeInto strictly decodes data into r (see Decode) and validates it.
+func DecodeInto(data []byte, r Resource) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(r); err != nil {
+		return decodeError(r.Type(), err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Invalid(CodeStructure, "%s: unexpected data after the resource", r.Type())
+	}
+	if r.Common().ResourceType != r.Type() {
+		return Invalid(CodeInvalid, "resourceType: got %q, want %q", truncate(r.Common().ResourceType, 64), r.Type())
+	}
+	if id := r.Common().ID; id != "" && !ValidID(id) {
+		return Invalid(CodeValue, "%s.id: invalid id %q", r.Type(), truncate(id, 70))
+	}
+	return r.Validate()
+}
+
+// decodeError turns encoding/json errors into client-safe diagnostics naming the element.
+func decodeError(typ string, err error) *Error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("invalid JSON at offset %d", se.Offset), Err: err}
+	case errors.As(err, &te):
+		path := typ
+		if te.Field != "" {
+			path += "." + te.Field
+		}
+		return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("%s: expected %s, got JSON %s", path, jsonKind(te.Type.Kind().String()), te.Value), Err: err}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Status: 400, Code: CodeStructure, Diagnostics: "empty or truncated JSON body", Err: err}
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("%s: unknown element %s", typ, f), Err: err}
+	}
+	// Errors from our own UnmarshalJSON methods (Decimal) carry no field path in encoding/json v1.
+	return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("%s: %s", typ, strings.TrimPrefix(msg, "json: ")), Err: err}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "float64", "int32":
+		return "a number"
+	case "slice":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	}
+	return goKind
+}

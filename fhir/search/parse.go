@@ -1,0 +1,433 @@
+package search
+
+import (
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
+)
+
+// Options controls parsing.
+type Options struct {
+	// BaseURL is our FHIR base ("https://ohx.example/fhir"): absolute references on it are local.
+	BaseURL string
+	// DefaultCount and MaxCount bound _count (defaults 50 and 1000).
+	DefaultCount, MaxCount int
+	// Strict rejects unknown or unsupported parameters (Prefer: handling=strict) instead of
+	// ignoring them.
+	Strict bool
+	// Now is the reference time for the ap prefix (defaults to time.Now).
+	Now time.Time
+}
+
+// ParseRawQuery splits an application/x-www-form-urlencoded string into name/value pairs in order
+// (url.Values would lose the order the self link should keep).
+func ParseRawQuery(raw string) ([]NameValue, error) {
+	var out []NameValue
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, fhir.Invalid(fhir.CodeInvalid, "malformed query parameter name %q", truncate(k))
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, fhir.Invalid(fhir.CodeInvalid, "malformed value of query parameter %q", truncate(name))
+		}
+		out = append(out, NameValue{Name: name, Value: val})
+	}
+	return out, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// resultParams are handled by the HTTP layer or below and are never "unknown".
+var formatParams = map[string]bool{"_format": true, "_pretty": true}
+
+// Parse turns the parameters of a search on typ into a Query. Invalid values are a 400 *fhir.Error;
+// unknown parameters are dropped (and left out of Applied) unless opt.Strict.
+func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, string, error) {
+	if opt.DefaultCount <= 0 {
+		opt.DefaultCount = 50
+	}
+	if opt.MaxCount <= 0 {
+		opt.MaxCount = 1000
+	}
+	if opt.Now.IsZero() {
+		opt.Now = time.Now()
+	}
+	q := &Query{Type: typ, Count: opt.DefaultCount}
+	var page string
+	seenResult := map[string]bool{}
+	unsupported := func(name, why string) error {
+		if opt.Strict {
+			return fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %q: %s", truncate(name), why)
+		}
+		return nil
+	}
+	for _, nv := range params {
+		name, value := nv.Name, nv.Value
+		if formatParams[name] {
+			continue
+		}
+		if strings.HasPrefix(name, "_") && r.Param(typ, name) == nil && !strings.Contains(name, ":") {
+			if name != "_include" && name != "_revinclude" && seenResult[name] {
+				return nil, "", fhir.Invalid(fhir.CodeInvalid, "parameter %s may appear only once", name)
+			}
+			seenResult[name] = true
+		}
+		switch base, _, _ := strings.Cut(name, ":"); base {
+		case "_count":
+			n, err := strconv.Atoi(value)
+			if err != nil || n < 0 {
+				return nil, "", fhir.Invalid(fhir.CodeValue, "_count: %q is not a non-negative integer", truncate(value))
+			}
+			q.Count = min(n, opt.MaxCount)
+			if n == 0 {
+				q.SummaryCount = true
+			}
+			continue
+		case "_page":
+			page = value
+			continue
+		case "_sort":
+			keys, err := r.parseSort(typ, value)
+			if err != nil {
+				return nil, "", err
+			}
+			q.Sort = keys
+			q.Applied = append(q.Applied, NameValue{"_sort", value})
+			continue
+		case "_summary":
+			switch value {
+			case "count":
+				q.SummaryCount = true
+			case "true", "data", "text", "false":
+				q.Summary = value
+			default:
+				return nil, "", fhir.Invalid(fhir.CodeValue, "_summary: %q is not one of true, text, data, count, false", truncate(value))
+			}
+			q.Applied = append(q.Applied, NameValue{"_summary", value})
+			continue
+		case "_total":
+			switch value {
+			case "none", "estimate", "accurate":
+				q.Total = value
+			default:
+				return nil, "", fhir.Invalid(fhir.CodeValue, "_total: %q is not one of none, estimate, accurate", truncate(value))
+			}
+			q.Applied = append(q.Applied, NameValue{"_total", value})
+			continue
+		case "_elements":
+			for e := range strings.SplitSeq(value, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					q.Elements = append(q.Elements, e)
+				}
+			}
+			q.Applied = append(q.Applied, NameValue{"_elements", value})
+			continue
+		case "_include", "_revinclude":
+			rev := base == "_revinclude"
+			incs, ok := r.parseInclude(typ, name, value, rev)
+			if !ok {
+				if err := unsupported(name+"="+value, "unsupported include"); err != nil {
+					return nil, "", err
+				}
+				continue
+			}
+			if rev {
+				q.RevInclude = appendUnique(q.RevInclude, incs...)
+			} else {
+				q.Include = appendUnique(q.Include, incs...)
+			}
+			q.Applied = append(q.Applied, NameValue{name, value})
+			continue
+		}
+		if value == "" {
+			continue // empty parameters are ignored (search.html §3.2.1.5.1)
+		}
+		c, ok, err := r.parseClause(typ, name, value, opt)
+		if err != nil {
+			return nil, "", err
+		}
+		if !ok {
+			if err := unsupported(name, "unknown or unsupported search parameter"); err != nil {
+				return nil, "", err
+			}
+			continue
+		}
+		q.Clauses = append(q.Clauses, c)
+		q.Applied = append(q.Applied, NameValue{name, value})
+	}
+	if len(q.Sort) == 0 || q.Sort[len(q.Sort)-1].Param != "_id" {
+		q.Sort = append(q.Sort, SortKey{Param: "_id"})
+	}
+	return q, page, nil
+}
+
+func appendUnique(list []Include, add ...Include) []Include {
+	for _, a := range add {
+		if !slices.Contains(list, a) {
+			list = append(list, a)
+		}
+	}
+	return list
+}
+
+func (r *Registry) parseSort(typ, value string) ([]SortKey, error) {
+	var keys []SortKey
+	for k := range strings.SplitSeq(value, ",") {
+		k = strings.TrimSpace(k)
+		desc := strings.HasPrefix(k, "-")
+		k = strings.TrimPrefix(k, "-")
+		p := r.Param(typ, k)
+		if p == nil || !p.Sortable {
+			return nil, fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "_sort: %q is not a sortable parameter of %s", truncate(k), typ)
+		}
+		keys = append(keys, SortKey{Param: k, Desc: desc})
+		if k == "_id" {
+			break // _id is unique: later keys cannot change the order
+		}
+	}
+	return keys, nil
+}
+
+func (r *Registry) parseInclude(typ, name, value string, rev bool) ([]Include, bool) {
+	if name != "_include" && name != "_revinclude" {
+		return nil, false // :iterate and other modifiers are not supported
+	}
+	candidates := r.Includes(typ)
+	if rev {
+		candidates = r.RevIncludes(typ)
+	}
+	if value == "*" {
+		return candidates, len(candidates) > 0
+	}
+	parts := strings.Split(value, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return nil, false
+	}
+	for _, c := range candidates {
+		if c.Source == parts[0] && c.Param == parts[1] && (len(parts) == 2 || parts[2] == c.Target) {
+			return []Include{c}, true
+		}
+	}
+	return nil, false
+}
+
+// parseClause parses one filter parameter; ok is false for unknown parameters or modifiers.
+func (r *Registry) parseClause(typ, name, value string, opt Options) (Clause, bool, error) {
+	pname, mod, _ := strings.Cut(name, ":")
+	p := r.Param(typ, pname)
+	if p == nil {
+		return Clause{}, false, nil
+	}
+	c := Clause{Param: p, Modifier: mod}
+	if mod == "missing" {
+		switch value {
+		case "true":
+			c.Missing = true
+		case "false":
+		default:
+			return c, false, fhir.Invalid(fhir.CodeValue, "%s: :missing takes true or false, got %q", name, truncate(value))
+		}
+		return c, true, nil
+	}
+	if mod != "" && !slices.Contains(p.Modifiers, mod) && !(p.Type == Reference && slices.Contains(p.Targets, mod)) {
+		return c, false, nil
+	}
+	for _, raw := range splitEscaped(value, ',') {
+		v, err := parseValue(p, mod, raw, opt)
+		if err != nil {
+			return c, false, err
+		}
+		c.Values = append(c.Values, v)
+	}
+	return c, true, nil
+}
+
+// splitEscaped splits s on sep, honouring the FHIR escapes \, \| \$ and \\.
+func splitEscaped(s string, sep byte) []string {
+	var out []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			if s[i+1] == sep {
+				cur.WriteByte(sep)
+			} else {
+				cur.WriteByte('\\')
+				cur.WriteByte(s[i+1])
+			}
+			i++
+		case s[i] == sep:
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(s[i])
+		}
+	}
+	return append(out, cur.String())
+}
+
+func unescape(s string) string {
+	r := strings.NewReplacer(`\,`, ",", `\|`, "|", `\$`, "$", `\\`, `\`)
+	return r.Replace(s)
+}
+
+var prefixes = []string{"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"}
+
+func splitPrefix(s string) (string, string) {
+	if len(s) > 2 && slices.Contains(prefixes, s[:2]) {
+		return s[:2], s[2:]
+	}
+	return "eq", s
+}
+
+func parseValue(p *Param, mod, raw string, opt Options) (Value, error) {
+	bad := func(format string, args ...any) (Value, error) {
+		return Value{}, fhir.Invalid(fhir.CodeValue, "%s: "+format, append([]any{p.Name}, args...)...)
+	}
+	switch p.Type {
+	case Token:
+		parts := splitEscaped(raw, '|')
+		switch len(parts) {
+		case 1:
+			return Value{Code: unescape(parts[0]), AnySystem: true}, nil
+		case 2:
+			v := Value{System: unescape(parts[0]), Code: unescape(parts[1])}
+			if v.Code == "" {
+				if v.System == "" {
+					return bad("%q has neither system nor code", truncate(raw))
+				}
+				v.AnyCode = true
+			}
+			return v, nil
+		}
+		return bad("%q is not a token (code, system|code, |code or system|)", truncate(raw))
+	case String:
+		s := unescape(raw)
+		return Value{Str: s, Norm: Normalize(s)}, nil
+	case Reference:
+		return parseReference(p, mod, unescape(raw), opt)
+	case Date:
+		prefix, d := splitPrefix(raw)
+		lo, hi, err := fhir.TimeRange(d)
+		if err != nil || !fhir.ValidDateTime(dateForCheck(d)) {
+			return bad("%q is not a valid date", truncate(raw))
+		}
+		if prefix == "ap" {
+			// ap: we widen the range by 10 % of the distance between the value and now (at least
+			// one day), as the spec recommends; documented in the CapabilityStatement.
+			gap := opt.Now.UnixMicro() - lo
+			if gap < 0 {
+				gap = -gap
+			}
+			w := max(gap/10, int64(24*time.Hour/time.Microsecond))
+			lo, hi = lo-w, hi+w
+		}
+		return Value{Prefix: prefix, Lo: lo, Hi: hi}, nil
+	case Quantity:
+		prefix, rest := splitPrefix(raw)
+		parts := splitEscaped(rest, '|')
+		if len(parts) != 1 && len(parts) != 3 {
+			return bad("%q is not a quantity ([prefix]number|system|code)", truncate(raw))
+		}
+		num, lo, hi, ok := parseNumber(parts[0])
+		if !ok {
+			return bad("%q is not a number", truncate(parts[0]))
+		}
+		v := Value{Prefix: prefix, Num: num, NumLo: lo, NumHi: hi, AnySystem: true, AnyCode: true}
+		if len(parts) == 3 {
+			v.System, v.Code = unescape(parts[1]), unescape(parts[2])
+			v.AnySystem = v.System == ""
+			v.AnyCode = v.Code == ""
+			v.UnitAny = v.System == "" && v.Code != ""
+		}
+		return v, nil
+	}
+	return bad("unsupported parameter type %s", p.Type)
+}
+
+// dateForCheck lets the dateTime validator accept search dateTimes without a zone (UTC).
+func dateForCheck(d string) string {
+	if len(d) > 10 && !strings.HasSuffix(d, "Z") && !strings.ContainsAny(d[10:], "+-") {
+		return d + "Z"
+	}
+	return d
+}
+
+// parseNumber parses a decimal and the range its precision implies: 100 → [99.5, 100.5),
+// 100.00 → [99.995, 100.005) (https://hl7.org/fhir/R5/search.html#number).
+func parseNumber(s string) (num, lo, hi float64, ok bool) {
+	if !fhir.Decimal(s).Valid() {
+		return 0, 0, 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant = s[:i]
+		exp, _ = strconv.Atoi(s[i+1:])
+	}
+	dec := 0
+	if i := strings.IndexByte(mant, '.'); i >= 0 {
+		dec = len(mant) - i - 1
+	}
+	half := 0.5 * math.Pow10(exp-dec)
+	return f, f - half, f + half, true
+}
+
+func parseReference(p *Param, mod, s string, opt Options) (Value, error) {
+	v := Value{}
+	base := strings.TrimSuffix(opt.BaseURL, "/")
+	if base != "" && strings.HasPrefix(s, base+"/") {
+		s = strings.TrimPrefix(s, base+"/")
+	}
+	if strings.Contains(s, "/_history/") {
+		return v, fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "%s: versioned references are not supported", p.Name)
+	}
+	switch {
+	case strings.Contains(s, "://") || strings.HasPrefix(s, "urn:"):
+		v.RefURL = s
+	case strings.Contains(s, "/"):
+		t, id, ok := fhir.SplitReference(s)
+		if !ok {
+			return v, fhir.Invalid(fhir.CodeValue, "%s: %q is not a reference", p.Name, truncate(s))
+		}
+		v.RefType, v.RefID = t, id
+	default:
+		if !fhir.ValidID(s) {
+			return v, fhir.Invalid(fhir.CodeValue, "%s: %q is not a valid id", p.Name, truncate(s))
+		}
+		v.RefID = s
+	}
+	if mod != "" { // type modifier, e.g. subject:Patient=23
+		if v.RefType != "" && v.RefType != mod {
+			return v, fhir.Invalid(fhir.CodeValue, "%s:%s: reference %q has another type", p.Name, mod, truncate(s))
+		}
+		v.RefType = mod
+	}
+	if v.RefType == "" && len(p.Targets) == 1 {
+		v.RefType = p.Targets[0]
+	}
+	if v.RefType != "" && v.RefURL == "" && !slices.Contains(p.Targets, v.RefType) {
+		return v, fhir.Invalid(fhir.CodeValue, "%s: cannot refer to %s (want %s)", p.Name, v.RefType, strings.Join(p.Targets, " | "))
+	}
+	return v, nil
+}
