@@ -173,7 +173,10 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 		q.Applied = append(q.Applied, NameValue{name, value})
 	}
 	if len(q.Sort) == 0 || q.Sort[len(q.Sort)-1].Param != "_id" {
-		q.Sort = append(q.Sort, SortKey{Param: "_id"})
+		// The implicit tie-breaker follows the direction of the last key, so that one index
+		// (…, date, id) serves both "_sort=date" and "_sort=-date" without a sort step.
+		desc := len(q.Sort) > 0 && q.Sort[len(q.Sort)-1].Desc
+		q.Sort = append(q.Sort, SortKey{Param: "_id", Desc: desc})
 	}
 	return q, page, nil
 }

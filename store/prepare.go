@@ -1,0 +1,88 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+)
+
+// Prepared is a resource made ready for writing: meta set, canonical JSON encoded once, index
+// extracted. Store implementations share it so that they write identical bytes.
+type Prepared struct {
+	Type        string
+	ID          string
+	VersionID   int64
+	LastUpdated time.Time
+	JSON        []byte
+	Index       search.Index
+}
+
+// Prepare sets r's meta.versionId and meta.lastUpdated (truncated to microseconds, the precision
+// stores keep), encodes it and extracts its index. r must have an id.
+func Prepare(r fhir.Resource, version int64, now time.Time) (Prepared, error) {
+	b := r.Common()
+	if b.ID == "" {
+		return Prepared{}, fmt.Errorf("prepare %s: missing id", r.Type())
+	}
+	b.ResourceType = r.Type()
+	now = now.UTC().Truncate(time.Microsecond)
+	m := fhir.Meta{}
+	if b.Meta != nil {
+		m = *b.Meta
+	}
+	m.VersionID = fmt.Sprint(version)
+	m.LastUpdated = fhir.Instant(now)
+	b.Meta = &m
+	data, err := json.Marshal(r)
+	if err != nil {
+		return Prepared{}, fmt.Errorf("encode %s/%s: %w", r.Type(), b.ID, err)
+	}
+	idx, err := search.Extract(r)
+	if err != nil {
+		return Prepared{}, fmt.Errorf("index %s/%s: %w", r.Type(), b.ID, err)
+	}
+	return Prepared{Type: r.Type(), ID: b.ID, VersionID: version, LastUpdated: now, JSON: data, Index: idx}, nil
+}
+
+// SameContent reports whether r, given the stored version's meta, encodes to exactly the stored
+// bytes, i.e. whether writing it would change nothing but meta. It sets r's id and meta.
+func SameContent(r fhir.Resource, stored Entry) (bool, error) {
+	b := r.Common()
+	b.ID = stored.ID
+	b.ResourceType = r.Type()
+	m := fhir.Meta{}
+	if b.Meta != nil {
+		m = *b.Meta
+	}
+	m.VersionID = fmt.Sprint(stored.VersionID)
+	m.LastUpdated = fhir.Instant(stored.LastUpdated)
+	b.Meta = &m
+	data, err := json.Marshal(r)
+	if err != nil {
+		return false, fmt.Errorf("encode %s/%s: %w", r.Type(), b.ID, err)
+	}
+	return bytes.Equal(data, stored.JSON), nil
+}
+
+// FirstIdentifier returns the first identifier of a resource, used to match bulk upserts.
+func FirstIdentifier(r fhir.Resource) (system, value string, ok bool) {
+	var ids []fhir.Identifier
+	switch x := r.(type) {
+	case *fhir.Observation:
+		ids = x.Identifier
+	case *fhir.Patient:
+		ids = x.Identifier
+	case *fhir.Device:
+		ids = x.Identifier
+	case *fhir.DeviceAssociation:
+		ids = x.Identifier
+	}
+	if len(ids) == 0 || ids[0].Value == "" {
+		return "", "", false
+	}
+	return ids[0].System, ids[0].Value, true
+}

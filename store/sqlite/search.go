@@ -1,0 +1,573 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// maxRevInclude caps the resources one page may pull in through _revinclude.
+const maxRevInclude = 1000
+
+// sqlQuery is a query under construction.
+type sqlQuery struct {
+	from    string
+	where   []string
+	args    []any
+	sortCol map[string]string // sort parameter → column expression
+	hot     bool
+}
+
+func (b *sqlQuery) add(cond string, args ...any) {
+	b.where = append(b.where, cond)
+	b.args = append(b.args, args...)
+}
+
+// plan translates the filters of q (not sort, cursor or limit).
+func (s *Store) plan(q *search.Query) *sqlQuery {
+	b := &sqlQuery{from: "resources r", sortCol: map[string]string{"_id": "r.id", "_lastUpdated": "r.last_updated"}}
+	if sp := search.SortDateParam(q.Type); sp != "" {
+		b.sortCol[sp] = "r.sort_date"
+	}
+	clauses := slices.Clone(q.Clauses)
+	// The hot path: one patient's Observations of one coded concept. obs_clinical is clustered on
+	// exactly (patient, system, code, date, id), so the scan is contiguous and already in date order.
+	if q.Type == "Observation" {
+		pi := slices.IndexFunc(clauses, func(c search.Clause) bool { return isSinglePatient(c) })
+		ci := slices.IndexFunc(clauses, func(c search.Clause) bool {
+			return c.Param.Name == "code" && c.Modifier == "" && len(c.Values) == 1 && !c.Values[0].AnySystem && !c.Values[0].AnyCode
+		})
+		if pi >= 0 && ci >= 0 {
+			p, c := clauses[pi], clauses[ci]
+			b.hot = true
+			b.from = "obs_clinical o JOIN resources r ON r.type = 'Observation' AND r.id = o.id"
+			b.add("o.patient = ? AND o.system = ? AND o.code = ?", p.Values[0].RefID, c.Values[0].System, c.Values[0].Code)
+			b.sortCol["date"], b.sortCol["_id"] = "o.lo", "o.id"
+			clauses = slices.DeleteFunc(clauses, func(x search.Clause) bool { return x.Param == p.Param || x.Param == c.Param })
+			// Keep any other patient/code clauses (repeated parameters AND together).
+			for i, x := range q.Clauses {
+				if (x.Param == p.Param || x.Param == c.Param) && i != pi && i != ci {
+					clauses = append(clauses, x)
+				}
+			}
+		}
+	}
+	if !b.hot {
+		b.add("r.type = ?", q.Type)
+	}
+	b.add("r.deleted = 0")
+	for _, c := range clauses {
+		s.clause(b, q.Type, c)
+	}
+	return b
+}
+
+func isSinglePatient(c search.Clause) bool {
+	return c.Param.Name == "patient" && c.Modifier == "" && len(c.Values) == 1 && c.Values[0].RefID != "" && c.Values[0].RefType == "Patient"
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func (s *Store) clause(b *sqlQuery, typ string, c search.Clause) {
+	p := c.Param
+	switch {
+	case p.Name == "_id":
+		switch {
+		case c.Modifier == "missing":
+			b.add(map[bool]string{true: "0", false: "1"}[c.Missing])
+		default:
+			ids := make([]any, len(c.Values))
+			for i, v := range c.Values {
+				ids[i] = v.Code
+			}
+			op := "IN"
+			if c.Modifier == "not" {
+				op = "NOT IN"
+			}
+			b.add("r.id "+op+" ("+placeholders(len(ids))+")", ids...)
+		}
+		return
+	case p.Name == "_lastUpdated":
+		if c.Modifier == "missing" {
+			b.add(map[bool]string{true: "0", false: "1"}[c.Missing])
+			return
+		}
+		s.dateClause(b, typ, c, "r.last_updated", "(r.last_updated + 1)", "r.last_updated")
+		return
+	case p.Type == search.Date && p.Name == search.SortDateParam(typ):
+		if c.Modifier == "missing" {
+			b.add(map[bool]string{true: "r.date_lo IS NULL", false: "r.date_lo IS NOT NULL"}[c.Missing])
+			return
+		}
+		s.dateClause(b, typ, c, "r.date_lo", "r.date_hi", b.sortCol[p.Name])
+		return
+	case isSinglePatient(c):
+		// The patient column holds the subject's Patient id: the same fact, on an index that also
+		// orders by date.
+		b.add("r.patient = ?", c.Values[0].RefID)
+		return
+	}
+	table := map[search.Type]string{search.Token: "idx_token", search.Reference: "idx_ref", search.String: "idx_string",
+		search.Date: "idx_date", search.Quantity: "idx_quantity"}[p.Type]
+	cols := make([]any, len(p.Columns))
+	for i, col := range p.Columns {
+		cols[i] = col
+	}
+	sub := "SELECT id FROM " + table + " WHERE type = ? AND col IN (" + placeholders(len(cols)) + ")"
+	args := append([]any{typ}, cols...)
+	if c.Modifier == "missing" {
+		op := "NOT IN"
+		if !c.Missing {
+			op = "IN"
+		}
+		b.add("r.id "+op+" ("+sub+")", args...)
+		return
+	}
+	var ors []string
+	for _, v := range c.Values {
+		cond, vargs := valueCond(c, v)
+		ors = append(ors, cond)
+		args = append(args, vargs...)
+	}
+	op := "IN"
+	if c.Modifier == "not" {
+		op = "NOT IN"
+	}
+	b.add("r.id "+op+" ("+sub+" AND ("+strings.Join(ors, " OR ")+"))", args...)
+}
+
+// valueCond is the per-entry condition of match.go for one value, over the index table columns.
+func valueCond(c search.Clause, v search.Value) (string, []any) {
+	switch c.Param.Type {
+	case search.Token:
+		switch {
+		case v.AnyCode:
+			return "system = ?", []any{v.System}
+		case v.AnySystem:
+			return "code = ?", []any{v.Code}
+		}
+		return "(code = ? AND system = ?)", []any{v.Code, v.System}
+	case search.Reference:
+		if v.RefURL != "" {
+			return "ref_url = ?", []any{v.RefURL}
+		}
+		if v.RefType != "" {
+			return "(ref_id = ? AND ref_type = ?)", []any{v.RefID, v.RefType}
+		}
+		return "ref_id = ?", []any{v.RefID}
+	case search.String:
+		switch c.Modifier {
+		case "exact":
+			return "exact = ?", []any{v.Str}
+		case "contains":
+			return "instr(norm, ?) > 0", []any{v.Norm}
+		}
+		// Prefix match as a range, so the (col, norm) key serves it; 0xFF never occurs in UTF-8.
+		return "(norm >= ? AND norm < ?)", []any{v.Norm, v.Norm + "\xff"}
+	case search.Quantity:
+		var unit string
+		var args []any
+		switch {
+		case v.UnitAny:
+			unit, args = "(code = ? OR unit = ?) AND ", []any{v.Code, v.Code}
+		default:
+			if !v.AnySystem {
+				unit += "system = ? AND "
+				args = append(args, v.System)
+			}
+			if !v.AnyCode {
+				unit += "code = ? AND "
+				args = append(args, v.Code)
+			}
+		}
+		var num string
+		switch v.Prefix {
+		case "ne":
+			num, args = "NOT (num >= ? AND num < ?)", append(args, v.NumLo, v.NumHi)
+		case "gt", "sa":
+			num, args = "num > ?", append(args, v.Num)
+		case "lt", "eb":
+			num, args = "num < ?", append(args, v.Num)
+		case "ge":
+			num, args = "num >= ?", append(args, v.Num)
+		case "le":
+			num, args = "num <= ?", append(args, v.Num)
+		case "ap":
+			d := max(v.Num*0.1, -v.Num*0.1)
+			num, args = "(num >= ? AND num <= ?)", append(args, v.Num-d, v.Num+d)
+		default:
+			num, args = "(num >= ? AND num < ?)", append(args, v.NumLo, v.NumHi)
+		}
+		return "(" + unit + num + ")", args
+	case search.Date:
+		return dateCond(v, "lo", "hi")
+	}
+	return "0", nil
+}
+
+// dateCond is DateMatches over the target columns lo and hi.
+func dateCond(v search.Value, lo, hi string) (string, []any) {
+	eq := "(" + lo + " >= ? AND " + hi + " <= ?)"
+	switch v.Prefix {
+	case "ne":
+		return "NOT " + eq, []any{v.Lo, v.Hi}
+	case "gt":
+		return hi + " > ?", []any{v.Hi}
+	case "lt":
+		return lo + " < ?", []any{v.Lo}
+	case "ge":
+		return "(" + hi + " > ? OR " + eq + ")", []any{v.Hi, v.Lo, v.Hi}
+	case "le":
+		return "(" + lo + " < ? OR " + eq + ")", []any{v.Lo, v.Lo, v.Hi}
+	case "sa":
+		return lo + " >= ?", []any{v.Hi}
+	case "eb":
+		return hi + " <= ?", []any{v.Lo}
+	case "ap":
+		return "(" + lo + " < ? AND " + hi + " > ?)", []any{v.Hi, v.Lo}
+	}
+	return eq, []any{v.Lo, v.Hi}
+}
+
+// dateClause adds a date clause on (lo, hi) columns and, derived from it, a necessary bound on the
+// start column startCol that an index can serve: every prefix except ne bounds where a matching
+// range can start, given the longest range stored for the type.
+func (s *Store) dateClause(b *sqlQuery, typ string, c search.Clause, lo, hi, startCol string) {
+	var ors []string
+	var args []any
+	s.mu.RLock()
+	span := s.maxSpan[typ]
+	s.mu.RUnlock()
+	if lo == "r.last_updated" {
+		span = 1
+	}
+	const unbounded = int64(1) << 62
+	minLo, maxLo := unbounded, -unbounded // union of the per-value bounds: lo in (minLo, maxLo)
+	for _, v := range c.Values {
+		cond, a := dateCond(v, lo, hi)
+		ors = append(ors, cond)
+		args = append(args, a...)
+		l, h := -unbounded, unbounded
+		switch v.Prefix {
+		case "", "eq":
+			l, h = v.Lo-1, v.Hi
+		case "lt", "eb":
+			h = v.Lo
+		case "le":
+			h = v.Hi
+		case "sa":
+			l = v.Hi - 1
+		case "gt", "ge", "ap":
+			if span < unbounded/4 {
+				l = min(v.Lo, v.Hi) - span - 1
+			}
+			if v.Prefix == "ap" {
+				h = v.Hi
+			}
+		}
+		minLo, maxLo = min(minLo, l), max(maxLo, h)
+	}
+	b.add("("+strings.Join(ors, " OR ")+")", args...)
+	if startCol == "" {
+		return
+	}
+	if minLo > -unbounded {
+		b.add(startCol+" > ?", minLo)
+	}
+	if maxLo < unbounded {
+		b.add(startCol+" < ?", maxLo)
+	}
+}
+
+// orderAndCursor appends the ORDER BY and the keyset condition; reverse flips every direction
+// (for previous pages).
+func (b *sqlQuery) orderAndCursor(q *search.Query, cur *search.Cursor, reverse bool) (order string, err error) {
+	var parts []string
+	keys := q.Sort
+	exprs := make([]string, len(keys))
+	desc := make([]bool, len(keys))
+	for i, k := range keys {
+		e, ok := b.sortCol[k.Param]
+		if !ok {
+			return "", fhir.Invalid(fhir.CodeNotSupported, "_sort: %s is not sortable", k.Param)
+		}
+		exprs[i], desc[i] = e, k.Desc != reverse
+		dir := "ASC"
+		if desc[i] {
+			dir = "DESC"
+		}
+		parts = append(parts, e+" "+dir)
+	}
+	if cur != nil {
+		if len(cur.Keys) != len(keys)-1 {
+			return "", fhir.Invalid(fhir.CodeInvalid, "_page: the paging cursor does not fit this search")
+		}
+		vals := make([]any, len(keys))
+		for i := range cur.Keys {
+			vals[i] = cur.Keys[i]
+		}
+		vals[len(keys)-1] = cur.ID
+		// (k1 > v1) OR (k1 = v1 AND k2 > v2) OR …, with < for descending keys.
+		var ors []string
+		var args []any
+		for i := range keys {
+			var ands []string
+			for j := 0; j < i; j++ {
+				ands = append(ands, exprs[j]+" = ?")
+				args = append(args, vals[j])
+			}
+			op := " > ?"
+			if desc[i] {
+				op = " < ?"
+			}
+			ands = append(ands, exprs[i]+op)
+			args = append(args, vals[i])
+			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+		}
+		b.add("("+strings.Join(ors, " OR ")+")", args...)
+	}
+	return " ORDER BY " + strings.Join(parts, ", "), nil
+}
+
+type row struct {
+	store.Entry
+	keys []int64
+}
+
+// Search implements store.Store.
+func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Result, error) {
+	res := &store.Result{Total: -1}
+	if q.SummaryCount || q.Total == "accurate" {
+		b := s.plan(q)
+		n, err := s.count(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		res.Total = n
+		if q.SummaryCount {
+			return res, nil
+		}
+	}
+	b := s.plan(q)
+	prev := q.Cursor != nil && q.Cursor.Prev
+	order, err := b.orderAndCursor(q, q.Cursor, prev)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.fetch(ctx, b, q, order, q.Count+1)
+	if err != nil {
+		return nil, err
+	}
+	more := len(rows) > q.Count
+	if more {
+		rows = rows[:q.Count]
+	}
+	if prev {
+		slices.Reverse(rows)
+	}
+	for _, r := range rows {
+		res.Matches = append(res.Matches, r.Entry)
+	}
+	if len(rows) > 0 {
+		first, last := rows[0], rows[len(rows)-1]
+		if prev {
+			res.Next = &search.Cursor{Keys: last.keys, ID: last.ID}
+			if more {
+				res.Prev = &search.Cursor{Prev: true, Keys: first.keys, ID: first.ID}
+			}
+		} else {
+			if more {
+				res.Next = &search.Cursor{Keys: last.keys, ID: last.ID}
+			}
+			if q.Cursor != nil {
+				res.Prev = &search.Cursor{Prev: true, Keys: first.keys, ID: first.ID}
+			}
+		}
+	}
+	if res.Total < 0 && q.Cursor == nil && !more {
+		res.Total = len(rows)
+	}
+	if err := s.includes(ctx, q, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *Store) count(ctx context.Context, b *sqlQuery) (int, error) {
+	var n int
+	sel := "SELECT count(*) FROM "
+	if b.hot {
+		sel = "SELECT count(DISTINCT r.id) FROM "
+	}
+	if err := s.r.QueryRowContext(ctx, sel+b.from+" WHERE "+strings.Join(b.where, " AND "), b.args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count: %w", err)
+	}
+	return n, nil
+}
+
+// SQL returns the statement a search runs, for query-plan tests.
+func (s *Store) SQL(q *search.Query) (string, []any, error) {
+	b := s.plan(q)
+	order, err := b.orderAndCursor(q, q.Cursor, false)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.selectSQL(b, q, order), append(b.args, q.Count+1), nil
+}
+
+func (s *Store) selectSQL(b *sqlQuery, q *search.Query, order string) string {
+	sel := "SELECT r.id, r.version, r.last_updated, r.json"
+	for _, k := range q.Sort[:len(q.Sort)-1] {
+		sel += ", " + b.sortCol[k.Param]
+	}
+	return sel + " FROM " + b.from + " WHERE " + strings.Join(b.where, " AND ") + order + " LIMIT ?"
+}
+
+func (s *Store) fetch(ctx context.Context, b *sqlQuery, q *search.Query, order string, limit int) ([]row, error) {
+	rs, err := s.r.QueryContext(ctx, s.selectSQL(b, q, order), append(b.args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
+	}
+	defer rs.Close()
+	var out []row
+	nk := len(q.Sort) - 1
+	for rs.Next() {
+		r := row{Entry: store.Entry{Type: q.Type}, keys: make([]int64, nk)}
+		var lu int64
+		var js string
+		dest := []any{&r.ID, &r.VersionID, &lu, &js}
+		for i := range r.keys {
+			dest = append(dest, &r.keys[i])
+		}
+		if err := rs.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
+		}
+		r.LastUpdated = time.UnixMicro(lu).UTC()
+		r.JSON = []byte(js)
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
+	}
+	return out, nil
+}
+
+// includes resolves _include and _revinclude for the page's matches.
+func (s *Store) includes(ctx context.Context, q *search.Query, res *store.Result) error {
+	if len(res.Matches) == 0 || (len(q.Include) == 0 && len(q.RevInclude) == 0) {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, m := range res.Matches {
+		seen[m.Type+"/"+m.ID] = true
+	}
+	ids := make([]any, len(res.Matches))
+	for i, m := range res.Matches {
+		ids[i] = m.ID
+	}
+	want := map[string][]string{} // type → ids to load, in discovery order
+	addWant := func(typ, id string) {
+		if !seen[typ+"/"+id] {
+			seen[typ+"/"+id] = true
+			want[typ] = append(want[typ], id)
+		}
+	}
+	for _, inc := range q.Include {
+		cols := s.reg.Param(inc.Source, inc.Param).Columns
+		args := append([]any{inc.Source, inc.Target}, ids...)
+		for _, c := range cols {
+			args = append(args, c)
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT ref_id FROM idx_ref WHERE type = ? AND ref_type = ? AND id IN (`+placeholders(len(ids))+`) AND col IN (`+placeholders(len(cols))+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: include %s: %w", inc, err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite: include %s: %w", inc, err)
+			}
+			addWant(inc.Target, id)
+		}
+		rows.Close()
+	}
+	for _, inc := range q.RevInclude {
+		cols := s.reg.Param(inc.Source, inc.Param).Columns
+		args := []any{inc.Source}
+		for _, c := range cols {
+			args = append(args, c)
+		}
+		args = append(append(args, q.Type), ids...)
+		rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT id FROM idx_ref WHERE type = ? AND col IN (`+placeholders(len(cols))+`) AND ref_type = ? AND ref_id IN (`+placeholders(len(ids))+`) LIMIT `+fmt.Sprint(maxRevInclude), args...)
+		if err != nil {
+			return fmt.Errorf("sqlite: revinclude %s: %w", inc, err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite: revinclude %s: %w", inc, err)
+			}
+			addWant(inc.Source, id)
+		}
+		rows.Close()
+	}
+	types := make([]string, 0, len(want))
+	for t := range want {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	for _, t := range types {
+		entries, err := s.readMany(ctx, t, want[t])
+		if err != nil {
+			return err
+		}
+		res.Included = append(res.Included, entries...)
+	}
+	return nil
+}
+
+// readMany reads live resources by id, in the order given; missing or deleted ones are skipped.
+func (s *Store) readMany(ctx context.Context, typ string, ids []string) ([]store.Entry, error) {
+	args := []any{typ}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, version, last_updated, json FROM resources WHERE type = ? AND deleted = 0 AND id IN (`+placeholders(len(ids))+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read %s: %w", typ, err)
+	}
+	defer rows.Close()
+	byID := map[string]store.Entry{}
+	for rows.Next() {
+		e := store.Entry{Type: typ}
+		var lu int64
+		var js sql.NullString
+		if err := rows.Scan(&e.ID, &e.VersionID, &lu, &js); err != nil {
+			return nil, fmt.Errorf("sqlite: read %s: %w", typ, err)
+		}
+		e.LastUpdated = time.UnixMicro(lu).UTC()
+		e.JSON = []byte(js.String)
+		byID[e.ID] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: read %s: %w", typ, err)
+	}
+	out := make([]store.Entry, 0, len(byID))
+	for _, id := range ids {
+		if e, ok := byID[id]; ok {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,214 @@
+// Package sqlite is the embedded default store: a single SQLite file (pure Go, no cgo) in WAL mode,
+// with index tables laid out so that the hot search — one patient's Observations of one code in a
+// date range, newest first — reads only matching rows from a table clustered on exactly that key.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// Store is the SQLite implementation of store.Store.
+type Store struct {
+	w   *sql.DB // the single writer connection
+	r   *sql.DB // read-only pool
+	log *slog.Logger
+	reg *search.Registry
+
+	mu      sync.RWMutex
+	maxSpan map[string]int64 // per resource type: the longest date range stored (see dateBounds)
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Options tunes the store.
+type Options struct {
+	// Readers is the size of the read pool (default GOMAXPROCS: more readers than cores only adds
+	// contention).
+	Readers int
+}
+
+// Open opens (creating if needed) the database file ohx.db in dir and migrates its schema.
+func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create data dir: %w", err)
+	}
+	path := filepath.Join(dir, "ohx.db")
+	if err := initFile(ctx, path); err != nil {
+		return nil, err
+	}
+	// busy_timeout comes first: the driver applies pragmas in order and the others may wait.
+	// mmap stays off: every connection would map the whole file and RSS would read in GB.
+	base := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=journal_mode(WAL)&_pragma=mmap_size(0)"
+	w, err := sql.Open("sqlite", base+"&_pragma=cache_size(-65536)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open writer: %w", err)
+	}
+	// One writer: SQLite serialises writers anyway, and immediate transactions on a single
+	// connection never fail with SQLITE_BUSY_SNAPSHOT.
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	n := opt.Readers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)&_pragma=cache_size(-8192)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open readers: %w", err)
+	}
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxLifetime(0)
+	s := &Store{w: w, r: r, log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{}}
+	if err := s.loadSpans(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// initFile creates the file with 16 KiB pages and migrates it. The page size must be set on a
+// plain connection before the first table exists and before any WAL connection opens the file
+// (toolchain.md §7): bigger pages keep a patient's rows of the clustered tables together.
+func initFile(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, "PRAGMA page_size=16384"); err != nil {
+		return fmt.Errorf("sqlite: set page size: %w", err)
+	}
+	if err := migrate(ctx, db); err != nil {
+		return err
+	}
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("sqlite: enable WAL: %w", err)
+	}
+	return nil
+}
+
+// migrations are applied in order; schema_version records how many ran. Never edit a shipped
+// migration: append a new one.
+var migrations = []string{
+	`CREATE TABLE resources (
+		type TEXT NOT NULL,
+		id TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		last_updated INTEGER NOT NULL,
+		deleted INTEGER NOT NULL DEFAULT 0,
+		patient TEXT NOT NULL DEFAULT '',
+		sort_date INTEGER NOT NULL,   -- start of the sort date (Observation.date, Patient.birthdate) or MinTime
+		date_lo INTEGER,              -- the date parameter's range, NULL when absent
+		date_hi INTEGER,
+		json TEXT,
+		PRIMARY KEY (type, id)
+	) WITHOUT ROWID;
+	CREATE INDEX resources_lu ON resources (type, last_updated, id);
+	CREATE INDEX resources_sd ON resources (type, sort_date, id);
+	CREATE INDEX resources_patient ON resources (type, patient, sort_date, id);
+	CREATE TABLE idx_token (type TEXT NOT NULL, col TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (type, col, code, system, id)) WITHOUT ROWID;
+	CREATE INDEX idx_token_id ON idx_token (type, id);
+	CREATE TABLE idx_ref (type TEXT NOT NULL, col TEXT NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL, ref_url TEXT NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (type, col, ref_id, ref_type, ref_url, id)) WITHOUT ROWID;
+	CREATE INDEX idx_ref_id ON idx_ref (type, id);
+	CREATE INDEX idx_ref_url ON idx_ref (type, col, ref_url) WHERE ref_url <> '';
+	CREATE TABLE idx_string (type TEXT NOT NULL, col TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (type, col, norm, exact, id)) WITHOUT ROWID;
+	CREATE INDEX idx_string_id ON idx_string (type, id);
+	CREATE TABLE idx_date (type TEXT NOT NULL, col TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (type, col, lo, hi, id)) WITHOUT ROWID;
+	CREATE INDEX idx_date_id ON idx_date (type, id);
+	CREATE TABLE idx_quantity (type TEXT NOT NULL, col TEXT NOT NULL, num REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (type, col, num, system, code, unit, id)) WITHOUT ROWID;
+	CREATE INDEX idx_quantity_id ON idx_quantity (type, id);
+	-- The hot path: an Observation row per code coding, clustered on (patient, code, time) so that a
+	-- patient + code + date search is one contiguous range scan in date order.
+	CREATE TABLE obs_clinical (patient TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, lo INTEGER NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (patient, system, code, lo, id)) WITHOUT ROWID;
+	CREATE INDEX obs_clinical_id ON obs_clinical (id);
+	CREATE TABLE date_span (type TEXT PRIMARY KEY, max_span INTEGER NOT NULL) WITHOUT ROWID;`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	var v int
+	err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := db.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
+			return fmt.Errorf("sqlite: migrate: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("sqlite: read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("sqlite: database schema version %d is newer than this ohx (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlite: migrate: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlite: migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i+1); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlite: migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlite: migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) loadSpans(ctx context.Context) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT type, max_span FROM date_span`)
+	if err != nil {
+		return fmt.Errorf("sqlite: load date spans: %w", err)
+	}
+	defer rows.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for rows.Next() {
+		var t string
+		var n int64
+		if err := rows.Scan(&t, &n); err != nil {
+			return fmt.Errorf("sqlite: load date spans: %w", err)
+		}
+		s.maxSpan[t] = n
+	}
+	return rows.Err()
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// DB exposes the read pool for tests that inspect query plans.
+func (s *Store) DB() *sql.DB { return s.r }

@@ -1,0 +1,329 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// current is the stored state of one resource row.
+type current struct {
+	exists      bool
+	version     int64
+	deleted     bool
+	patient     string
+	lastUpdated int64
+	json        []byte
+}
+
+func (s *Store) lookup(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, typ, id string) (current, error) {
+	var c current
+	var del int
+	var js sql.NullString
+	err := q.QueryRowContext(ctx, `SELECT version, deleted, patient, last_updated, json FROM resources WHERE type = ? AND id = ?`, typ, id).
+		Scan(&c.version, &del, &c.patient, &c.lastUpdated, &js)
+	if errors.Is(err, sql.ErrNoRows) {
+		return current{}, nil
+	}
+	if err != nil {
+		return current{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
+	}
+	c.exists, c.deleted = true, del != 0
+	if js.Valid {
+		c.json = []byte(js.String)
+	}
+	return c, nil
+}
+
+// tx runs fn in an immediate write transaction.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// Create implements store.Store.
+func (s *Store) Create(ctx context.Context, r fhir.Resource) (store.Entry, error) {
+	if r.Common().ID == "" {
+		r.Common().ID = store.NewID()
+	}
+	var e store.Entry
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := s.lookup(ctx, tx, r.Type(), r.Common().ID)
+		if err != nil {
+			return err
+		}
+		if cur.exists {
+			return fmt.Errorf("sqlite: create %s/%s: %w", r.Type(), r.Common().ID, store.ErrDuplicate)
+		}
+		e, err = s.write(ctx, tx, r, cur)
+		return err
+	})
+	return e, err
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions) (store.Entry, bool, error) {
+	if r.Common().ID == "" {
+		return store.Entry{}, false, fmt.Errorf("sqlite: put %s: missing id", r.Type())
+	}
+	var e store.Entry
+	var created bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := s.lookup(ctx, tx, r.Type(), r.Common().ID)
+		if err != nil {
+			return err
+		}
+		if opt.IfMatch != 0 && (!cur.exists || cur.deleted || cur.version != opt.IfMatch) {
+			return fmt.Errorf("sqlite: put %s/%s: %w", r.Type(), r.Common().ID, store.ErrVersionConflict)
+		}
+		created = !cur.exists || cur.deleted
+		e, err = s.write(ctx, tx, r, cur)
+		return err
+	})
+	return e, created, err
+}
+
+// write stores r as the version after cur, replacing its index rows.
+func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur current) (store.Entry, error) {
+	p, err := store.Prepare(r, cur.version+1, time.Now())
+	if err != nil {
+		return store.Entry{}, err
+	}
+	if cur.exists {
+		if err := s.dropIndex(ctx, tx, p.Type, p.ID, cur.patient); err != nil {
+			return store.Entry{}, err
+		}
+	}
+	var dateLo, dateHi sql.NullInt64
+	if sp := search.SortDateParam(p.Type); sp != "" {
+		for _, en := range p.Index.Entries {
+			if en.Column == sp && en.Type == search.Date {
+				dateLo = sql.NullInt64{Int64: en.Lo, Valid: true}
+				dateHi = sql.NullInt64{Int64: en.Hi, Valid: true}
+				break
+			}
+		}
+	}
+	lu := p.LastUpdated.UnixMicro()
+	_, err = tx.ExecContext(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
+		VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)
+		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = 0,
+			patient = excluded.patient, sort_date = excluded.sort_date, date_lo = excluded.date_lo, date_hi = excluded.date_hi, json = excluded.json`,
+		p.Type, p.ID, p.VersionID, lu, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, string(p.JSON))
+	if err != nil {
+		return store.Entry{}, fmt.Errorf("sqlite: write %s/%s: %w", p.Type, p.ID, err)
+	}
+	if err := s.addIndex(ctx, tx, p); err != nil {
+		return store.Entry{}, err
+	}
+	if dateLo.Valid {
+		if err := s.noteSpan(ctx, tx, p.Type, dateHi.Int64-dateLo.Int64); err != nil {
+			return store.Entry{}, err
+		}
+	}
+	return store.Entry{Type: p.Type, ID: p.ID, VersionID: p.VersionID, LastUpdated: p.LastUpdated, JSON: p.JSON}, nil
+}
+
+func (s *Store) addIndex(ctx context.Context, tx *sql.Tx, p store.Prepared) error {
+	for _, e := range p.Index.Entries {
+		var err error
+		switch e.Type {
+		case search.Token:
+			_, err = tx.ExecContext(ctx, `INSERT INTO idx_token (type, col, system, code, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.System, e.Code, p.ID)
+			if err == nil && p.Type == "Observation" && e.Column == "code" && p.Index.Patient != "" {
+				// lo is the sort date (MinTime without an effective time); date filters are
+				// evaluated on resources.date_lo/date_hi, lo only bounds the range scan.
+				_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO obs_clinical (patient, system, code, lo, id) VALUES (?, ?, ?, ?, ?)`,
+					p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID)
+			}
+		case search.Reference:
+			_, err = tx.ExecContext(ctx, `INSERT INTO idx_ref (type, col, ref_type, ref_id, ref_url, id) VALUES (?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
+		case search.String:
+			_, err = tx.ExecContext(ctx, `INSERT INTO idx_string (type, col, norm, exact, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Norm, e.Exact, p.ID)
+		case search.Date:
+			if e.Column == search.SortDateParam(p.Type) {
+				continue // kept on the resources row (date_lo, date_hi)
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO idx_date (type, col, lo, hi, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Lo, e.Hi, p.ID)
+		case search.Quantity:
+			_, err = tx.ExecContext(ctx, `INSERT INTO idx_quantity (type, col, num, system, code, unit, id) VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.Num, e.System, e.Code, e.Unit, p.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: index %s/%s %s: %w", p.Type, p.ID, e.Column, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id, patient string) error {
+	for _, t := range []string{"idx_token", "idx_ref", "idx_string", "idx_date", "idx_quantity"} {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE type = ? AND id = ?`, typ, id); err != nil {
+			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+		}
+	}
+	if typ == "Observation" {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM obs_clinical WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+		}
+	}
+	return nil
+}
+
+// noteSpan records the longest date range of a type, which lets gt/ge/sa searches bound the
+// start column: a range ending after x starts after x - maxSpan.
+func (s *Store) noteSpan(ctx context.Context, tx *sql.Tx, typ string, span int64) error {
+	s.mu.RLock()
+	known := s.maxSpan[typ]
+	s.mu.RUnlock()
+	if span <= known {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO date_span (type, max_span) VALUES (?, ?)
+		ON CONFLICT (type) DO UPDATE SET max_span = max(max_span, excluded.max_span)`, typ, span); err != nil {
+		return fmt.Errorf("sqlite: record date span: %w", err)
+	}
+	s.mu.Lock()
+	if span > s.maxSpan[typ] {
+		s.maxSpan[typ] = span
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Read implements store.Store.
+func (s *Store) Read(ctx context.Context, typ, id string) (store.Entry, error) {
+	cur, err := s.lookup(ctx, s.r, typ, id)
+	if err != nil {
+		return store.Entry{}, err
+	}
+	if !cur.exists {
+		return store.Entry{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	e := store.Entry{Type: typ, ID: id, VersionID: cur.version, LastUpdated: time.UnixMicro(cur.lastUpdated).UTC()}
+	if cur.deleted {
+		return e, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, store.ErrDeleted)
+	}
+	e.JSON = cur.json
+	return e, nil
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, typ, id string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := s.lookup(ctx, tx, typ, id)
+		if err != nil {
+			return err
+		}
+		if !cur.exists {
+			return fmt.Errorf("sqlite: delete %s/%s: %w", typ, id, store.ErrNotFound)
+		}
+		if cur.deleted {
+			return nil
+		}
+		if err := s.dropIndex(ctx, tx, typ, id, cur.patient); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE resources SET deleted = 1, json = NULL, version = version + 1, last_updated = ?, date_lo = NULL, date_hi = NULL
+			WHERE type = ? AND id = ?`, time.Now().UnixMicro(), typ, id)
+		if err != nil {
+			return fmt.Errorf("sqlite: delete %s/%s: %w", typ, id, err)
+		}
+		return nil
+	})
+}
+
+// FindByIdentifier implements store.Store.
+func (s *Store) FindByIdentifier(ctx context.Context, typ, system, value string) ([]string, error) {
+	return s.findByIdentifier(ctx, s.r, typ, system, value)
+}
+
+func (s *Store) findByIdentifier(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, typ, system, value string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id FROM idx_token WHERE type = ? AND col = 'identifier' AND code = ? AND system = ?`, typ, value, system)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: find %s by identifier: %w", typ, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: find %s by identifier: %w", typ, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// Upsert implements store.Store. The whole batch is one transaction: one fsync for many rows.
+func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertResult, error) {
+	out := make([]store.UpsertResult, len(rs))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i, r := range rs {
+			sys, val, ok := store.FirstIdentifier(r)
+			if !ok {
+				return fmt.Errorf("sqlite: upsert %s: an identifier is required", r.Type())
+			}
+			ids, err := s.findByIdentifier(ctx, tx, r.Type(), sys, val)
+			if err != nil {
+				return err
+			}
+			var cur current
+			switch len(ids) {
+			case 0:
+				if r.Common().ID == "" {
+					r.Common().ID = store.NewID()
+				}
+				if cur, err = s.lookup(ctx, tx, r.Type(), r.Common().ID); err != nil {
+					return err
+				}
+				if cur.exists && !cur.deleted {
+					return fmt.Errorf("sqlite: upsert %s/%s: id taken by another resource: %w", r.Type(), r.Common().ID, store.ErrDuplicate)
+				}
+			case 1:
+				if cur, err = s.lookup(ctx, tx, r.Type(), ids[0]); err != nil {
+					return err
+				}
+				same, err := store.SameContent(r, store.Entry{ID: ids[0], VersionID: cur.version, LastUpdated: time.UnixMicro(cur.lastUpdated), JSON: cur.json})
+				if err != nil {
+					return err
+				}
+				if same {
+					out[i] = store.UpsertResult{ID: ids[0], VersionID: cur.version}
+					continue
+				}
+			default:
+				return fmt.Errorf("sqlite: upsert %s: identifier %s|%s matches %d resources: %w", r.Type(), sys, val, len(ids), store.ErrDuplicate)
+			}
+			e, err := s.write(ctx, tx, r, cur)
+			if err != nil {
+				return err
+			}
+			out[i] = store.UpsertResult{ID: e.ID, VersionID: e.VersionID, Created: !cur.exists || cur.deleted, Changed: cur.exists && !cur.deleted}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
