@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 )
@@ -30,10 +31,32 @@ func (d Decimal) MarshalJSON() ([]byte, error) {
 func (d *Decimal) UnmarshalJSON(b []byte) error {
 	s := string(bytes.TrimSpace(b))
 	if !decimalRE.MatchString(s) {
-		return fmt.Errorf("expected a JSON number, got %s", truncate(s, 40))
+		// decimalRE is the JSON number grammar, so s is another JSON type. An *UnmarshalTypeError
+		// (not a plain error) makes encoding/json add the element path, which Decode reports.
+		return &json.UnmarshalTypeError{Value: jsonValueKind(s), Type: reflect.TypeFor[Decimal]()}
 	}
 	*d = Decimal(s)
 	return nil
+}
+
+// jsonValueKind names the JSON type of a raw value the way encoding/json does in its errors.
+func jsonValueKind(s string) string {
+	if s == "" {
+		return "value"
+	}
+	switch s[0] {
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "value"
 }
 
 func truncate(s string, n int) string {
@@ -262,14 +285,18 @@ func ValidInstant(s string) bool { return instantRE.MatchString(s) }
 type validator struct{ err *Error }
 
 func (v *validator) fail(path, format string, args ...any) {
+	v.failCode(CodeValue, path, format, args...)
+}
+
+func (v *validator) failCode(code, path, format string, args ...any) {
 	if v.err == nil {
-		v.err = Invalid(CodeRequired, "%s: %s", path, fmt.Sprintf(format, args...))
+		v.err = Invalid(code, "%s: %s", path, fmt.Sprintf(format, args...))
 	}
 }
 
 func (v *validator) required(path string, ok bool) {
 	if !ok {
-		v.fail(path, "missing required element")
+		v.failCode(CodeRequired, path, "missing required element")
 	}
 }
 

@@ -50,7 +50,11 @@ func TimeRange(s string) (lo, hi int64, err error) {
 		if err != nil {
 			return 0, 0, fmt.Errorf("invalid time zone in %q", s)
 		}
-		loc = zt.Location()
+		// time.Parse returns time.Local when Local had this offset on 0000-01-01 (e.g. TZ=CET for
+		// +01:00); parsing in that location would then apply its daylight-saving rules. Use a fixed
+		// zone with exactly the given offset.
+		_, off := zt.Zone()
+		loc = time.FixedZone("", off)
 	}
 	var layout string
 	var unit time.Duration

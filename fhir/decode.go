@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 )
 
@@ -84,10 +85,16 @@ func decodeError(typ string, err error) *Error {
 		return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("invalid JSON at offset %d", se.Offset), Err: err}
 	case errors.As(err, &te):
 		path := typ
-		if te.Field != "" {
-			path += "." + te.Field
+		if f := elementPath(te.Field); f != "" && path != "" {
+			path += "." + f
+		} else if f != "" {
+			path = f
 		}
-		return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("%s: expected %s, got JSON %s", path, jsonKind(te.Type.Kind().String()), te.Value), Err: err}
+		want := jsonKind(te.Type.Kind().String())
+		if te.Type == reflect.TypeFor[Decimal]() {
+			want = "a number" // string-backed, but a JSON number on the wire
+		}
+		return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("%s: expected %s, got JSON %s", path, want, te.Value), Err: err}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return &Error{Status: 400, Code: CodeStructure, Diagnostics: "empty or truncated JSON body", Err: err}
 	}
@@ -97,6 +104,20 @@ func decodeError(typ string, err error) *Error {
 	}
 	// Errors from our own UnmarshalJSON methods (Decimal) carry no field path in encoding/json v1.
 	return &Error{Status: 400, Code: CodeStructure, Diagnostics: fmt.Sprintf("%s: %s", typ, strings.TrimPrefix(msg, "json: ")), Err: err}
+}
+
+// elementPath turns an encoding/json field path into a FHIR element path: encoding/json includes the
+// Go names of embedded structs ("Value.valueQuantity.value", "Base.id"), and FHIR element names
+// never start with an upper-case letter.
+func elementPath(field string) string {
+	parts := strings.Split(field, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if p != "" && (p[0] < 'A' || p[0] > 'Z') {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 func jsonKind(goKind string) string {

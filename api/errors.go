@@ -1,0 +1,82 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// statusClientClosed is nginx's 499: the client went away before the answer.
+const statusClientClosed = 499
+
+// outcomeFor is the one mapping from errors to HTTP status and OperationOutcome. Only fhir.Error
+// diagnostics are shown to clients; everything else is described generically and logged.
+func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
+	var fe *fhir.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &fe):
+		oo := fhir.NewOutcome("error", fe.Code, fe.Diagnostics)
+		oo.Issue[0].Expression = fe.Expression
+		return fe.Status, oo
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fhir.NewOutcome("error", fhir.CodeTooCostly, "request body too large")
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, fhir.NewOutcome("error", fhir.CodeNotFound, "resource not found")
+	case errors.Is(err, store.ErrDeleted):
+		return http.StatusGone, fhir.NewOutcome("error", fhir.CodeDeleted, "resource deleted")
+	case errors.Is(err, store.ErrVersionConflict):
+		return http.StatusPreconditionFailed, fhir.NewOutcome("error", fhir.CodeConflict, "version conflict: the resource has changed (If-Match)")
+	case errors.Is(err, store.ErrDuplicate):
+		return http.StatusConflict, fhir.NewOutcome("error", fhir.CodeDuplicate, "a resource with this id or identifier already exists")
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, fhir.NewOutcome("error", fhir.CodeTimeout, "the request took too long")
+	case errors.Is(err, context.Canceled):
+		return statusClientClosed, nil
+	}
+	return http.StatusInternalServerError, fhir.NewOutcome("fatal", fhir.CodeException, "internal error (request id "+requestID+")")
+}
+
+// handler is the shape of every FHIR handler: errors are returned, never written.
+type handler func(c *gin.Context) error
+
+// wrap adapts a handler to gin, sending any error through the one mapper.
+func (s *Server) wrap(h handler) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			s.fail(c, err)
+		}
+	}
+}
+
+// fail writes err as an OperationOutcome and logs what clients must not see.
+func (s *Server) fail(c *gin.Context, err error) {
+	rid := requestID(c)
+	status, oo := outcomeFor(err, rid)
+	switch {
+	case status == statusClientClosed:
+		s.log.Debug("client went away", "request_id", rid)
+		c.AbortWithStatus(status)
+		return
+	case status >= 500:
+		s.log.Error("request failed", "request_id", rid, "status", status, "err", err)
+	default:
+		s.log.Debug("request rejected", "request_id", rid, "status", status, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Bearer realm="ohx"`)
+	}
+	s.writeResource(c, status, oo)
+	c.Abort()
+}
+
+// logAttrs is a small helper so that handlers never log request content.
+func logAttrs(c *gin.Context) []any {
+	return []any{slog.String("request_id", requestID(c)), slog.String("route", c.FullPath())}
+}

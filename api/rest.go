@@ -1,0 +1,592 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// base returns the FHIR base the client addressed (links and fullUrls use it).
+func (s *Server) base(c *gin.Context) string {
+	if strings.HasPrefix(c.FullPath(), "/fhir/r4/") {
+		return s.cfg.BaseURL + "/r4"
+	}
+	return s.cfg.BaseURL
+}
+
+func (s *Server) metadata(c *gin.Context) {
+	if version(c) == R4 {
+		s.writeJSON(c, http.StatusOK, s.cs4JSON)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, s.csJSON)
+}
+
+// versions implements $versions (https://hl7.org/fhir/R5/capabilitystatement-operation-versions.html).
+func (s *Server) versions(c *gin.Context) error {
+	s.writeJSON(c, http.StatusOK, []byte(`{"resourceType":"Parameters","parameter":[{"name":"version","valueCode":"4.0"},{"name":"version","valueCode":"5.0"},{"name":"default","valueCode":"5.0"}]}`))
+	return nil
+}
+
+func (s *Server) resourceType(c *gin.Context) (string, error) {
+	typ := c.Param("type")
+	if !s.reg.Supports(typ) {
+		return "", fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "resource type %q is not supported", truncate(typ))
+	}
+	if typ == "DeviceAssociation" && version(c) == R4 {
+		return "", fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "DeviceAssociation exists only in FHIR R5; R4 clients find the patient in Device.patient")
+	}
+	return typ, nil
+}
+
+func (s *Server) notAllowed(c *gin.Context) error {
+	if _, err := s.resourceType(c); err != nil {
+		return err
+	}
+	return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "%s is not allowed on %s: this resource is read-only over REST", c.Request.Method, c.Param("type"))
+}
+
+func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
+
+func setVersionHeaders(c *gin.Context, e store.Entry) {
+	c.Header("ETag", etag(e.VersionID))
+	c.Header("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
+}
+
+func (s *Server) read(c *gin.Context) error {
+	typ, err := s.resourceType(c)
+	if err != nil {
+		return err
+	}
+	id := c.Param("id")
+	if !fhir.ValidID(id) {
+		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
+	}
+	ctx := c.Request.Context()
+	e, err := s.store.Read(ctx, typ, id)
+	if errors.Is(err, store.ErrDeleted) {
+		c.Header("ETag", etag(e.VersionID))
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	setVersionHeaders(c, e)
+	if notModified(c.Request, e) {
+		c.Status(http.StatusNotModified)
+		c.Writer.WriteHeaderNow()
+		return nil
+	}
+	body, err := s.render(ctx, c, e, parseProjection(c))
+	if err != nil {
+		return err
+	}
+	s.writeJSON(c, http.StatusOK, body)
+	return nil
+}
+
+// notModified implements conditional read: If-None-Match wins over If-Modified-Since
+// (RFC 9110 §13.2.2).
+func notModified(r *http.Request, e store.Entry) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for t := range strings.SplitSeq(inm, ",") {
+			t = strings.TrimSpace(t)
+			if t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag(e.VersionID), "W/") {
+				return true
+			}
+		}
+		return false
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		t, err := http.ParseTime(ims)
+		return err == nil && !e.LastUpdated.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
+type projection struct {
+	elements []string
+	summary  string
+}
+
+func parseProjection(c *gin.Context) projection {
+	var p projection
+	if el := c.Query("_elements"); el != "" {
+		for e := range strings.SplitSeq(el, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				p.elements = append(p.elements, e)
+			}
+		}
+	}
+	p.summary = c.Query("_summary")
+	return p
+}
+
+// render returns the bytes to serve for a stored entry: the stored JSON itself on the R5 fast
+// path, projected and/or converted to R4 otherwise.
+func (s *Server) render(ctx context.Context, c *gin.Context, e store.Entry, p projection) ([]byte, error) {
+	body := e.JSON
+	if version(c) == R4 {
+		r := fhir.New(e.Type)
+		if err := json.Unmarshal(e.JSON, r); err != nil {
+			return nil, fmt.Errorf("decode stored %s/%s: %w", e.Type, e.ID, err)
+		}
+		var opt fhir.R4Options
+		if e.Type == "Device" {
+			ref, err := s.devicePatient(ctx, e.ID)
+			if err != nil {
+				return nil, err
+			}
+			opt.DevicePatient = ref
+		}
+		b, err := fhir.MarshalR4(r, opt)
+		if err != nil {
+			return nil, fmt.Errorf("convert %s/%s to R4: %w", e.Type, e.ID, err)
+		}
+		body = b
+	}
+	if out, changed, err := project(e.Type, body, p.elements, p.summary); err != nil {
+		return nil, err
+	} else if changed {
+		body = out
+	}
+	return body, nil
+}
+
+// devicePatient finds the patient of a device's current association, for R4 Device.patient.
+func (s *Server) devicePatient(ctx context.Context, deviceID string) (*fhir.Reference, error) {
+	q, _, err := s.reg.Parse("DeviceAssociation", []search.NameValue{
+		{Name: "device", Value: "Device/" + deviceID},
+		{Name: "status", Value: fhir.DeviceAssociationStatusSystem + "|attached"},
+		{Name: "_sort", Value: "-_lastUpdated"},
+		{Name: "_count", Value: "1"},
+	}, search.Options{})
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.store.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Matches) == 0 {
+		return nil, nil
+	}
+	var da fhir.DeviceAssociation
+	if err := json.Unmarshal(res.Matches[0].JSON, &da); err != nil {
+		return nil, fmt.Errorf("decode stored DeviceAssociation/%s: %w", res.Matches[0].ID, err)
+	}
+	if da.Subject == nil || !strings.HasPrefix(da.Subject.Reference, "Patient/") {
+		return nil, nil
+	}
+	return &fhir.Reference{Reference: da.Subject.Reference}, nil
+}
+
+// searchParams collects the parameters of a GET search, or of a POST _search (query string plus
+// form body).
+func searchParams(c *gin.Context) ([]search.NameValue, error) {
+	params, err := search.ParseRawQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		return nil, err
+	}
+	if c.Request.Method == http.MethodPost {
+		mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+		if mt != "application/x-www-form-urlencoded" && c.Request.ContentLength != 0 {
+			return nil, fhir.Errorf(http.StatusUnsupportedMediaType, fhir.CodeNotSupported, "_search takes an application/x-www-form-urlencoded body")
+		}
+		body, err := io.ReadAll(c.Request.Body)
+		if err != nil {
+			return nil, fmt.Errorf("read _search body: %w", err)
+		}
+		more, err := search.ParseRawQuery(string(body))
+		if err != nil {
+			return nil, err
+		}
+		params = append(params, more...)
+	}
+	return params, nil
+}
+
+func strict(c *gin.Context) bool {
+	for _, p := range c.Request.Header.Values("Prefer") {
+		for part := range strings.SplitSeq(p, ",") {
+			if strings.TrimSpace(part) == "handling=strict" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Server) parseSearch(c *gin.Context, typ string, params []search.NameValue) (*search.Query, error) {
+	q, page, err := s.reg.Parse(typ, params, search.Options{
+		BaseURL: s.cfg.BaseURL, DefaultCount: s.cfg.DefaultCount, MaxCount: s.cfg.MaxCount, Strict: strict(c),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if page != "" {
+		cur, err := s.decodeCursor(page, cursorBinding(q, version(c), ""))
+		if err != nil {
+			return nil, err
+		}
+		q.Cursor = cur
+	}
+	return q, nil
+}
+
+func (s *Server) search(c *gin.Context) error {
+	typ, err := s.resourceType(c)
+	if err != nil {
+		return err
+	}
+	params, err := searchParams(c)
+	if err != nil {
+		return err
+	}
+	q, err := s.parseSearch(c, typ, params)
+	if err != nil {
+		return err
+	}
+	res, err := s.store.Search(c.Request.Context(), q)
+	if err != nil {
+		return err
+	}
+	body, err := s.bundle(c, q, res)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(c, http.StatusOK, body)
+	return nil
+}
+
+func (s *Server) link(c *gin.Context, q *search.Query, cur *search.Cursor) string {
+	v := url.Values{}
+	var b strings.Builder
+	b.WriteString(s.base(c))
+	b.WriteByte('/')
+	b.WriteString(q.Type)
+	b.WriteByte('?')
+	for _, nv := range q.Applied {
+		b.WriteString(url.QueryEscape(nv.Name))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(nv.Value))
+		b.WriteByte('&')
+	}
+	v.Set("_count", strconv.Itoa(q.Count))
+	if cur != nil {
+		v.Set("_page", s.encodeCursor(cur, cursorBinding(q, version(c), "")))
+	}
+	b.WriteString(v.Encode())
+	return b.String()
+}
+
+// bundle assembles a searchset from stored bytes without decoding them on the R5 fast path.
+func (s *Server) bundle(c *gin.Context, q *search.Query, res *store.Result) ([]byte, error) {
+	ctx := c.Request.Context()
+	p := projection{elements: q.Elements, summary: q.Summary}
+	buf := make([]byte, 0, 512+len(res.Matches)*1024)
+	buf = append(buf, `{"resourceType":"Bundle","type":"searchset"`...)
+	if res.Total >= 0 && q.Total != "none" {
+		buf = append(buf, `,"total":`...)
+		buf = strconv.AppendInt(buf, int64(res.Total), 10)
+	}
+	buf = append(buf, `,"link":[{"relation":"self","url":`...)
+	buf = appendJSONString(buf, s.link(c, q, nil))
+	buf = append(buf, '}')
+	if !q.SummaryCount {
+		if res.Next != nil {
+			buf = append(buf, `,{"relation":"next","url":`...)
+			buf = appendJSONString(buf, s.link(c, q, res.Next))
+			buf = append(buf, '}')
+		}
+		if res.Prev != nil {
+			buf = append(buf, `,{"relation":"previous","url":`...)
+			buf = appendJSONString(buf, s.link(c, q, res.Prev))
+			buf = append(buf, '}')
+		}
+	}
+	buf = append(buf, ']')
+	base := s.base(c)
+	n := 0
+	add := func(e store.Entry, mode string) error {
+		if version(c) == R4 && e.Type == "DeviceAssociation" {
+			return nil // no R4 form; R4 clients read Device.patient instead
+		}
+		body, err := s.render(ctx, c, e, p)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			buf = append(buf, `,"entry":[`...)
+		} else {
+			buf = append(buf, ',')
+		}
+		n++
+		buf = append(buf, `{"fullUrl":`...)
+		buf = appendJSONString(buf, base+"/"+e.Type+"/"+e.ID)
+		buf = append(buf, `,"resource":`...)
+		buf = append(buf, body...)
+		buf = append(buf, `,"search":{"mode":"`...)
+		buf = append(buf, mode...)
+		buf = append(buf, `"}}`...)
+		return nil
+	}
+	for _, e := range res.Matches {
+		if err := add(e, "match"); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range res.Included {
+		if err := add(e, "include"); err != nil {
+			return nil, err
+		}
+	}
+	if n > 0 {
+		buf = append(buf, ']')
+	}
+	buf = append(buf, '}')
+	return buf, nil
+}
+
+// appendJSONString appends s as a JSON string without HTML escaping (links keep their '&').
+func appendJSONString(buf []byte, s string) []byte {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s)
+	return append(buf, strings.TrimSuffix(b.String(), "\n")...)
+}
+
+// --- writes (Patient only) ---
+
+// createMu serialises conditional creates and updates in this process so that two concurrent
+// registrations of the same identifier cannot both create a Patient.
+var createMu sync.Mutex
+
+func (s *Server) writableType(c *gin.Context) (string, error) {
+	typ, err := s.resourceType(c)
+	if err != nil {
+		return "", err
+	}
+	if typ != "Patient" {
+		return "", fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "%s is read-only over REST: it is written by the sync pipeline", typ)
+	}
+	return typ, nil
+}
+
+func readBody(c *gin.Context, typ string) (fhir.Resource, error) {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || (mt != "application/fhir+json" && mt != "application/json") {
+		return nil, fhir.Errorf(http.StatusUnsupportedMediaType, fhir.CodeNotSupported, "the body must be application/fhir+json")
+	}
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	return fhir.Decode(body, typ)
+}
+
+// respondWrite answers a create or update per the Prefer header.
+func (s *Server) respondWrite(c *gin.Context, status int, e store.Entry) {
+	setVersionHeaders(c, e)
+	loc := s.base(c) + "/" + e.Type + "/" + e.ID + "/_history/" + strconv.FormatInt(e.VersionID, 10)
+	c.Header("Location", loc)
+	switch c.GetHeader("Prefer") {
+	case "return=minimal":
+		c.Status(status)
+		c.Writer.WriteHeaderNow()
+	case "return=OperationOutcome":
+		s.writeResource(c, status, fhir.NewOutcome("information", fhir.CodeInformational, fmt.Sprintf("%s/%s version %d stored", e.Type, e.ID, e.VersionID)))
+	default:
+		body, err := s.render(c.Request.Context(), c, e, projection{})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.writeJSON(c, status, body)
+	}
+}
+
+func (s *Server) create(c *gin.Context) error {
+	typ, err := s.writableType(c)
+	if err != nil {
+		return err
+	}
+	r, err := readBody(c, typ)
+	if err != nil {
+		return err
+	}
+	r.Common().ID = "" // the server assigns ids on create (R5 http.html#create)
+	ctx := c.Request.Context()
+	if cond := c.GetHeader("If-None-Exist"); cond != "" {
+		createMu.Lock()
+		defer createMu.Unlock()
+		ids, err := s.conditionalMatches(c, typ, cond)
+		if err != nil {
+			return err
+		}
+		switch len(ids) {
+		case 0:
+		case 1:
+			e, err := s.store.Read(ctx, typ, ids[0])
+			if err != nil {
+				return err
+			}
+			s.respondWrite(c, http.StatusOK, e)
+			return nil
+		default:
+			return fhir.Errorf(http.StatusPreconditionFailed, fhir.CodeDuplicate, "If-None-Exist matches %d resources", len(ids))
+		}
+	}
+	e, err := s.store.Create(ctx, r)
+	if err != nil {
+		return err
+	}
+	s.respondWrite(c, http.StatusCreated, e)
+	return nil
+}
+
+// conditionalMatches runs the search criteria of a conditional create or update. The criteria
+// must be selective: at least one filter.
+func (s *Server) conditionalMatches(c *gin.Context, typ, criteria string) ([]string, error) {
+	params, err := search.ParseRawQuery(strings.TrimPrefix(criteria, "?"))
+	if err != nil {
+		return nil, err
+	}
+	q, _, err := s.reg.Parse(typ, params, search.Options{BaseURL: s.cfg.BaseURL, Strict: true, MaxCount: 2, DefaultCount: 2})
+	if err != nil {
+		return nil, err
+	}
+	if len(q.Clauses) == 0 {
+		return nil, fhir.Invalid(fhir.CodeInvalid, "conditional criteria need at least one search parameter")
+	}
+	q.Count = 2
+	res, err := s.store.Search(c.Request.Context(), q)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(res.Matches))
+	for i, m := range res.Matches {
+		ids[i] = m.ID
+	}
+	return ids, nil
+}
+
+func ifMatch(c *gin.Context) (int64, error) {
+	h := c.GetHeader("If-Match")
+	if h == "" {
+		return 0, nil
+	}
+	v := strings.Trim(strings.TrimPrefix(strings.TrimSpace(h), "W/"), `"`)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fhir.Invalid(fhir.CodeInvalid, "If-Match: %q is not a version ETag", truncate(h))
+	}
+	return n, nil
+}
+
+func (s *Server) update(c *gin.Context) error {
+	typ, err := s.writableType(c)
+	if err != nil {
+		return err
+	}
+	id := c.Param("id")
+	if !fhir.ValidID(id) {
+		return fhir.Invalid(fhir.CodeValue, "invalid id %q", truncate(id))
+	}
+	r, err := readBody(c, typ)
+	if err != nil {
+		return err
+	}
+	if r.Common().ID != id {
+		return fhir.Invalid(fhir.CodeInvalid, "%s.id must be present and equal the id in the URL", typ)
+	}
+	im, err := ifMatch(c)
+	if err != nil {
+		return err
+	}
+	e, created, err := s.store.Put(c.Request.Context(), r, store.WriteOptions{IfMatch: im})
+	if err != nil {
+		return err
+	}
+	s.respondWrite(c, map[bool]int{true: http.StatusCreated, false: http.StatusOK}[created], e)
+	return nil
+}
+
+// conditionalUpdate implements PUT [type]?criteria: no match creates, one match updates it,
+// several fail with 412 (R5 http.html#cond-update).
+func (s *Server) conditionalUpdate(c *gin.Context) error {
+	typ, err := s.writableType(c)
+	if err != nil {
+		return err
+	}
+	if c.Request.URL.RawQuery == "" {
+		return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "PUT needs an id or search criteria")
+	}
+	r, err := readBody(c, typ)
+	if err != nil {
+		return err
+	}
+	createMu.Lock()
+	defer createMu.Unlock()
+	params, err := search.ParseRawQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		return err
+	}
+	var crit []string
+	for _, p := range params {
+		if p.Name != "_format" && p.Name != "_pretty" {
+			crit = append(crit, url.QueryEscape(p.Name)+"="+url.QueryEscape(p.Value))
+		}
+	}
+	ids, err := s.conditionalMatches(c, typ, strings.Join(crit, "&"))
+	if err != nil {
+		return err
+	}
+	ctx := c.Request.Context()
+	switch len(ids) {
+	case 0:
+		if r.Common().ID == "" {
+			r.Common().ID = store.NewID()
+		}
+		e, created, err := s.store.Put(ctx, r, store.WriteOptions{})
+		if err != nil {
+			return err
+		}
+		s.respondWrite(c, map[bool]int{true: http.StatusCreated, false: http.StatusOK}[created], e)
+	case 1:
+		if id := r.Common().ID; id != "" && id != ids[0] {
+			return fhir.Invalid(fhir.CodeInvalid, "%s.id does not match the resource the criteria select", typ)
+		}
+		r.Common().ID = ids[0]
+		im, err := ifMatch(c)
+		if err != nil {
+			return err
+		}
+		e, _, err := s.store.Put(ctx, r, store.WriteOptions{IfMatch: im})
+		if err != nil {
+			return err
+		}
+		s.respondWrite(c, http.StatusOK, e)
+	default:
+		return fhir.Errorf(http.StatusPreconditionFailed, fhir.CodeDuplicate, "the criteria match %d resources", len(ids))
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+// Package api is the HTTP face of ohx: the gin router, middleware, the FHIR REST handlers and the
+// single place where errors become OperationOutcomes.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/openhealthexchange/ohx/capability"
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// Config configures the HTTP API.
+type Config struct {
+	// BaseURL is the public FHIR base, e.g. "https://ohx.example/fhir" (no trailing slash).
+	BaseURL string
+	// Version is the software version reported in the CapabilityStatement.
+	Version string
+	// DefaultCount and MaxCount bound search page sizes (defaults 50 and 1000).
+	DefaultCount, MaxCount int
+	// CursorKey signs paging cursors; at least 32 random bytes.
+	CursorKey []byte
+	// MaxBodyBytes limits request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// RequestTimeout bounds the work for one request (default 30 s).
+	RequestTimeout time.Duration
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	cfg     Config
+	store   store.Store
+	reg     *search.Registry
+	log     *slog.Logger
+	engine  *gin.Engine
+	cs      *fhir.CapabilityStatement
+	csJSON  []byte
+	cs4JSON []byte
+	metrics *metrics
+}
+
+// New builds the router. reg must be the registry the store indexes with; promReg receives the
+// HTTP metrics (nil: a private registry).
+func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, promReg *prometheus.Registry) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultCount <= 0 {
+		cfg.DefaultCount = 50
+	}
+	if cfg.MaxCount <= 0 {
+		cfg.MaxCount = 1000
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if len(cfg.CursorKey) < 32 {
+		return nil, errors.New("api: CursorKey must be at least 32 bytes")
+	}
+	if promReg == nil {
+		promReg = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, store: st, reg: reg, log: log, metrics: newMetrics(promReg)}
+	s.cs = capability.Build(reg, capability.Config{
+		BaseURL: cfg.BaseURL, Version: cfg.Version, DefaultCount: cfg.DefaultCount, MaxCount: cfg.MaxCount, Started: time.Now(),
+	})
+	if err := s.encodeCapability(); err != nil {
+		return nil, err
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(s.requestID, s.recover, s.accessLog, s.metrics.middleware, s.limits)
+	e.NoRoute(s.wrap(func(c *gin.Context) error {
+		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "no such endpoint")
+	}))
+	e.NoMethod(s.wrap(func(c *gin.Context) error {
+		return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "method %s is not allowed here", c.Request.Method)
+	}))
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.ready)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(promReg, promhttp.HandlerOpts{})))
+	s.fhirRoutes(e.Group("/fhir", s.negotiate(R5)))
+	s.fhirRoutes(e.Group("/fhir/r4", s.negotiate(R4)))
+	s.engine = e
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Capability returns the R5 CapabilityStatement served at /metadata.
+func (s *Server) Capability() *fhir.CapabilityStatement { return s.cs }
+
+// SetSecurity installs rest.security in the CapabilityStatement (SMART discovery).
+func (s *Server) SetSecurity(sec *fhir.CapabilitySecurity) error {
+	s.cs.Rest[0].Security = sec
+	return s.encodeCapability()
+}
+
+func (s *Server) encodeCapability() error {
+	var err error
+	if s.csJSON, err = jsonMarshal(s.cs); err != nil {
+		return err
+	}
+	s.cs4JSON, err = fhir.MarshalR4(s.cs, fhir.R4Options{})
+	return err
+}
+
+func (s *Server) fhirRoutes(g *gin.RouterGroup) {
+	g.GET("/metadata", s.metadata)
+	g.GET("/$versions", s.wrap(s.versions))
+	g.GET("/:type", s.wrap(s.search))
+	g.POST("/:type/_search", s.wrap(s.search))
+	g.GET("/:type/:id", s.wrap(s.read))
+	g.POST("/:type", s.wrap(s.create))
+	g.PUT("/:type/:id", s.wrap(s.update))
+	g.PUT("/:type", s.wrap(s.conditionalUpdate))
+	for _, m := range []string{http.MethodDelete, http.MethodPatch} {
+		g.Handle(m, "/:type/:id", s.wrap(s.notAllowed))
+		g.Handle(m, "/:type", s.wrap(s.notAllowed))
+	}
+}
+
+func (s *Server) ready(c *gin.Context) {
+	// A read of an id that cannot exist exercises the store end to end.
+	_, err := s.store.Read(c.Request.Context(), "Patient", "readyz-probe")
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("readiness probe failed", "err", err)
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "store unavailable"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// --- middleware ---
+
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+const ctxRequestID = "ohx.requestID"
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// requestID accepts a well-formed X-Request-ID from a proxy or makes one.
+func (s *Server) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if !requestIDRE.MatchString(id) {
+		var b [12]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.log.Error("panic serving request", "request_id", requestID(c), "panic", r)
+			s.fail(c, errors.New("panic"))
+		}
+	}()
+	c.Next()
+}
+
+// accessLog logs one line per request: route template, never the query string or body (they may
+// carry patient identifiers and names).
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	s.log.Info("http", "request_id", requestID(c), "method", c.Request.Method, "route", c.FullPath(),
+		"status", c.Writer.Status(), "bytes", c.Writer.Size(), "dur_ms", strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', 3, 64))
+}
+
+// limits bounds the body size and the time a request may take.
+func (s *Server) limits(c *gin.Context) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}

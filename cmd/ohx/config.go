@@ -1,0 +1,127 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of ohx. Every field can be set by an OHX_… environment
+// variable or by the flag of the same name (flags win).
+type Config struct {
+	Addr            string        // OHX_ADDR: listen address
+	BaseURL         string        // OHX_BASE_URL: public FHIR base URL
+	DataDir         string        // OHX_DATA_DIR: embedded store and key files
+	MongoURI        string        // OHX_MONGODB_URI: use MongoDB instead of the embedded store
+	MongoDatabase   string        // OHX_MONGODB_DATABASE
+	LogLevel        string        // OHX_LOG_LEVEL: debug, info, warn, error
+	LogFormat       string        // OHX_LOG_FORMAT: json or text
+	DefaultCount    int           // OHX_DEFAULT_COUNT: search page size
+	MaxCount        int           // OHX_MAX_COUNT: largest page size
+	MaxBodyBytes    int64         // OHX_MAX_BODY_BYTES
+	RequestTimeout  time.Duration // OHX_REQUEST_TIMEOUT
+	ShutdownTimeout time.Duration // OHX_SHUTDOWN_TIMEOUT
+	SecretKey       string        // OHX_SECRET_KEY: base64 key material; generated into DataDir when empty
+}
+
+func defaultConfig() Config {
+	return Config{
+		Addr:            ":8080",
+		DataDir:         "data",
+		MongoDatabase:   "ohx",
+		LogLevel:        "info",
+		LogFormat:       "json",
+		DefaultCount:    50,
+		MaxCount:        1000,
+		MaxBodyBytes:    1 << 20,
+		RequestTimeout:  30 * time.Second,
+		ShutdownTimeout: 20 * time.Second,
+	}
+}
+
+// parseConfig reads env, then flags.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, flagName, env, usage string) {
+		if v := getenv(env); v != "" {
+			*p = v
+		}
+		fs.StringVar(p, flagName, *p, usage+" ("+env+")")
+	}
+	var errs []string
+	num := func(p *int, flagName, env, usage string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, env+": "+err.Error())
+			}
+			*p = n
+		}
+		fs.IntVar(p, flagName, *p, usage+" ("+env+")")
+	}
+	dur := func(p *time.Duration, flagName, env, usage string) {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, env+": "+err.Error())
+			}
+			*p = d
+		}
+		fs.DurationVar(p, flagName, *p, usage+" ("+env+")")
+	}
+	str(&cfg.Addr, "addr", "OHX_ADDR", "listen address")
+	str(&cfg.BaseURL, "base-url", "OHX_BASE_URL", "public FHIR base URL (default http://localhost:PORT/fhir)")
+	str(&cfg.DataDir, "data-dir", "OHX_DATA_DIR", "directory of the embedded store and key files")
+	str(&cfg.MongoURI, "mongodb-uri", "OHX_MONGODB_URI", "MongoDB connection URI; the embedded SQLite store is used when empty")
+	str(&cfg.MongoDatabase, "mongodb-database", "OHX_MONGODB_DATABASE", "MongoDB database name")
+	str(&cfg.LogLevel, "log-level", "OHX_LOG_LEVEL", "log level: debug, info, warn, error")
+	str(&cfg.LogFormat, "log-format", "OHX_LOG_FORMAT", "log format: json or text")
+	num(&cfg.DefaultCount, "default-count", "OHX_DEFAULT_COUNT", "default search page size")
+	num(&cfg.MaxCount, "max-count", "OHX_MAX_COUNT", "maximum search page size")
+	maxBody := int(cfg.MaxBodyBytes)
+	num(&maxBody, "max-body-bytes", "OHX_MAX_BODY_BYTES", "largest accepted request body")
+	dur(&cfg.RequestTimeout, "request-timeout", "OHX_REQUEST_TIMEOUT", "time limit for one request")
+	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "OHX_SHUTDOWN_TIMEOUT", "time allowed for in-flight requests at shutdown")
+	str(&cfg.SecretKey, "secret-key", "OHX_SECRET_KEY", "base64 key material for signing; generated in the data dir when empty")
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	cfg.MaxBodyBytes = int64(maxBody)
+	if cfg.BaseURL == "" {
+		port := cfg.Addr[strings.LastIndexByte(cfg.Addr, ':')+1:]
+		cfg.BaseURL = "http://localhost:" + port + "/fhir"
+	}
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return cfg, fmt.Errorf("config: OHX_BASE_URL %q must be an absolute http(s) URL", cfg.BaseURL)
+	}
+	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
+		return cfg, fmt.Errorf("config: need 1 <= OHX_DEFAULT_COUNT <= OHX_MAX_COUNT")
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("config: OHX_LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("config: OHX_LOG_FORMAT must be json or text")
+}

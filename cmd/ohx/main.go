@@ -1,0 +1,19 @@
+// Command ohx is the Open Health Exchange server: a FHIR R5 facade for patient-generated health data.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "ohx:", err)
+		os.Exit(1)
+	}
+}

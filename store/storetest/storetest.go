@@ -1,0 +1,53 @@
+// Package storetest is the conformance suite of the store.Store contract. Every store
+// implementation runs it from its own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t testing.TB) store.Store {
+//			s := openEmptyStore(t)
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+//
+// The suite builds every query through search.DefaultRegistry().Parse, so it exercises the real
+// parser, and checks each search result both against a hand-written expectation and against
+// search.Matches, the normative matching semantics.
+package storetest
+
+import (
+	"testing"
+
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// opener returns a new, empty store for one test and registers its cleanup (closing the store,
+// dropping its database) with t.Cleanup.
+type opener = func(t testing.TB) store.Store
+
+// Run runs the conformance suite against the stores returned by open. Each subtest calls open
+// once and works on the fresh, empty store it gets; data sets are small (tens of resources, 200
+// for the bulk upsert) so that the suite finishes in seconds even on a full-scanning backend.
+//
+// The subtests are:
+//   - CRUD: Create, Put (update-as-create), If-Match, Read, Delete, resurrection, ids per type,
+//     FindByIdentifier, and meta.versionId / meta.lastUpdated inside the stored JSON.
+//   - Upsert: bulk writes matched by first identifier, idempotence, version bumps, ErrDuplicate.
+//   - Search: one case per supported parameter, prefix and modifier, each checked against its
+//     expected ids and against search.Matches.
+//   - Sort: _sort on every sortable parameter, ascending, descending and multi-key.
+//   - Paging: keyset cursors forwards and backwards, and paging under concurrent inserts.
+//   - Total: _summary=count, _count=0, _total=accurate and the free total of a single page.
+//   - Include: _include and _revinclude, per page, deduplicated, unresolvable targets skipped.
+//   - Cancel: every method returns an error matching context.Canceled for a cancelled context.
+//   - Concurrency: parallel writers, readers and searchers; run it with -race.
+func Run(t *testing.T, open func(t testing.TB) store.Store) {
+	t.Run("CRUD", func(t *testing.T) { testCRUD(t, open) })
+	t.Run("Upsert", func(t *testing.T) { testUpsert(t, open) })
+	t.Run("Search", func(t *testing.T) { testSearch(t, open) })
+	t.Run("Sort", func(t *testing.T) { testSort(t, open) })
+	t.Run("Paging", func(t *testing.T) { testPaging(t, open) })
+	t.Run("Total", func(t *testing.T) { testTotal(t, open) })
+	t.Run("Include", func(t *testing.T) { testInclude(t, open) })
+	t.Run("Cancel", func(t *testing.T) { testCancel(t, open) })
+	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
+}
