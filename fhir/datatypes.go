@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Decimal is a FHIR decimal kept as its exact JSON text, so that vendor values such as 53.0 keep
@@ -273,13 +274,23 @@ var (
 func ValidID(s string) bool { return idRE.MatchString(s) }
 
 // ValidDate reports whether s is a valid FHIR date (YYYY, YYYY-MM or YYYY-MM-DD).
-func ValidDate(s string) bool { return dateRE.MatchString(s) }
+func ValidDate(s string) bool { return dateRE.MatchString(s) && calendarDay(s) }
 
 // ValidDateTime reports whether s is a valid FHIR dateTime (a time requires a zone).
-func ValidDateTime(s string) bool { return dateTimeRE.MatchString(s) }
+func ValidDateTime(s string) bool { return dateTimeRE.MatchString(s) && calendarDay(s) }
 
 // ValidInstant reports whether s is a valid FHIR instant.
-func ValidInstant(s string) bool { return instantRE.MatchString(s) }
+func ValidInstant(s string) bool { return instantRE.MatchString(s) && calendarDay(s) }
+
+// calendarDay reports whether the day of a regex-checked date is in its month: the FHIR regexes
+// accept 2024-02-30, but "dates SHALL be valid dates", and TimeRange (search indexing) rejects it.
+func calendarDay(s string) bool {
+	if len(s) < 10 {
+		return true
+	}
+	_, err := time.Parse("2006-01-02", s[:10])
+	return err == nil
+}
 
 // validator accumulates the first structural problem found, with its element path.
 type validator struct{ err *Error }

@@ -47,7 +47,9 @@ func concept(cs ...fhir.Coding) fhir.CodeableConcept { return fhir.CodeableConce
 
 func ref(reference string) *fhir.Reference { return &fhir.Reference{Reference: reference} }
 
-func ident(system, value string) fhir.Identifier { return fhir.Identifier{System: system, Value: value} }
+func ident(system, value string) fhir.Identifier {
+	return fhir.Identifier{System: system, Value: value}
+}
 
 // qty returns a Quantity; value is kept as written (fhir.Decimal is string-backed).
 func qty(value, unit, system, code string) *fhir.Quantity {
@@ -95,9 +97,13 @@ func newObservation(id string, code fhir.CodeableConcept, opts ...obsOpt) *fhir.
 
 func loincCode(code string) fhir.CodeableConcept { return concept(coding(loinc, code)) }
 
-func withSubject(reference string) obsOpt { return func(o *fhir.Observation) { o.Subject = ref(reference) } }
+func withSubject(reference string) obsOpt {
+	return func(o *fhir.Observation) { o.Subject = ref(reference) }
+}
 
-func withDevice(reference string) obsOpt { return func(o *fhir.Observation) { o.Device = ref(reference) } }
+func withDevice(reference string) obsOpt {
+	return func(o *fhir.Observation) { o.Device = ref(reference) }
+}
 
 func withStatus(s string) obsOpt { return func(o *fhir.Observation) { o.Status = s } }
 

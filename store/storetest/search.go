@@ -138,10 +138,10 @@ func searchCases(f *fixture) []searchCase {
 		{"Observation", "date:missing=false", allObsExcept(13)},
 
 		// ---- Observation: value-quantity ----
-		{"Observation", "value-quantity=100", obs(9, 10)},   // [99.5, 100.5)
-		{"Observation", "value-quantity=100.0", obs(9)},     // [99.95, 100.05)
+		{"Observation", "value-quantity=100", obs(9, 10)},    // [99.5, 100.5)
+		{"Observation", "value-quantity=100.0", obs(9)},      // [99.95, 100.05)
 		{"Observation", "value-quantity=1e2", obs(8, 9, 10)}, // [95, 105)
-		{"Observation", "value-quantity=73", obs(1, 2)},     // [72.5, 73.5)
+		{"Observation", "value-quantity=73", obs(1, 2)},      // [72.5, 73.5)
 		{"Observation", "value-quantity=eq73", obs(1, 2)},
 		{"Observation", "value-quantity=ne100", obs(1, 2, 3, 5, 7, 8, 11, 12)},
 		{"Observation", "value-quantity=gt100", obs(5, 10, 11)},

@@ -79,7 +79,7 @@ func testSort(t *testing.T, open opener) {
 		{"Observation", "code=S&_sort=-date,-_id", []string{"s-e", "s-c", "s-a", "s-b", "s-d", "s-f"}},
 		{"Observation", "code=S&_sort=_lastUpdated", []string{"s-e", "s-b", "s-a", "s-d", "s-c", "s-f"}},
 		{"Observation", "code=S&_sort=-_lastUpdated", []string{"s-f", "s-c", "s-d", "s-a", "s-b", "s-e"}},
-		{"Observation", "code=S&_sort=-date&_count=1", []string{"s-a"}}, // the "latest value" idiom
+		{"Observation", "code=S&_sort=-date&_count=1", []string{"s-a"}},                                     // the "latest value" idiom
 		{"Observation", "code=S&date=ge2024-05-01&_sort=date", []string{"s-d", "s-b", "s-a", "s-c", "s-e"}}, // s-d: open end
 		{"Patient", "_sort=birthdate", []string{"sp-5", "sp-3", "sp-2", "sp-4", "sp-1"}},
 		{"Patient", "_sort=-birthdate", []string{"sp-1", "sp-2", "sp-4", "sp-3", "sp-5"}},

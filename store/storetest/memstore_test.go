@@ -1,0 +1,402 @@
+package storetest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// memStore is a minimal in-memory store.Store built directly on search.Matches. It exists only to
+// check the suite itself: every expectation of the suite must hold for it.
+type memStore struct {
+	mu   sync.Mutex
+	res  map[string]*memRes // by "Type/id"
+	seq  int
+	last time.Time
+	reg  *search.Registry
+}
+
+type memRes struct {
+	typ, id     string
+	version     int64
+	lastUpdated time.Time
+	deleted     bool
+	json        []byte
+	content     []byte // JSON without id and meta, for Upsert's change detection
+	idx         search.Index
+	firstIdent  *fhir.Identifier
+}
+
+var _ store.Store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{res: map[string]*memRes{}, reg: search.DefaultRegistry()}
+}
+
+func (m *memStore) now() time.Time {
+	t := time.Now().UTC().Truncate(time.Microsecond)
+	if !t.After(m.last) {
+		t = m.last.Add(time.Microsecond)
+	}
+	m.last = t
+	return t
+}
+
+func (m *memStore) entry(r *memRes) store.Entry {
+	return store.Entry{Type: r.typ, ID: r.id, VersionID: r.version, LastUpdated: r.lastUpdated, JSON: r.json}
+}
+
+// write stores r as version v of typ/id.
+func (m *memStore) write(r fhir.Resource, id string, v int64) (*memRes, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	c, err := fhir.Decode(data, r.Type())
+	if err != nil {
+		return nil, err
+	}
+	b := c.Common()
+	b.ID = ""
+	b.Meta = nil
+	content, _ := json.Marshal(c)
+	b.ID = id
+	if old := r.Common().Meta; old != nil {
+		meta := *old
+		b.Meta = &meta
+	} else {
+		b.Meta = &fhir.Meta{}
+	}
+	lu := m.now()
+	b.Meta.VersionID = strconv.FormatInt(v, 10)
+	b.Meta.LastUpdated = fhir.Instant(lu)
+	out, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := search.Extract(c)
+	if err != nil {
+		return nil, err
+	}
+	mr := &memRes{typ: r.Type(), id: id, version: v, lastUpdated: lu, json: out, content: content, idx: idx}
+	if ids := identifiers(c); len(ids) > 0 {
+		mr.firstIdent = &ids[0]
+	}
+	m.res[r.Type()+"/"+id] = mr
+	return mr, nil
+}
+
+func identifiers(r fhir.Resource) []fhir.Identifier {
+	switch r := r.(type) {
+	case *fhir.Observation:
+		return r.Identifier
+	case *fhir.Patient:
+		return r.Identifier
+	case *fhir.Device:
+		return r.Identifier
+	case *fhir.DeviceAssociation:
+		return r.Identifier
+	}
+	return nil
+}
+
+func (m *memStore) Create(ctx context.Context, r fhir.Resource) (store.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Entry{}, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := r.Common().ID
+	if id == "" {
+		m.seq++
+		id = fmt.Sprintf("m%d", m.seq)
+	}
+	if _, ok := m.res[r.Type()+"/"+id]; ok {
+		return store.Entry{}, store.ErrDuplicate
+	}
+	mr, err := m.write(r, id, 1)
+	if err != nil {
+		return store.Entry{}, err
+	}
+	return m.entry(mr), nil
+}
+
+func (m *memStore) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions) (store.Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Entry{}, false, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := r.Common().ID
+	if id == "" {
+		return store.Entry{}, false, errors.New("memstore: Put without id")
+	}
+	old, ok := m.res[r.Type()+"/"+id]
+	if opt.IfMatch != 0 && (!ok || old.deleted || old.version != opt.IfMatch) {
+		return store.Entry{}, false, store.ErrVersionConflict
+	}
+	v := int64(1)
+	if ok {
+		v = old.version + 1
+	}
+	mr, err := m.write(r, id, v)
+	if err != nil {
+		return store.Entry{}, false, err
+	}
+	return m.entry(mr), !ok || old.deleted, nil
+}
+
+func (m *memStore) Read(ctx context.Context, typ, id string) (store.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Entry{}, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.res[typ+"/"+id]
+	switch {
+	case !ok:
+		return store.Entry{}, store.ErrNotFound
+	case r.deleted:
+		return m.entry(r), store.ErrDeleted
+	}
+	return m.entry(r), nil
+}
+
+func (m *memStore) Delete(ctx context.Context, typ, id string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.res[typ+"/"+id]
+	switch {
+	case !ok:
+		return store.ErrNotFound
+	case r.deleted:
+		return nil
+	}
+	m.res[typ+"/"+id] = &memRes{typ: typ, id: id, version: r.version + 1, lastUpdated: m.now(), deleted: true}
+	return nil
+}
+
+func (m *memStore) FindByIdentifier(ctx context.Context, typ, system, value string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.find(typ, system, value), nil
+}
+
+func (m *memStore) find(typ, system, value string) []string {
+	var out []string
+	for _, r := range m.res {
+		if r.typ != typ || r.deleted {
+			continue
+		}
+		for _, e := range r.idx.Entries {
+			if e.Column == "identifier" && e.System == system && e.Code == value {
+				out = append(out, r.id)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (m *memStore) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	targets := make([]string, len(rs))
+	for i, r := range rs {
+		ids := identifiers(r)
+		if len(ids) == 0 || ids[0].System == "" || ids[0].Value == "" {
+			return nil, fmt.Errorf("memstore: upsert %s without identifier", r.Type())
+		}
+		found := m.find(r.Type(), ids[0].System, ids[0].Value)
+		if len(found) > 1 {
+			return nil, store.ErrDuplicate
+		}
+		if len(found) == 1 {
+			targets[i] = found[0]
+		}
+	}
+	out := make([]store.UpsertResult, len(rs))
+	for i, r := range rs {
+		if targets[i] == "" {
+			m.seq++
+			id := fmt.Sprintf("m%d", m.seq)
+			if _, err := m.write(r, id, 1); err != nil {
+				return nil, err
+			}
+			out[i] = store.UpsertResult{ID: id, VersionID: 1, Created: true}
+			continue
+		}
+		old := m.res[r.Type()+"/"+targets[i]]
+		c, err := fhir.Decode(mustJSON(r), r.Type())
+		if err != nil {
+			return nil, err
+		}
+		c.Common().ID, c.Common().Meta = "", nil
+		if bytes.Equal(mustJSON(c), old.content) {
+			out[i] = store.UpsertResult{ID: old.id, VersionID: old.version}
+			continue
+		}
+		if _, err := m.write(r, old.id, old.version+1); err != nil {
+			return nil, err
+		}
+		out[i] = store.UpsertResult{ID: old.id, VersionID: old.version + 1, Changed: true}
+	}
+	return out, nil
+}
+
+// sortKeys returns the int64 sort values of r for every sort key but the final _id.
+func sortKeys(q *search.Query, r *memRes) []int64 {
+	var out []int64
+	for _, k := range q.Sort {
+		switch k.Param {
+		case "_id":
+		case "_lastUpdated":
+			out = append(out, r.lastUpdated.UnixMicro())
+		default:
+			out = append(out, r.idx.SortDate)
+		}
+	}
+	return out
+}
+
+// compareCursor orders (keys, id) positions as q sorts them.
+func compareCursor(q *search.Query, ak []int64, aid string, bk []int64, bid string) int {
+	for i, k := range q.Sort {
+		var c int
+		if k.Param == "_id" {
+			c = cmp.Compare(aid, bid)
+		} else {
+			c = cmp.Compare(ak[i], bk[i])
+		}
+		if k.Desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func (m *memStore) Search(ctx context.Context, q *search.Query) (*store.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var rows []*memRes
+	for _, r := range m.res {
+		if r.typ == q.Type && !r.deleted && search.Matches(q, r.id, r.lastUpdated.UnixMicro(), r.idx) {
+			rows = append(rows, r)
+		}
+	}
+	if q.SummaryCount {
+		return &store.Result{Total: len(rows)}, nil
+	}
+	slices.SortFunc(rows, func(a, b *memRes) int {
+		return compareCursor(q, sortKeys(q, a), a.id, sortKeys(q, b), b.id)
+	})
+	var page []*memRes
+	hasPrev, hasNext := false, false
+	switch c := q.Cursor; {
+	case c == nil:
+		page = rows[:min(q.Count, len(rows))]
+		hasNext = len(rows) > q.Count
+	case !c.Prev:
+		i, _ := slices.BinarySearchFunc(rows, c, func(r *memRes, c *search.Cursor) int {
+			if compareCursor(q, sortKeys(q, r), r.id, c.Keys, c.ID) <= 0 {
+				return -1
+			}
+			return 1
+		})
+		after := rows[i:]
+		page = after[:min(q.Count, len(after))]
+		hasPrev, hasNext = i > 0, len(after) > q.Count
+	default:
+		i, _ := slices.BinarySearchFunc(rows, c, func(r *memRes, c *search.Cursor) int {
+			if compareCursor(q, sortKeys(q, r), r.id, c.Keys, c.ID) < 0 {
+				return -1
+			}
+			return 1
+		})
+		before := rows[:i]
+		page = before[max(0, len(before)-q.Count):]
+		hasPrev, hasNext = len(before) > q.Count, i < len(rows)
+	}
+	res := &store.Result{Total: -1}
+	if q.Total == "accurate" || (q.Cursor == nil && !hasNext) {
+		res.Total = len(rows)
+	}
+	if len(page) > 0 {
+		first, last := page[0], page[len(page)-1]
+		if hasNext {
+			res.Next = &search.Cursor{Keys: sortKeys(q, last), ID: last.id}
+		}
+		if hasPrev {
+			res.Prev = &search.Cursor{Prev: true, Keys: sortKeys(q, first), ID: first.id}
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range page {
+		res.Matches = append(res.Matches, m.entry(r))
+		seen[r.typ+"/"+r.id] = true
+	}
+	add := func(r *memRes) {
+		if r == nil || r.deleted || seen[r.typ+"/"+r.id] {
+			return
+		}
+		seen[r.typ+"/"+r.id] = true
+		res.Included = append(res.Included, m.entry(r))
+	}
+	for _, inc := range q.Include {
+		p := m.reg.Param(inc.Source, inc.Param)
+		for _, r := range page {
+			for _, e := range r.idx.Entries {
+				if slices.Contains(p.Columns, e.Column) && e.RefType == inc.Target {
+					add(m.res[e.RefType+"/"+e.RefID])
+				}
+			}
+		}
+	}
+	for _, inc := range q.RevInclude {
+		p := m.reg.Param(inc.Source, inc.Param)
+		for _, src := range m.res {
+			if src.typ != inc.Source || src.deleted {
+				continue
+			}
+			for _, e := range src.idx.Entries {
+				if slices.Contains(p.Columns, e.Column) && e.RefType == q.Type && pageHas(page, e.RefID) {
+					add(src)
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+func pageHas(page []*memRes, id string) bool {
+	return slices.ContainsFunc(page, func(r *memRes) bool { return r.id == id })
+}
+
+func (m *memStore) Close() error { return nil }
