@@ -93,8 +93,8 @@ func testPaging(t *testing.T, open opener) {
 			{"code=P&_count=3", 3, pg(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)},
 			{"code=P&_count=3&_sort=-_id", 3, pg(10, 9, 8, 7, 6, 5, 4, 3, 2, 1)},
 			{"code=P&_count=3&_sort=date", 3, pg(4, 7, 2, 9, 1, 3, 5, 8, 10, 6)},
-			{"code=P&_count=3&_sort=-date", 3, pg(6, 10, 1, 3, 5, 8, 9, 2, 7, 4)},
-			{"code=P&_count=3&_sort=-date,-_id", 3, pg(6, 10, 8, 5, 3, 1, 9, 2, 7, 4)},
+			{"code=P&_count=3&_sort=-date", 3, pg(6, 10, 8, 5, 3, 1, 9, 2, 7, 4)},
+			{"code=P&_count=3&_sort=-date,_id", 3, pg(6, 10, 1, 3, 5, 8, 9, 2, 7, 4)},
 			{"code=P&_count=4&_sort=-_lastUpdated", 4, pg(6, 8, 4, 9, 2, 5, 10, 1, 7, 3)},
 			{"code=P&_count=5", 5, pg(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)}, // exact multiple: no empty last page
 			{"code=P&_count=1&_sort=date", 1, pg(4, 7, 2, 9, 1, 3, 5, 8, 10, 6)},

@@ -90,17 +90,17 @@ func testUpsert(t *testing.T, open opener) {
 		}
 		checkSameEntry(t, e, mustRead(t, s, "Observation", first[7].ID))
 
-		// Change ten values; touch only meta of five others (ignored: "unchanged content
-		// (ignoring meta)").
+		// Change ten values; give five others a client meta.versionId and meta.lastUpdated,
+		// which the store ignores ("unchanged content (ignoring meta)").
 		changed := func(i int) bool { return i%20 == 3 }
 		batch := upsertBatch(n, func(i int) string {
 			if changed(i) {
-				return "99.9"
+				return "250.5"
 			}
 			return baseValue(i)
 		})
 		for i := 0; i < 50; i += 10 {
-			batch[i].Common().Meta = &fhir.Meta{Source: "https://withings.example/resync"}
+			batch[i].Common().Meta = &fhir.Meta{VersionID: "99", LastUpdated: "2000-01-01T00:00:00Z"}
 		}
 		third, err := s.Upsert(t.Context(), batch)
 		if err != nil {
@@ -118,12 +118,12 @@ func testUpsert(t *testing.T, open opener) {
 		}
 		e3 := mustRead(t, s, "Observation", first[3].ID)
 		o3 := checkMeta(t, e3).(*fhir.Observation)
-		if e3.VersionID != 2 || o3.ValueQuantity == nil || *o3.ValueQuantity.Value != "99.9" {
-			t.Errorf("Read of a changed resource: version %d value %+v, want version 2 value 99.9", e3.VersionID, o3.ValueQuantity)
+		if e3.VersionID != 2 || o3.ValueQuantity == nil || *o3.ValueQuantity.Value != "250.5" {
+			t.Errorf("Read of a changed resource: version %d value %+v, want version 2 value 250.5", e3.VersionID, o3.ValueQuantity)
 		}
-		res = mustSearch(t, s, parse(t, "Observation", "value-quantity=99.9"))
+		res = mustSearch(t, s, parse(t, "Observation", "value-quantity=250.5"))
 		if got := len(res.Matches); got != 10 {
-			t.Errorf("Search value-quantity=99.9 after Upsert: %d matches, want 10", got)
+			t.Errorf("Search value-quantity=250.5 after Upsert: %d matches, want 10", got)
 		}
 	})
 
