@@ -70,6 +70,9 @@ func DecodeInto(data []byte, r Resource) error {
 	if r.Common().ResourceType != r.Type() {
 		return Invalid(CodeInvalid, "resourceType: got %q, want %q", truncate(r.Common().ResourceType, 64), r.Type())
 	}
+	if err := exactKeys(data, r); err != nil {
+		return err
+	}
 	if id := r.Common().ID; id != "" && !ValidID(id) {
 		return Invalid(CodeValue, "%s.id: invalid id %q", r.Type(), truncate(id, 70))
 	}
@@ -134,4 +137,70 @@ func jsonKind(goKind string) string {
 		return "an object"
 	}
 	return goKind
+}
+
+// exactKeys closes the gaps encoding/json leaves open: it matches member names without regard to
+// case ("Status" fills Status) and accepts null. FHIR JSON names are case-sensitive and forbids
+// null and empty arrays, so the input's members must all reappear, spelled the same, when the
+// decoded resource is encoded again.
+func exactKeys(data []byte, r Resource) error {
+	var in any
+	if err := json.Unmarshal(data, &in); err != nil {
+		return decodeError(r.Type(), err)
+	}
+	out, err := json.Marshal(r)
+	if err != nil {
+		return Invalid(CodeStructure, "%s: %v", r.Type(), err)
+	}
+	var back any
+	if err := json.Unmarshal(out, &back); err != nil {
+		return Invalid(CodeStructure, "%s: %v", r.Type(), err)
+	}
+	return compareKeys(r.Type(), in, back)
+}
+
+func compareKeys(path string, in, out any) error {
+	switch x := in.(type) {
+	case nil:
+		return Invalid(CodeStructure, "%s: null is not allowed in FHIR JSON", path)
+	case map[string]any:
+		o, _ := out.(map[string]any)
+		for k, v := range x {
+			p := path + "." + k
+			ov, ok := o[k]
+			if !ok {
+				switch vv := v.(type) {
+				case nil:
+					return Invalid(CodeStructure, "%s: null is not allowed in FHIR JSON", p)
+				case string:
+					if vv == "" {
+						return Invalid(CodeValue, "%s: empty strings are not allowed in FHIR JSON", p)
+					}
+				case []any:
+					if len(vv) == 0 {
+						return Invalid(CodeStructure, "%s: empty arrays are not allowed in FHIR JSON", p)
+					}
+				case map[string]any:
+					if len(vv) == 0 {
+						return Invalid(CodeStructure, "%s: empty objects are not allowed in FHIR JSON", p)
+					}
+				}
+				return Invalid(CodeStructure, "%s: unknown element %q", path, k)
+			}
+			if err := compareKeys(p, v, ov); err != nil {
+				return err
+			}
+		}
+	case []any:
+		o, _ := out.([]any)
+		if len(o) != len(x) {
+			return Invalid(CodeStructure, "%s: empty or null array members are not allowed", path)
+		}
+		for i := range x {
+			if err := compareKeys(path, x[i], o[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -220,3 +220,21 @@ func TestDecodeIntoValidates(t *testing.T) {
 		t.Errorf("got status %q id %q, want final o1", o.Status, o.ID)
 	}
 }
+
+func TestDecodeExactKeys(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"wrong case", `{"resourceType":"Observation","Status":"final","code":{"text":"x"}}`, "Status"},
+		{"null", `{"resourceType":"Patient","gender":null}`, "null"},
+		{"empty array", `{"resourceType":"Patient","name":[]}`, "empty arrays"},
+		{"empty string", `{"resourceType":"Patient","gender":""}`, "empty strings"},
+		{"nested wrong case", `{"resourceType":"Patient","name":[{"Family":"x"}]}`, "Family"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode([]byte(tc.body), "")
+			var fe *Error
+			if !errors.As(err, &fe) || fe.Status != 400 || !strings.Contains(fe.Diagnostics, tc.want) {
+				t.Errorf("got %v, want a 400 naming %q", err, tc.want)
+			}
+		})
+	}
+}
