@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,7 @@ func run() error {
 	flag.IntVar(&cfg.batch, "batch", 5000, "Observations per bulk upsert while loading")
 	flag.IntVar(&cfg.targets, "targets", 2000, "distinct random requests per scenario")
 	flag.IntVar(&cfg.rounds, "rounds", 2, "alternating baseline/ohx rounds per scenario")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
 	flag.Parse()
 	ctx := context.Background()
 	total := cfg.patients * cfg.perPat
@@ -110,6 +112,14 @@ func run() error {
 		{"search (patient+code+date, _count=50, random patients)", "≥ 30 %", searchURLs},
 		{"same search repeated (EHR polling)", "≥ 70 %", searchURLs[:1]},
 		{"read by id", "≥ 70 %", readURLs},
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("\n%-55s %12s %12s %8s %10s %10s  %s\n", "scenario", "bare req/s", "ohx req/s", "ratio", "ohx p50", "ohx p99", "target")
 	for _, sc := range scenarios {

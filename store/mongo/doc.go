@@ -123,8 +123,8 @@ func unesc(s string) string {
 }
 
 func tokenKey(col, system, code string) string { return col + "|" + esc(system) + "|" + esc(code) }
-func localRefKey(col, typ, id string) string    { return col + "|" + esc(typ) + "|" + esc(id) }
-func urlRefKey(col, url string) string          { return col + "||" + esc(url) }
+func localRefKey(col, typ, id string) string   { return col + "|" + esc(typ) + "|" + esc(id) }
+func urlRefKey(col, url string) string         { return col + "||" + esc(url) }
 
 // stringKey needs no escaping: the column name never contains "|" and the value is the last
 // component, matched only by anchored prefix, substring or equality.

@@ -11,11 +11,12 @@ package mongo
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -43,6 +44,7 @@ type Store struct {
 	reg    *search.Registry
 	colls  map[string]*mongo.Collection
 	log    *slog.Logger
+	locks  *docLocks
 }
 
 // Open connects to the MongoDB deployment at uri, uses database, and creates the indexes of
@@ -64,10 +66,21 @@ func Open(ctx context.Context, uri, database string, log *slog.Logger) (*Store, 
 		reg:    search.DefaultRegistry(),
 		colls:  map[string]*mongo.Collection{},
 		log:    log,
+		locks:  &docLocks{seed: maphash.MakeSeed()},
 	}
 	if err := client.Ping(ctx, nil); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, fmt.Errorf("mongo: ping: %w", err)
+	}
+	ferret, err := isFerretDB(ctx, client)
+	if err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, fmt.Errorf("mongo: buildInfo: %w", err)
+	}
+	if ferret {
+		// See lock.go: FerretDB's conditional updates are not atomic.
+		s.locks.enabled = true
+		log.InfoContext(ctx, "mongo: the server is FerretDB; writes of one document are serialised in this process")
 	}
 	for _, typ := range s.reg.Types() {
 		s.colls[typ] = s.db.Collection(typ)
@@ -136,11 +149,11 @@ func indexModels(reg *search.Registry, typ string) []mongo.IndexModel {
 	}
 	if _, ok := compartmentColumn[typ]; ok {
 		// The hot path: patient + code (+ date range), e.g. Observation?patient=…&code=…&date=ge….
-		keys := []bson.E{asc(fPatient), asc(fTok)}
+		name, keys := "pat_tk", []bson.E{asc(fPatient), asc(fTok)}
 		if sp := search.SortDateParam(typ); sp != "" {
-			keys = append(keys, asc(fDate+"."+sp+".lo"))
+			name, keys = "pat_tk_"+sp, append(keys, asc(fDate+"."+sp+".lo"))
 		}
-		models = append(models, idx("pat_tk_date", keys...))
+		models = append(models, idx(name, keys...))
 	}
 	if has[search.Reference] {
 		// Reference searches and _revinclude.
@@ -168,7 +181,7 @@ func (s *Store) coll(typ string) (*mongo.Collection, error) {
 // newID returns a random resource id (32 hex digits).
 func newID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails
 	return hex.EncodeToString(b[:])
 }
 
@@ -280,7 +293,7 @@ func (s *Store) Create(ctx context.Context, r fhir.Resource) (store.Entry, error
 	if err != nil {
 		return store.Entry{}, fmt.Errorf("mongo: create %s: %w", typ, err)
 	}
-	if _, err := c.InsertOne(ctx, d); err != nil {
+	if err := s.insert(ctx, c, typ, d); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return store.Entry{}, fmt.Errorf("mongo: create %s/%s: %w", typ, id, store.ErrDuplicate)
 		}
@@ -316,7 +329,7 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 			if err != nil {
 				return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
 			}
-			_, err = c.InsertOne(ctx, d)
+			err = s.insert(ctx, c, typ, d)
 			if err == nil {
 				return entryOf(typ, d), true, nil
 			}
@@ -328,7 +341,7 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 			if err != nil {
 				return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
 			}
-			res, err := c.ReplaceOne(ctx, versionFilter(cur), d)
+			res, err := s.replace(ctx, c, typ, cur, d)
 			if err != nil {
 				return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
 			}
@@ -391,7 +404,7 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 			return nil
 		}
 		tomb := &document{ID: id, Version: cur.Version + 1, LastUpd: now(cur.LastUpd), Deleted: true, Patient: cur.Patient, Sort: fhir.MinTime}
-		res, err := c.ReplaceOne(ctx, versionFilter(cur), tomb)
+		res, err := s.replace(ctx, c, typ, cur, tomb)
 		if err != nil {
 			return fmt.Errorf("mongo: delete %s/%s: %w", typ, id, err)
 		}

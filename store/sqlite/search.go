@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -433,7 +434,7 @@ func (s *Store) selectSQL(b *sqlQuery, q *search.Query, order string) string {
 }
 
 func (s *Store) fetch(ctx context.Context, b *sqlQuery, q *search.Query, order string, limit int) ([]row, error) {
-	rs, err := s.r.QueryContext(ctx, s.selectSQL(b, q, order), append(b.args, limit)...)
+	rs, err := s.query(ctx, s.selectSQL(b, q, order), append(b.args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
 	}
@@ -443,7 +444,7 @@ func (s *Store) fetch(ctx context.Context, b *sqlQuery, q *search.Query, order s
 	for rs.Next() {
 		r := row{Entry: store.Entry{Type: q.Type}, keys: make([]int64, nk)}
 		var lu int64
-		var js string
+		var js sql.RawBytes
 		dest := []any{&r.ID, &r.VersionID, &lu, &js}
 		for i := range r.keys {
 			dest = append(dest, &r.keys[i])
@@ -452,7 +453,7 @@ func (s *Store) fetch(ctx context.Context, b *sqlQuery, q *search.Query, order s
 			return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
 		}
 		r.LastUpdated = time.UnixMicro(lu).UTC()
-		r.JSON = []byte(js)
+		r.JSON = bytes.Clone(js)
 		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {

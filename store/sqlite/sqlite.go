@@ -27,6 +27,9 @@ type Store struct {
 	log *slog.Logger
 	reg *search.Registry
 
+	rstmts *stmtCache
+	wstmts *stmtCache
+
 	mu      sync.RWMutex
 	maxSpan map[string]int64 // per resource type: the longest date range stored (see dateBounds)
 }
@@ -76,7 +79,8 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	s := &Store{w: w, r: r, log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{}}
+	s := &Store{w: w, r: r, log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{},
+		rstmts: newStmtCache(r), wstmts: newStmtCache(w)}
 	if err := s.loadSpans(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -207,6 +211,8 @@ func (s *Store) loadSpans(ctx context.Context) error {
 
 // Close closes both pools.
 func (s *Store) Close() error {
+	s.rstmts.close()
+	s.wstmts.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

@@ -1,9 +1,9 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -22,23 +22,34 @@ type current struct {
 	json        []byte
 }
 
-func (s *Store) lookup(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, typ, id string) (current, error) {
-	var c current
-	var del int
-	var js sql.NullString
-	err := q.QueryRowContext(ctx, `SELECT version, deleted, patient, last_updated, json FROM resources WHERE type = ? AND id = ?`, typ, id).
-		Scan(&c.version, &del, &c.patient, &c.lastUpdated, &js)
-	if errors.Is(err, sql.ErrNoRows) {
-		return current{}, nil
+func (s *Store) lookup(ctx context.Context, tx *sql.Tx, typ, id string) (current, error) {
+	const q = `SELECT version, deleted, patient, last_updated, json FROM resources WHERE type = ? AND id = ?`
+	var rows *sql.Rows
+	var err error
+	if tx != nil {
+		rows, err = s.txQuery(ctx, tx, q, typ, id)
+	} else {
+		rows, err = s.query(ctx, q, typ, id)
 	}
 	if err != nil {
 		return current{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
 	}
+	defer rows.Close()
+	var c current
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return current{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
+		}
+		return current{}, nil
+	}
+	var del int
+	var js sql.RawBytes
+	if err := rows.Scan(&c.version, &del, &c.patient, &c.lastUpdated, &js); err != nil {
+		return current{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
+	}
 	c.exists, c.deleted = true, del != 0
-	if js.Valid {
-		c.json = []byte(js.String)
+	if js != nil {
+		c.json = bytes.Clone(js)
 	}
 	return c, nil
 }
@@ -55,6 +66,10 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	// Statements first seen in this transaction are prepared now that the connection is free.
+	if err := s.wstmts.preparePending(ctx); err != nil {
+		s.log.Warn("preparing statements failed", "err", err)
 	}
 	return nil
 }
@@ -123,7 +138,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur curr
 		}
 	}
 	lu := p.LastUpdated.UnixMicro()
-	_, err = tx.ExecContext(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
+	_, err = s.txExec(ctx, tx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
 		VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)
 		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = 0,
 			patient = excluded.patient, sort_date = excluded.sort_date, date_lo = excluded.date_lo, date_hi = excluded.date_hi, json = excluded.json`,
@@ -147,24 +162,24 @@ func (s *Store) addIndex(ctx context.Context, tx *sql.Tx, p store.Prepared) erro
 		var err error
 		switch e.Type {
 		case search.Token:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_token (type, col, system, code, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.System, e.Code, p.ID)
+			_, err = s.txExec(ctx, tx, `INSERT INTO idx_token (type, col, system, code, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.System, e.Code, p.ID)
 			if err == nil && p.Type == "Observation" && e.Column == "code" && p.Index.Patient != "" {
 				// lo is the sort date (MinTime without an effective time); date filters are
 				// evaluated on resources.date_lo/date_hi, lo only bounds the range scan.
-				_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO obs_clinical (patient, system, code, lo, id) VALUES (?, ?, ?, ?, ?)`,
+				_, err = s.txExec(ctx, tx, `INSERT OR IGNORE INTO obs_clinical (patient, system, code, lo, id) VALUES (?, ?, ?, ?, ?)`,
 					p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID)
 			}
 		case search.Reference:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_ref (type, col, ref_type, ref_id, ref_url, id) VALUES (?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
+			_, err = s.txExec(ctx, tx, `INSERT INTO idx_ref (type, col, ref_type, ref_id, ref_url, id) VALUES (?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
 		case search.String:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_string (type, col, norm, exact, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Norm, e.Exact, p.ID)
+			_, err = s.txExec(ctx, tx, `INSERT INTO idx_string (type, col, norm, exact, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Norm, e.Exact, p.ID)
 		case search.Date:
 			if e.Column == search.SortDateParam(p.Type) {
 				continue // kept on the resources row (date_lo, date_hi)
 			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_date (type, col, lo, hi, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Lo, e.Hi, p.ID)
+			_, err = s.txExec(ctx, tx, `INSERT INTO idx_date (type, col, lo, hi, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Lo, e.Hi, p.ID)
 		case search.Quantity:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_quantity (type, col, num, system, code, unit, id) VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.Num, e.System, e.Code, e.Unit, p.ID)
+			_, err = s.txExec(ctx, tx, `INSERT INTO idx_quantity (type, col, num, system, code, unit, id) VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.Num, e.System, e.Code, e.Unit, p.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: index %s/%s %s: %w", p.Type, p.ID, e.Column, err)
@@ -175,12 +190,12 @@ func (s *Store) addIndex(ctx context.Context, tx *sql.Tx, p store.Prepared) erro
 
 func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id, patient string) error {
 	for _, t := range []string{"idx_token", "idx_ref", "idx_string", "idx_date", "idx_quantity"} {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE type = ? AND id = ?`, typ, id); err != nil {
+		if _, err := s.txExec(ctx, tx, `DELETE FROM `+t+` WHERE type = ? AND id = ?`, typ, id); err != nil {
 			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
 		}
 	}
 	if typ == "Observation" {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM obs_clinical WHERE id = ?`, id); err != nil {
+		if _, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
 		}
 	}
@@ -196,7 +211,7 @@ func (s *Store) noteSpan(ctx context.Context, tx *sql.Tx, typ string, span int64
 	if span <= known {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO date_span (type, max_span) VALUES (?, ?)
+	if _, err := s.txExec(ctx, tx, `INSERT INTO date_span (type, max_span) VALUES (?, ?)
 		ON CONFLICT (type) DO UPDATE SET max_span = max(max_span, excluded.max_span)`, typ, span); err != nil {
 		return fmt.Errorf("sqlite: record date span: %w", err)
 	}
@@ -210,7 +225,7 @@ func (s *Store) noteSpan(ctx context.Context, tx *sql.Tx, typ string, span int64
 
 // Read implements store.Store.
 func (s *Store) Read(ctx context.Context, typ, id string) (store.Entry, error) {
-	cur, err := s.lookup(ctx, s.r, typ, id)
+	cur, err := s.lookup(ctx, nil, typ, id)
 	if err != nil {
 		return store.Entry{}, err
 	}
@@ -241,7 +256,7 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 		if err := s.dropIndex(ctx, tx, typ, id, cur.patient); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE resources SET deleted = 1, json = NULL, version = version + 1, last_updated = ?, date_lo = NULL, date_hi = NULL
+		_, err = s.txExec(ctx, tx, `UPDATE resources SET deleted = 1, json = NULL, version = version + 1, last_updated = ?, date_lo = NULL, date_hi = NULL
 			WHERE type = ? AND id = ?`, time.Now().UnixMicro(), typ, id)
 		if err != nil {
 			return fmt.Errorf("sqlite: delete %s/%s: %w", typ, id, err)
@@ -252,13 +267,18 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 
 // FindByIdentifier implements store.Store.
 func (s *Store) FindByIdentifier(ctx context.Context, typ, system, value string) ([]string, error) {
-	return s.findByIdentifier(ctx, s.r, typ, system, value)
+	return s.findByIdentifier(ctx, nil, typ, system, value)
 }
 
-func (s *Store) findByIdentifier(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, typ, system, value string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id FROM idx_token WHERE type = ? AND col = 'identifier' AND code = ? AND system = ?`, typ, value, system)
+func (s *Store) findByIdentifier(ctx context.Context, tx *sql.Tx, typ, system, value string) ([]string, error) {
+	const q = `SELECT id FROM idx_token WHERE type = ? AND col = 'identifier' AND code = ? AND system = ?`
+	var rows *sql.Rows
+	var err error
+	if tx != nil {
+		rows, err = s.txQuery(ctx, tx, q, typ, value, system)
+	} else {
+		rows, err = s.query(ctx, q, typ, value, system)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: find %s by identifier: %w", typ, err)
 	}
