@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/openhealthexchange/ohx/store"
+	"github.com/openhealthexchange/ohx/store/mongo"
 )
 
+// openMongo opens the MongoDB store named by OHX_MONGODB_URI and OHX_MONGODB_DATABASE.
 func openMongo(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
-	return nil, errors.New("mongo store not wired yet")
+	return mongo.Open(ctx, cfg.MongoURI, cfg.MongoDatabase, log)
 }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openhealthexchange/ohx/store/mongo/mongotest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mongotest.Stop()
+	os.Exit(code)
+}
+
+// startServer runs `ohx serve` with the given environment on a free port and returns its base
+// URL; the server is shut down gracefully when the test ends and must exit cleanly.
+func startServer(t *testing.T, env map[string]string) (string, *syncWriter) {
+	t.Helper()
+	env["OHX_ADDR"] = "127.0.0.1:0"
+	env["OHX_DATA_DIR"] = t.TempDir()
+	env["OHX_BASE_URL"] = "http://ohx.test/fhir"
+	cfg, err := parseConfig("ohx serve", nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	go func() { done <- serve(ctx, cfg, logs, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("server did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v after shutdown", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("server did not shut down")
+		}
+	})
+	return "http://" + addr, logs
+}
+
+// syncWriter serialises log writes from the server's goroutines into a buffer the test reads.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func TestServeStores(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  func(t *testing.T) map[string]string
+	}{
+		{"sqlite", func(t *testing.T) map[string]string { return map[string]string{} }},
+		{"mongodb", func(t *testing.T) map[string]string {
+			return map[string]string{"OHX_MONGODB_URI": mongotest.URI(t), "OHX_MONGODB_DATABASE": mongotest.DBName(t)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, logs := startServer(t, tc.env(t))
+			res, err := http.Get(base + "/fhir/metadata")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cs struct {
+				ResourceType string
+				Rest         []struct{ Resource []struct{ Type string } }
+			}
+			json.NewDecoder(res.Body).Decode(&cs)
+			res.Body.Close()
+			if cs.ResourceType != "CapabilityStatement" || len(cs.Rest) != 1 || len(cs.Rest[0].Resource) != 4 {
+				t.Fatalf("metadata: %+v", cs)
+			}
+			body := `{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"7"}],"name":[{"family":"Sensitive-Name"}]}`
+			res, err = http.Post(base+"/fhir/Patient", "application/fhir+json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != 201 {
+				t.Fatalf("create: %d", res.StatusCode)
+			}
+			res, err = http.Get(base + "/fhir/Patient?family=sensitive")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b struct{ Entry []json.RawMessage }
+			json.NewDecoder(res.Body).Decode(&b)
+			res.Body.Close()
+			if len(b.Entry) != 1 {
+				t.Errorf("search after create: %d entries", len(b.Entry))
+			}
+			for _, path := range []string{"/healthz", "/readyz"} {
+				res, err := http.Get(base + path)
+				if err != nil || res.StatusCode != 200 {
+					t.Errorf("%s: %v %v", path, err, res)
+				}
+				res.Body.Close()
+			}
+			time.Sleep(50 * time.Millisecond)
+			if strings.Contains(logs.String(), "Sensitive") || strings.Contains(logs.String(), "sensitive") {
+				t.Errorf("logs contain PHI:\n%s", logs.String())
+			}
+			if !strings.Contains(logs.String(), `"store":"`+tc.name+`"`) {
+				t.Errorf("logs do not show the %s store:\n%s", tc.name, logs.String())
+			}
+		})
+	}
+}
+
+func TestConfig(t *testing.T) {
+	env := map[string]string{"OHX_ADDR": ":9999", "OHX_DEFAULT_COUNT": "20"}
+	cfg, err := parseConfig("ohx", []string{"-default-count", "30"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DefaultCount != 30 || cfg.BaseURL != "http://localhost:9999/fhir" {
+		t.Errorf("flags must override env and the base URL default to the port: %+v", cfg)
+	}
+	for _, bad := range []map[string]string{
+		{"OHX_DEFAULT_COUNT": "x"},
+		{"OHX_BASE_URL": "not a url"},
+		{"OHX_DEFAULT_COUNT": "2000"},
+		{"OHX_REQUEST_TIMEOUT": "soon"},
+	} {
+		if _, err := parseConfig("ohx", nil, func(k string) string { return bad[k] }, io.Discard); err == nil {
+			t.Errorf("%v: want an error", bad)
+		}
+	}
+}
