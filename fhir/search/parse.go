@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -329,7 +330,7 @@ func parseValue(p *Param, mod, raw string, opt Options) (Value, error) {
 	case Date:
 		prefix, d := splitPrefix(raw)
 		lo, hi, err := fhir.TimeRange(d)
-		if err != nil || !fhir.ValidDateTime(dateForCheck(d)) {
+		if err != nil || !validSearchDate(d) {
 			return bad("%q is not a valid date", truncate(raw))
 		}
 		if prefix == "ap" {
@@ -365,13 +366,11 @@ func parseValue(p *Param, mod, raw string, opt Options) (Value, error) {
 	return bad("unsupported parameter type %s", p.Type)
 }
 
-// dateForCheck lets the dateTime validator accept search dateTimes without a zone (UTC).
-func dateForCheck(d string) string {
-	if len(d) > 10 && !strings.HasSuffix(d, "Z") && !strings.ContainsAny(d[10:], "+-") {
-		return d + "Z"
-	}
-	return d
-}
+// searchDateRE is the date syntax of search values: like dateTime, but minutes without seconds
+// are allowed and the zone is optional (then UTC) (https://hl7.org/fhir/R5/search.html#date).
+var searchDateRE = regexp.MustCompile(`^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9](:([0-5][0-9])(\.[0-9]{1,9})?)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?)?)?)?$`)
+
+func validSearchDate(d string) bool { return searchDateRE.MatchString(d) }
 
 // parseNumber parses a decimal and the range its precision implies: 100 → [99.5, 100.5),
 // 100.00 → [99.995, 100.005) (https://hl7.org/fhir/R5/search.html#number).
