@@ -81,9 +81,9 @@ func TestHotSearchPlan(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, query, want string }{
 		{"newest first", "patient=p3&code=http://loinc.org|29463-7&date=ge2026-01-10&_sort=-date&_count=50",
-			"SEARCH o USING PRIMARY KEY (patient=? AND system=? AND code=? AND lo>?)"},
+			"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=? AND sort_date>?)"},
 		{"closed range", "patient=p3&code=http://loinc.org|29463-7&date=ge2026-01-10&date=lt2026-01-20&_sort=date",
-			"SEARCH o USING PRIMARY KEY (patient=? AND system=? AND code=? AND lo>? AND lo<?)"},
+			"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=? AND sort_date>? AND sort_date<?)"},
 		{"patient only, by date", "patient=p3&_sort=-date",
 			"SEARCH r USING INDEX resources_patient (type=? AND patient=?)"},
 	} {

@@ -48,22 +48,16 @@ func (s *Store) plan(q *search.Query) *sqlQuery {
 		if pi >= 0 && ci >= 0 {
 			p, c := clauses[pi], clauses[ci]
 			b.hot = true
-			b.from = "obs_clinical o JOIN resources r ON r.type = 'Observation' AND r.id = o.id"
-			b.add("o.patient = ? AND o.system = ? AND o.code = ?", p.Values[0].RefID, c.Values[0].System, c.Values[0].Code)
-			b.sortCol["date"], b.sortCol["_id"] = "o.lo", "o.id"
-			clauses = slices.DeleteFunc(clauses, func(x search.Clause) bool { return x.Param == p.Param || x.Param == c.Param })
-			// Keep any other patient/code clauses (repeated parameters AND together).
-			for i, x := range q.Clauses {
-				if (x.Param == p.Param || x.Param == c.Param) && i != pi && i != ci {
-					clauses = append(clauses, x)
-				}
-			}
+			// obs_clinical holds live rows only (deletes remove them), hence no deleted filter.
+			b.from = "obs_clinical r"
+			b.add("r.patient = ? AND r.system = ? AND r.code = ?", p.Values[0].RefID, c.Values[0].System, c.Values[0].Code)
+			clauses = slices.Delete(slices.Clone(clauses), max(pi, ci), max(pi, ci)+1)
+			clauses = slices.Delete(clauses, min(pi, ci), min(pi, ci)+1)
 		}
 	}
 	if !b.hot {
-		b.add("r.type = ?", q.Type)
+		b.add("r.type = ? AND r.deleted = 0", q.Type)
 	}
-	b.add("r.deleted = 0")
 	for _, c := range clauses {
 		s.clause(b, q.Type, c)
 	}
@@ -406,9 +400,6 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Result, err
 func (s *Store) count(ctx context.Context, b *sqlQuery) (int, error) {
 	var n int
 	sel := "SELECT count(*) FROM "
-	if b.hot {
-		sel = "SELECT count(DISTINCT r.id) FROM "
-	}
 	if err := s.r.QueryRowContext(ctx, sel+b.from+" WHERE "+strings.Join(b.where, " AND "), b.args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
 	}

@@ -146,10 +146,13 @@ var migrations = []string{
 	CREATE TABLE idx_quantity (type TEXT NOT NULL, col TEXT NOT NULL, num REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL, id TEXT NOT NULL,
 		PRIMARY KEY (type, col, num, system, code, unit, id)) WITHOUT ROWID;
 	CREATE INDEX idx_quantity_id ON idx_quantity (type, id);
-	-- The hot path: an Observation row per code coding, clustered on (patient, code, time) so that a
-	-- patient + code + date search is one contiguous range scan in date order.
-	CREATE TABLE obs_clinical (patient TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, lo INTEGER NOT NULL, id TEXT NOT NULL,
-		PRIMARY KEY (patient, system, code, lo, id)) WITHOUT ROWID;
+	-- The hot path: an Observation row per code coding, clustered on (patient, code, time) and
+	-- carrying the JSON, so a patient + code + date search is one contiguous range scan in date
+	-- order that never leaves this table. Its columns are named as in resources so that every
+	-- other filter applies unchanged.
+	CREATE TABLE obs_clinical (patient TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, sort_date INTEGER NOT NULL, id TEXT NOT NULL,
+		version INTEGER NOT NULL, last_updated INTEGER NOT NULL, date_lo INTEGER, date_hi INTEGER, json TEXT NOT NULL,
+		PRIMARY KEY (patient, system, code, sort_date, id)) WITHOUT ROWID;
 	CREATE INDEX obs_clinical_id ON obs_clinical (id);
 	CREATE TABLE date_span (type TEXT PRIMARY KEY, max_span INTEGER NOT NULL) WITHOUT ROWID;`,
 }

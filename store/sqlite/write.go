@@ -146,7 +146,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur curr
 	if err != nil {
 		return store.Entry{}, fmt.Errorf("sqlite: write %s/%s: %w", p.Type, p.ID, err)
 	}
-	if err := s.addIndex(ctx, tx, p); err != nil {
+	if err := s.addIndex(ctx, tx, p, dateLo, dateHi); err != nil {
 		return store.Entry{}, err
 	}
 	if dateLo.Valid {
@@ -157,17 +157,16 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur curr
 	return store.Entry{Type: p.Type, ID: p.ID, VersionID: p.VersionID, LastUpdated: p.LastUpdated, JSON: p.JSON}, nil
 }
 
-func (s *Store) addIndex(ctx context.Context, tx *sql.Tx, p store.Prepared) error {
+func (s *Store) addIndex(ctx context.Context, tx *sql.Tx, p store.Prepared, dateLo, dateHi sql.NullInt64) error {
 	for _, e := range p.Index.Entries {
 		var err error
 		switch e.Type {
 		case search.Token:
 			_, err = s.txExec(ctx, tx, `INSERT INTO idx_token (type, col, system, code, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.System, e.Code, p.ID)
 			if err == nil && p.Type == "Observation" && e.Column == "code" && p.Index.Patient != "" {
-				// lo is the sort date (MinTime without an effective time); date filters are
-				// evaluated on resources.date_lo/date_hi, lo only bounds the range scan.
-				_, err = s.txExec(ctx, tx, `INSERT OR IGNORE INTO obs_clinical (patient, system, code, lo, id) VALUES (?, ?, ?, ?, ?)`,
-					p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID)
+				_, err = s.txExec(ctx, tx, `INSERT OR IGNORE INTO obs_clinical (patient, system, code, sort_date, id, version, last_updated, date_lo, date_hi, json)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, p.LastUpdated.UnixMicro(), dateLo, dateHi, string(p.JSON))
 			}
 		case search.Reference:
 			_, err = s.txExec(ctx, tx, `INSERT INTO idx_ref (type, col, ref_type, ref_id, ref_url, id) VALUES (?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
