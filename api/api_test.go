@@ -512,3 +512,56 @@ func TestOperations(t *testing.T) {
 		t.Errorf("cancelled request succeeded")
 	}
 }
+
+// TestSearchCache checks that a repeated search is served from the cache and that a write to
+// the patient's data, and only that, invalidates it.
+func TestSearchCache(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	q := "/fhir/Observation?patient=p1&code=http://loinc.org|29463-7&_sort=-date&_count=100"
+	count := func(b fhir.Bundle) int { return len(entryIDs(t, b, "match")) }
+	lookups := func(outcome string) string {
+		for line := range strings.SplitSeq(string(e.get("/metrics").body), "\n") {
+			if strings.HasPrefix(line, `ohx_search_cache_lookups_total{outcome="`+outcome+`"}`) {
+				return strings.Fields(line)[1]
+			}
+		}
+		return "0"
+	}
+	if n := count(e.get(q).bundle(t)); n != 12 {
+		t.Fatalf("first search: %d", n)
+	}
+	if n := count(e.get(q).bundle(t)); n != 12 || lookups("hit") != "1" {
+		t.Fatalf("repeat: %d entries, %s hits", n, lookups("hit"))
+	}
+	// Another patient's data does not invalidate the entry.
+	if _, err := e.store.Upsert(t.Context(), []fhir.Resource{obs("x2", "p2", "", "29463-7", time.Now(), "1")}); err != nil {
+		t.Fatal(err)
+	}
+	if e.get(q); lookups("hit") != "2" {
+		t.Errorf("a write for p2 invalidated p1's search: hits %s", lookups("hit"))
+	}
+	// This patient's new Observation does, and the next answer has it.
+	if _, err := e.store.Upsert(t.Context(), []fhir.Resource{obs("x1", "p1", "", "29463-7", time.Now(), "1")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(e.get(q).bundle(t)); n != 13 || lookups("stale") != "1" {
+		t.Errorf("after a write for p1: %d entries (want 13), %s stale", n, lookups("stale"))
+	}
+	// So does a change to an included Device.
+	qi := "/fhir/Observation?patient=p1&_include=Observation:device&_count=1"
+	e.get(qi)
+	if _, _, err := e.store.Put(t.Context(), &fhir.Device{Base: fhir.Base{ResourceType: "Device", ID: "d1"}, Status: "inactive"}, store.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.get(qi).bundle(t)
+	var d fhir.Device
+	for _, en := range b.Entry {
+		if en.Search.Mode == "include" {
+			json.Unmarshal(en.Resource, &d)
+		}
+	}
+	if d.Status != "inactive" {
+		t.Errorf("included Device served stale: status %q", d.Status)
+	}
+}

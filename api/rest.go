@@ -260,9 +260,20 @@ func (s *Server) search(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	key := cacheKey(version(c), s.base(c), typ, params)
+	if body, ok := s.cache.get(key); ok {
+		s.writeJSON(c, http.StatusOK, body)
+		return nil
+	}
 	q, err := s.parseSearch(c, typ, params)
 	if err != nil {
 		return err
+	}
+	var deps []dep
+	var gens []uint64
+	if s.cache != nil {
+		deps = searchDeps(q, version(c))
+		gens = s.cache.snapshot(deps) // before the search: a write racing it invalidates the entry
 	}
 	res, err := s.store.Search(c.Request.Context(), q)
 	if err != nil {
@@ -272,6 +283,7 @@ func (s *Server) search(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	s.cache.put(key, body, deps, gens)
 	s.writeJSON(c, http.StatusOK, body)
 	return nil
 }

@@ -37,6 +37,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds the work for one request (default 30 s).
 	RequestTimeout time.Duration
+	// CacheEntries bounds the search result cache (0: default 10,000; negative: off). The cache
+	// is used only with stores that implement store.ChangeTracker.
+	CacheEntries int
+	// CacheTTL bounds how long an unchanged result is kept (default 5 min).
+	CacheTTL time.Duration
 }
 
 // Server holds the API's dependencies.
@@ -50,6 +55,7 @@ type Server struct {
 	csJSON  []byte
 	cs4JSON []byte
 	metrics *metrics
+	cache   *resultCache
 }
 
 // New builds the router. reg must be the registry the store indexes with; promReg receives the
@@ -73,10 +79,17 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	if len(cfg.CursorKey) < 32 {
 		return nil, errors.New("api: CursorKey must be at least 32 bytes")
 	}
+	if cfg.CacheEntries == 0 {
+		cfg.CacheEntries = 10000
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = 5 * time.Minute
+	}
 	if promReg == nil {
 		promReg = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, store: st, reg: reg, log: log, metrics: newMetrics(promReg)}
+	s := &Server{cfg: cfg, store: st, reg: reg, log: log, metrics: newMetrics(promReg),
+		cache: newResultCache(st, cfg.CacheTTL, cfg.CacheEntries, 1<<20, promReg)}
 	s.cs = capability.Build(reg, capability.Config{
 		BaseURL: cfg.BaseURL, Version: cfg.Version, DefaultCount: cfg.DefaultCount, MaxCount: cfg.MaxCount, Started: time.Now(),
 	})

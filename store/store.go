@@ -96,3 +96,13 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// ChangeTracker is implemented by stores that see every write, such as the embedded store that
+// owns its file. It lets callers cache results and drop them exactly when their data changes.
+// Stores shared by several processes (MongoDB) do not implement it: no cache is used there.
+type ChangeTracker interface {
+	// Generation returns a counter that changes after every committed write of a resource of
+	// type typ in the compartment of patient, or of any resource of typ when patient is "".
+	// Read it before reading the data it guards.
+	Generation(typ, patient string) uint64
+}

@@ -27,6 +27,7 @@ type Store struct {
 	log *slog.Logger
 	reg *search.Registry
 
+	gens   generations
 	rstmts *stmtCache
 	wstmts *stmtCache
 
@@ -34,7 +35,10 @@ type Store struct {
 	maxSpan map[string]int64 // per resource type: the longest date range stored (see dateBounds)
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.ChangeTracker = (*Store)(nil)
+)
 
 // Options tunes the store.
 type Options struct {

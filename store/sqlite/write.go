@@ -91,6 +91,9 @@ func (s *Store) Create(ctx context.Context, r fhir.Resource) (store.Entry, error
 		e, err = s.write(ctx, tx, r, cur)
 		return err
 	})
+	if err == nil {
+		s.gens.bump(e.Type, search.PatientOf(r))
+	}
 	return e, err
 }
 
@@ -101,6 +104,7 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 	}
 	var e store.Entry
 	var created bool
+	var oldPatient string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		cur, err := s.lookup(ctx, tx, r.Type(), r.Common().ID)
 		if err != nil {
@@ -110,9 +114,13 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 			return fmt.Errorf("sqlite: put %s/%s: %w", r.Type(), r.Common().ID, store.ErrVersionConflict)
 		}
 		created = !cur.exists || cur.deleted
+		oldPatient = cur.patient
 		e, err = s.write(ctx, tx, r, cur)
 		return err
 	})
+	if err == nil {
+		s.gens.bump(e.Type, oldPatient, search.PatientOf(r))
+	}
 	return e, created, err
 }
 
@@ -241,7 +249,8 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Entry, error) {
 
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, typ, id string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	var patient string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		cur, err := s.lookup(ctx, tx, typ, id)
 		if err != nil {
 			return err
@@ -260,8 +269,13 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 		if err != nil {
 			return fmt.Errorf("sqlite: delete %s/%s: %w", typ, id, err)
 		}
+		patient = cur.patient
 		return nil
 	})
+	if err == nil {
+		s.gens.bump(typ, patient)
+	}
+	return err
 }
 
 // FindByIdentifier implements store.Store.
@@ -296,7 +310,10 @@ func (s *Store) findByIdentifier(ctx context.Context, tx *sql.Tx, typ, system, v
 // Upsert implements store.Store. The whole batch is one transaction: one fsync for many rows.
 func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertResult, error) {
 	out := make([]store.UpsertResult, len(rs))
+	type touch struct{ typ, old, new string }
+	var touched []touch
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		touched = touched[:0]
 		for i, r := range rs {
 			sys, val, ok := store.FirstIdentifier(r)
 			if !ok {
@@ -337,12 +354,16 @@ func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertR
 			if err != nil {
 				return err
 			}
+			touched = append(touched, touch{e.Type, cur.patient, search.PatientOf(r)})
 			out[i] = store.UpsertResult{ID: e.ID, VersionID: e.VersionID, Created: !cur.exists || cur.deleted, Changed: cur.exists && !cur.deleted}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, t := range touched {
+		s.gens.bump(t.typ, t.old, t.new)
 	}
 	return out, nil
 }

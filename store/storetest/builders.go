@@ -238,20 +238,24 @@ func withoutMeta(t testing.TB, r fhir.Resource) fhir.Resource {
 
 // ---- search helpers ----
 
-var registry = search.DefaultRegistry()
-
 // parse turns a query string into a Query exactly as the API does.
 func parse(t testing.TB, typ, rawQuery string) *search.Query {
 	t.Helper()
-	pairs, err := search.ParseRawQuery(rawQuery)
+	q, err := parseQuery(typ, rawQuery)
 	if err != nil {
-		t.Fatalf("ParseRawQuery(%q): %v", rawQuery, err)
-	}
-	q, _, err := registry.Parse(typ, pairs, search.Options{BaseURL: baseURL, Now: searchNow})
-	if err != nil {
-		t.Fatalf("Parse(%s?%s): %v", typ, rawQuery, err)
+		t.Fatalf("parse %s?%s: %v", typ, rawQuery, err)
 	}
 	return q
+}
+
+// parseQuery is parse without testing.TB, for goroutines (which must not call t.Fatal).
+func parseQuery(typ, rawQuery string) (*search.Query, error) {
+	pairs, err := search.ParseRawQuery(rawQuery)
+	if err != nil {
+		return nil, err
+	}
+	q, _, err := search.DefaultRegistry().Parse(typ, pairs, search.Options{BaseURL: baseURL, Now: searchNow})
+	return q, err
 }
 
 func mustSearch(t testing.TB, s store.Store, q *search.Query) *store.Result {

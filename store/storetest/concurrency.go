@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/openhealthexchange/ohx/fhir"
-	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
 )
 
@@ -44,16 +43,6 @@ func testCancel(t *testing.T, open opener) {
 	if got, err := s.FindByIdentifier(t.Context(), "Patient", mrnSystem, "1"); err != nil || len(got) != 0 {
 		t.Errorf("FindByIdentifier after a cancelled Upsert = %v, %v; want nothing written", got, err)
 	}
-}
-
-// parseQuery is parse without testing.TB, for goroutines (which must not call t.Fatal).
-func parseQuery(typ, rawQuery string) (*search.Query, error) {
-	pairs, err := search.ParseRawQuery(rawQuery)
-	if err != nil {
-		return nil, err
-	}
-	q, _, err := registry.Parse(typ, pairs, search.Options{BaseURL: baseURL, Now: searchNow})
-	return q, err
 }
 
 func testConcurrency(t *testing.T, open opener) {

@@ -133,6 +133,14 @@ func searchCases(f *fixture) []searchCase {
 		{"Observation", "date=eb2024-02-10", obs(1, 7)},
 		{"Observation", "date=ap2024-04-01", obs(6, 8, 12)}, // ±7.55 days (10 % of the gap to searchNow)
 		{"Observation", "date=ge2024-02-10&date=lt2024-02-11", obs(2, 3, 8, 9, 10)},
+		{"Observation", "date=lt2024-02", obs(1, 7, 8)},
+		{"Observation", "date=eb2024-02", obs(1, 7)},
+		{"Observation", "date=gt2024-02-10T08:00:00Z", obs(4, 5, 6, 8, 9, 10, 11, 12)},
+		{"Observation", "date=sa2024-02-10T08:00:00Z", obs(4, 5, 6, 11, 12)},
+		{"Observation", "date=le2024-02-10T08:00:00Z", obs(1, 2, 3, 7, 8, 9, 10)},
+		{"Observation", "date=ap2024-02-10", obs(2, 3, 8, 9, 10)}, // ±12.65 days
+		{"Observation", "date=gt2099", obs(6)},                    // only the open-ended period
+		{"Observation", "date=lt1900", nil},
 		{"Observation", "date=2023,2024-03", obs(4, 5, 7)},
 		{"Observation", "date:missing=true", obs(13)},
 		{"Observation", "date:missing=false", allObsExcept(13)},

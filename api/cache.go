@@ -1,0 +1,126 @@
+package api
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"time"
+
+	gocache "github.com/patrickmn/go-cache"
+
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// resultCache keeps searchset bodies for repeated searches (EHRs poll the same query). An entry
+// remembers the store's change generations of everything it was built from, read before the
+// search ran; it is served only while all of them are unchanged, so it is invalidated exactly when
+// the patient's data (or an included type) changes. The TTL only bounds memory.
+type resultCache struct {
+	c        *gocache.Cache
+	tracker  store.ChangeTracker
+	maxItems int
+	maxBytes int
+	lookups  *prometheus.CounterVec
+}
+
+type dep struct{ typ, patient string }
+
+type cachedResult struct {
+	body []byte
+	deps []dep
+	gens []uint64
+}
+
+func newResultCache(st store.Store, ttl time.Duration, maxItems, maxBytes int, reg *prometheus.Registry) *resultCache {
+	t, ok := st.(store.ChangeTracker)
+	if !ok || maxItems <= 0 {
+		return nil // a store shared with other processes: their writes would go unseen
+	}
+	rc := &resultCache{c: gocache.New(ttl, 2*ttl), tracker: t, maxItems: maxItems, maxBytes: maxBytes,
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ohx_search_cache_lookups_total", Help: "Search result cache lookups by outcome (hit, miss, stale).",
+		}, []string{"outcome"})}
+	reg.MustRegister(rc.lookups)
+	return rc
+}
+
+func (rc *resultCache) snapshot(deps []dep) []uint64 {
+	g := make([]uint64, len(deps))
+	for i, d := range deps {
+		g[i] = rc.tracker.Generation(d.typ, d.patient)
+	}
+	return g
+}
+
+// get returns a body still valid for key.
+func (rc *resultCache) get(key string) ([]byte, bool) {
+	if rc == nil {
+		return nil, false
+	}
+	v, ok := rc.c.Get(key)
+	if !ok {
+		rc.lookups.WithLabelValues("miss").Inc()
+		return nil, false
+	}
+	e := v.(*cachedResult)
+	for i, d := range e.deps {
+		if rc.tracker.Generation(d.typ, d.patient) != e.gens[i] {
+			rc.c.Delete(key)
+			rc.lookups.WithLabelValues("stale").Inc()
+			return nil, false
+		}
+	}
+	rc.lookups.WithLabelValues("hit").Inc()
+	return e.body, true
+}
+
+func (rc *resultCache) put(key string, body []byte, deps []dep, gens []uint64) {
+	if rc == nil || len(body) > rc.maxBytes || rc.c.ItemCount() >= rc.maxItems {
+		return
+	}
+	rc.c.SetDefault(key, &cachedResult{body: body, deps: deps, gens: gens})
+}
+
+// searchDeps lists what a search result depends on: the searched type within the pinned
+// patient's compartment (or the whole type), and every type brought in by includes.
+func searchDeps(q *search.Query, v Version) []dep {
+	patient := ""
+	for _, c := range q.Clauses {
+		if (c.Param.Name == "patient" || c.Param.Name == "subject") && c.Modifier == "" && len(c.Values) == 1 &&
+			c.Values[0].RefType == "Patient" && c.Values[0].RefID != "" {
+			patient = c.Values[0].RefID
+		}
+	}
+	if q.Type == "Patient" || q.Type == "Device" {
+		patient = "" // Patient and Device rows are not indexed by compartment in the tracker
+	}
+	deps := []dep{{q.Type, patient}}
+	for _, i := range q.Include {
+		deps = append(deps, dep{i.Target, ""})
+	}
+	for _, i := range q.RevInclude {
+		deps = append(deps, dep{i.Source, ""})
+	}
+	if v == R4 {
+		deps = append(deps, dep{"DeviceAssociation", ""}) // R4 Device.patient comes from associations
+	}
+	return deps
+}
+
+func cacheKey(v Version, base, typ string, params []search.NameValue) string {
+	var b strings.Builder
+	b.WriteString(v.mimeParam())
+	b.WriteByte('|')
+	b.WriteString(base)
+	b.WriteByte('|')
+	b.WriteString(typ)
+	b.WriteByte('?')
+	for _, p := range params {
+		b.WriteString(p.Name)
+		b.WriteByte('=')
+		b.WriteString(p.Value)
+		b.WriteByte('&')
+	}
+	return b.String()
+}
