@@ -565,3 +565,25 @@ func TestSearchCache(t *testing.T) {
 		t.Errorf("included Device served stale: status %q", d.Status)
 	}
 }
+
+func TestReadCacheInvalidation(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	version := func() string { return e.get("/fhir/Observation/w03").header.Get("ETag") }
+	if v := version(); v != `W/"1"` {
+		t.Fatalf("first read: %s", v)
+	}
+	version() // now cached
+	if _, _, err := e.store.Put(t.Context(), obs("w03", "p1", "", "29463-7", time.Now(), "99.9"), store.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v != `W/"2"` {
+		t.Errorf("read after update: %s, want W/\"2\"", v)
+	}
+	if err := e.store.Delete(t.Context(), "Observation", "w03"); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get("/fhir/Observation/w03"); r.status != http.StatusGone {
+		t.Errorf("read after delete: %d", r.status)
+	}
+}

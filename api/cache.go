@@ -124,3 +124,59 @@ func cacheKey(v Version, base, typ string, params []search.NameValue) string {
 	}
 	return b.String()
 }
+
+// readDeps is what a read depends on: the resource's type within its compartment, or the whole
+// type for resources outside any compartment; R4 Devices also on the associations.
+func readDeps(e store.Entry, v Version) []dep {
+	deps := []dep{{e.Type, e.Patient}}
+	if v == R4 && e.Type == "Device" {
+		deps = append(deps, dep{"DeviceAssociation", ""})
+	}
+	return deps
+}
+
+// cachedEntry is a read result kept with the generations it was read under.
+type cachedEntry struct {
+	entry store.Entry
+	deps  []dep
+	gens  []uint64
+}
+
+// getEntry returns a still-valid stored entry for a read by id.
+func (rc *resultCache) getEntry(key string) (store.Entry, bool) {
+	if rc == nil {
+		return store.Entry{}, false
+	}
+	v, ok := rc.c.Get(key)
+	if !ok {
+		return store.Entry{}, false
+	}
+	e, ok := v.(*cachedEntry)
+	if !ok {
+		return store.Entry{}, false
+	}
+	for i, d := range e.deps {
+		if rc.tracker.Generation(d.typ, d.patient) != e.gens[i] {
+			rc.c.Delete(key)
+			return store.Entry{}, false
+		}
+	}
+	return e.entry, true
+}
+
+// putEntry caches a read; gens must have been taken, for the same deps, before the read. Since
+// the compartment is only known after reading, the caller snapshots the type-wide generation
+// first and the entry is kept only if that has not moved either.
+func (rc *resultCache) putEntry(key string, e store.Entry, typeGen uint64, v Version) {
+	if rc == nil || len(e.JSON) > rc.maxBytes || rc.c.ItemCount() >= rc.maxItems {
+		return
+	}
+	// Snapshot first, then check the type-wide counter: writers bump it before the compartment's,
+	// so a write that raced the read is either caught here or left the snapshot behind.
+	deps := readDeps(e, v)
+	gens := rc.snapshot(deps)
+	if rc.tracker.Generation(e.Type, "") != typeGen {
+		return // a write of this type raced the read
+	}
+	rc.c.SetDefault(key, &cachedEntry{entry: e, deps: deps, gens: gens})
+}

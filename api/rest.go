@@ -80,7 +80,18 @@ func (s *Server) read(c *gin.Context) error {
 		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
 	}
 	ctx := c.Request.Context()
-	e, err := s.store.Read(ctx, typ, id)
+	key := "read|" + version(c).mimeParam() + "|" + typ + "/" + id
+	e, ok := s.cache.getEntry(key)
+	if !ok {
+		var typeGen uint64
+		if s.cache != nil {
+			typeGen = s.cache.tracker.Generation(typ, "")
+		}
+		e, err = s.store.Read(ctx, typ, id)
+		if err == nil {
+			s.cache.putEntry(key, e, typeGen, version(c))
+		}
+	}
 	if errors.Is(err, store.ErrDeleted) {
 		c.Header("ETag", etag(e.VersionID))
 		return err

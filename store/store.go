@@ -34,6 +34,9 @@ type Entry struct {
 	LastUpdated time.Time
 	// JSON is the resource as stored; callers must not modify it.
 	JSON []byte
+	// Patient is the patient whose compartment holds the resource ("" if none), when the store
+	// reports it (stores implementing ChangeTracker do, on Read).
+	Patient string
 }
 
 // Result is one page of a search.

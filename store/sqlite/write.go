@@ -239,7 +239,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Entry, error) {
 	if !cur.exists {
 		return store.Entry{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, store.ErrNotFound)
 	}
-	e := store.Entry{Type: typ, ID: id, VersionID: cur.version, LastUpdated: time.UnixMicro(cur.lastUpdated).UTC()}
+	e := store.Entry{Type: typ, ID: id, VersionID: cur.version, LastUpdated: time.UnixMicro(cur.lastUpdated).UTC(), Patient: cur.patient}
 	if cur.deleted {
 		return e, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, store.ErrDeleted)
 	}
