@@ -88,8 +88,11 @@ func (s *Store) Create(ctx context.Context, r fhir.Resource) (store.Entry, error
 		if cur.exists {
 			return fmt.Errorf("sqlite: create %s/%s: %w", r.Type(), r.Common().ID, store.ErrDuplicate)
 		}
-		e, err = s.write(ctx, tx, r, cur)
-		return err
+		w := newWriteBuf()
+		if e, err = s.write(ctx, tx, w, r, cur); err != nil {
+			return err
+		}
+		return s.flush(ctx, tx, w)
 	})
 	if err == nil {
 		s.gens.bump(e.Type, search.PatientOf(r))
@@ -115,8 +118,11 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 		}
 		created = !cur.exists || cur.deleted
 		oldPatient = cur.patient
-		e, err = s.write(ctx, tx, r, cur)
-		return err
+		w := newWriteBuf()
+		if e, err = s.write(ctx, tx, w, r, cur); err != nil {
+			return err
+		}
+		return s.flush(ctx, tx, w)
 	})
 	if err == nil {
 		s.gens.bump(e.Type, oldPatient, search.PatientOf(r))
@@ -124,8 +130,9 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 	return e, created, err
 }
 
-// write stores r as the version after cur, replacing its index rows.
-func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur current) (store.Entry, error) {
+// write stores r as the version after cur, replacing its index rows. Rows are buffered in w
+// and written by flush; the caller flushes before the transaction commits.
+func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resource, cur current) (store.Entry, error) {
 	p, err := store.Prepare(r, cur.version+1, time.Now())
 	if err != nil {
 		return store.Entry{}, err
@@ -135,6 +142,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur curr
 			return store.Entry{}, err
 		}
 	}
+	w.pending[p.Type+"/"+p.ID] = true
 	var dateLo, dateHi sql.NullInt64
 	if sp := search.SortDateParam(p.Type); sp != "" {
 		for _, en := range p.Index.Entries {
@@ -146,16 +154,29 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur curr
 		}
 	}
 	lu := p.LastUpdated.UnixMicro()
-	_, err = s.txExec(ctx, tx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
-		VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)
-		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = 0,
-			patient = excluded.patient, sort_date = excluded.sort_date, date_lo = excluded.date_lo, date_hi = excluded.date_hi, json = excluded.json`,
-		p.Type, p.ID, p.VersionID, lu, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, string(p.JSON))
-	if err != nil {
-		return store.Entry{}, fmt.Errorf("sqlite: write %s/%s: %w", p.Type, p.ID, err)
-	}
-	if err := s.addIndex(ctx, tx, p, dateLo, dateHi); err != nil {
-		return store.Entry{}, err
+	js := string(p.JSON)
+	w.add(&tblResources, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, js)
+	for _, e := range p.Index.Entries {
+		switch e.Type {
+		case search.Token:
+			w.add(&tblToken, p.Type, e.Column, e.System, e.Code, p.ID)
+			if p.Type == "Observation" && e.Column == "code" && p.Index.Patient != "" {
+				w.add(&tblClinical, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
+			}
+			if e.Column == "identifier" {
+				w.pending[p.Type+"|"+e.System+"|"+e.Code] = true
+			}
+		case search.Reference:
+			w.add(&tblRef, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
+		case search.String:
+			w.add(&tblString, p.Type, e.Column, e.Norm, e.Exact, p.ID)
+		case search.Date:
+			if e.Column != search.SortDateParam(p.Type) { // the sort date lives on the row itself
+				w.add(&tblDate, p.Type, e.Column, e.Lo, e.Hi, p.ID)
+			}
+		case search.Quantity:
+			w.add(&tblQuantity, p.Type, e.Column, e.Num, e.System, e.Code, e.Unit, p.ID)
+		}
 	}
 	if dateLo.Valid {
 		if err := s.noteSpan(ctx, tx, p.Type, dateHi.Int64-dateLo.Int64); err != nil {
@@ -163,36 +184,6 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, r fhir.Resource, cur curr
 		}
 	}
 	return store.Entry{Type: p.Type, ID: p.ID, VersionID: p.VersionID, LastUpdated: p.LastUpdated, JSON: p.JSON}, nil
-}
-
-func (s *Store) addIndex(ctx context.Context, tx *sql.Tx, p store.Prepared, dateLo, dateHi sql.NullInt64) error {
-	for _, e := range p.Index.Entries {
-		var err error
-		switch e.Type {
-		case search.Token:
-			_, err = s.txExec(ctx, tx, `INSERT INTO idx_token (type, col, system, code, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.System, e.Code, p.ID)
-			if err == nil && p.Type == "Observation" && e.Column == "code" && p.Index.Patient != "" {
-				_, err = s.txExec(ctx, tx, `INSERT OR IGNORE INTO obs_clinical (patient, system, code, sort_date, id, version, last_updated, date_lo, date_hi, json)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-					p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, p.LastUpdated.UnixMicro(), dateLo, dateHi, string(p.JSON))
-			}
-		case search.Reference:
-			_, err = s.txExec(ctx, tx, `INSERT INTO idx_ref (type, col, ref_type, ref_id, ref_url, id) VALUES (?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
-		case search.String:
-			_, err = s.txExec(ctx, tx, `INSERT INTO idx_string (type, col, norm, exact, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Norm, e.Exact, p.ID)
-		case search.Date:
-			if e.Column == search.SortDateParam(p.Type) {
-				continue // kept on the resources row (date_lo, date_hi)
-			}
-			_, err = s.txExec(ctx, tx, `INSERT INTO idx_date (type, col, lo, hi, id) VALUES (?, ?, ?, ?, ?)`, p.Type, e.Column, e.Lo, e.Hi, p.ID)
-		case search.Quantity:
-			_, err = s.txExec(ctx, tx, `INSERT INTO idx_quantity (type, col, num, system, code, unit, id) VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Type, e.Column, e.Num, e.System, e.Code, e.Unit, p.ID)
-		}
-		if err != nil {
-			return fmt.Errorf("sqlite: index %s/%s %s: %w", p.Type, p.ID, e.Column, err)
-		}
-	}
-	return nil
 }
 
 func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id, patient string) error {
@@ -314,10 +305,17 @@ func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertR
 	var touched []touch
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		touched = touched[:0]
+		w := newWriteBuf()
 		for i, r := range rs {
 			sys, val, ok := store.FirstIdentifier(r)
 			if !ok {
 				return fmt.Errorf("sqlite: upsert %s: an identifier is required", r.Type())
+			}
+			// A resource or identifier seen earlier in this batch: make its rows visible first.
+			if w.pending[r.Type()+"|"+sys+"|"+val] || (r.Common().ID != "" && w.pending[r.Type()+"/"+r.Common().ID]) {
+				if err := s.flush(ctx, tx, w); err != nil {
+					return err
+				}
 			}
 			ids, err := s.findByIdentifier(ctx, tx, r.Type(), sys, val)
 			if err != nil {
@@ -350,14 +348,14 @@ func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertR
 			default:
 				return fmt.Errorf("sqlite: upsert %s: identifier %s|%s matches %d resources: %w", r.Type(), sys, val, len(ids), store.ErrDuplicate)
 			}
-			e, err := s.write(ctx, tx, r, cur)
+			e, err := s.write(ctx, tx, w, r, cur)
 			if err != nil {
 				return err
 			}
 			touched = append(touched, touch{e.Type, cur.patient, search.PatientOf(r)})
 			out[i] = store.UpsertResult{ID: e.ID, VersionID: e.VersionID, Created: !cur.exists || cur.deleted, Changed: cur.exists && !cur.deleted}
 		}
-		return nil
+		return s.flush(ctx, tx, w)
 	})
 	if err != nil {
 		return nil, err
