@@ -85,6 +85,9 @@ func run() error {
 		fmt.Printf("load: reusing %d Observations in %s\n", total, dataDir)
 	}
 
+	if err := printPlan(ctx, st); err != nil {
+		return err
+	}
 	// Two ohx servers on the same store: without the result cache (every search runs against the
 	// store) and with it (the polling scenario).
 	base, err := startOhx(st, -1)
@@ -152,6 +155,35 @@ func run() error {
 	rss, hwm := memory()
 	fmt.Printf("\nprocess memory (store + server + load generator): RSS %s, peak %s\n", rss, hwm)
 	return nil
+}
+
+// printPlan shows SQLite's plan for the benchmark's search on the loaded data.
+func printPlan(ctx context.Context, st *sqlite.Store) error {
+	const raw = "patient=p42&code=http://loinc.org|29463-7&date=ge2026-01-01&_sort=-date&_count=50"
+	pairs, _ := search.ParseRawQuery(raw)
+	q, _, err := search.DefaultRegistry().Parse("Observation", pairs, search.Options{})
+	if err != nil {
+		return err
+	}
+	stmt, args, err := st.SQL(q)
+	if err != nil {
+		return err
+	}
+	rows, err := st.DB().QueryContext(ctx, "EXPLAIN QUERY PLAN "+stmt, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	fmt.Printf("\nquery plan for Observation?%s:\n", raw)
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			return err
+		}
+		fmt.Println("  " + detail)
+	}
+	return rows.Err()
 }
 
 // startOhx serves the real API on loopback; cacheEntries < 0 turns the result cache off.
