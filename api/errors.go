@@ -20,7 +20,14 @@ const statusClientClosed = 499
 func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
 	var fe *fhir.Error
 	var mbe *http.MaxBytesError
+	var ae *authError
 	switch {
+	case errors.As(err, &ae):
+		code := fhir.CodeLogin
+		if ae.status == http.StatusForbidden {
+			code = fhir.CodeForbidden
+		}
+		return ae.status, fhir.NewOutcome("error", code, ae.msg)
 	case errors.As(err, &fe):
 		oo := fhir.NewOutcome("error", fe.Code, fe.Diagnostics)
 		oo.Issue[0].Expression = fe.Expression
@@ -69,8 +76,9 @@ func (s *Server) fail(c *gin.Context, err error) {
 	default:
 		s.log.Debug("request rejected", "request_id", rid, "status", status, "err", err)
 	}
-	if status == http.StatusUnauthorized {
-		c.Header("WWW-Authenticate", `Bearer realm="ohx"`)
+	var ae *authError
+	if errors.As(err, &ae) {
+		c.Header("WWW-Authenticate", ae.challenge)
 	}
 	s.writeResource(c, status, oo)
 	c.Abort()

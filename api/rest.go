@@ -79,10 +79,14 @@ func (s *Server) read(c *gin.Context) error {
 	if !fhir.ValidID(id) {
 		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
 	}
+	a, err := s.authorize(c, typ, 'r')
+	if err != nil {
+		return err
+	}
 	ctx := c.Request.Context()
 	key := "read|" + version(c).mimeParam() + "|" + typ + "/" + id
-	e, ok := s.cache.getEntry(key)
-	if !ok {
+	e, hit := s.cache.getEntry(key)
+	if !hit {
 		var typeGen uint64
 		if s.cache != nil {
 			typeGen = s.cache.tracker.Generation(typ, "")
@@ -93,11 +97,22 @@ func (s *Server) read(c *gin.Context) error {
 		}
 	}
 	if errors.Is(err, store.ErrDeleted) {
+		if a.patient != "" && !(typ == "Patient" && id == a.patient) {
+			// The content is gone, so the compartment cannot be checked: answer as if unknown.
+			return fmt.Errorf("read %s/%s: %w", typ, id, store.ErrNotFound)
+		}
 		c.Header("ETag", etag(e.VersionID))
 		return err
 	}
 	if err != nil {
 		return err
+	}
+	// Outside the caller's compartment or scope constraints: 404, never 403, so that a read is
+	// no oracle for what exists (fhir-smart.md §1.7).
+	if ok, err := s.visible(ctx, a, e, nil); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("read %s/%s: not visible to the caller: %w", typ, id, store.ErrNotFound)
 	}
 	setVersionHeaders(c, e)
 	if notModified(c.Request, e) {
@@ -253,7 +268,7 @@ func (s *Server) parseSearch(c *gin.Context, typ string, params []search.NameVal
 		return nil, err
 	}
 	if page != "" {
-		cur, err := s.decodeCursor(page, cursorBinding(q, version(c), ""))
+		cur, err := s.decodeCursor(page, cursorBinding(q, version(c), principalOf(c).binding()))
 		if err != nil {
 			return nil, err
 		}
@@ -271,12 +286,23 @@ func (s *Server) search(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	key := cacheKey(version(c), s.base(c), typ, params)
+	a, err := s.authorize(c, typ, 's')
+	if err != nil {
+		return err
+	}
+	key := cacheKey(version(c), s.base(c), typ, params) + "|" + principalOf(c).binding()
 	if body, ok := s.cache.get(key); ok {
 		s.writeJSON(c, http.StatusOK, body)
 		return nil
 	}
 	q, err := s.parseSearch(c, typ, params)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request.Context()
+	// The self and next links show the client's own parameters; the confinement below is added
+	// after parsing (and is bound into the cursor through the principal).
+	postFilter, deviceIDs, err := s.confine(ctx, q, a)
 	if err != nil {
 		return err
 	}
@@ -286,8 +312,24 @@ func (s *Server) search(c *gin.Context) error {
 		deps = searchDeps(q, version(c))
 		gens = s.cache.snapshot(deps) // before the search: a write racing it invalidates the entry
 	}
-	res, err := s.store.Search(c.Request.Context(), q)
+	res, err := s.store.Search(ctx, q)
 	if err != nil {
+		return err
+	}
+	if postFilter {
+		kept := res.Matches[:0]
+		for _, m := range res.Matches {
+			ok, err := s.visible(ctx, a, m, deviceIDs)
+			if err != nil {
+				return err
+			}
+			if ok {
+				kept = append(kept, m)
+			}
+		}
+		res.Matches, res.Total = kept, -1
+	}
+	if err := s.filterIncluded(ctx, c, res, deviceIDs); err != nil {
 		return err
 	}
 	body, err := s.bundle(c, q, res)
@@ -314,7 +356,7 @@ func (s *Server) link(c *gin.Context, q *search.Query, cur *search.Cursor) strin
 	}
 	v.Set("_count", strconv.Itoa(q.Count))
 	if cur != nil {
-		v.Set("_page", s.encodeCursor(cur, cursorBinding(q, version(c), "")))
+		v.Set("_page", s.encodeCursor(cur, cursorBinding(q, version(c), principalOf(c).binding())))
 	}
 	b.WriteString(v.Encode())
 	return b.String()
@@ -452,6 +494,11 @@ func (s *Server) create(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if a, err := s.authorize(c, typ, 'c'); err != nil {
+		return err
+	} else if a.patient != "" {
+		return errInsufficientScope("a patient-context token to register patients")
+	}
 	r, err := readBody(c, typ)
 	if err != nil {
 		return err
@@ -534,6 +581,11 @@ func (s *Server) update(c *gin.Context) error {
 	if !fhir.ValidID(id) {
 		return fhir.Invalid(fhir.CodeValue, "invalid id %q", truncate(id))
 	}
+	if a, err := s.authorize(c, typ, 'u'); err != nil {
+		return err
+	} else if a.patient != "" && a.patient != id {
+		return errInsufficientScope("updating another patient")
+	}
 	r, err := readBody(c, typ)
 	if err != nil {
 		return err
@@ -562,6 +614,13 @@ func (s *Server) conditionalUpdate(c *gin.Context) error {
 	}
 	if c.Request.URL.RawQuery == "" {
 		return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "PUT needs an id or search criteria")
+	}
+	for _, perm := range []byte{'c', 'u'} {
+		if a, err := s.authorize(c, typ, perm); err != nil {
+			return err
+		} else if a.patient != "" {
+			return errInsufficientScope("conditional updates with a patient-context token")
+		}
 	}
 	r, err := readBody(c, typ)
 	if err != nil {

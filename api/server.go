@@ -42,6 +42,13 @@ type Config struct {
 	CacheEntries int
 	// CacheTTL bounds how long an unchanged result is kept (default 5 min).
 	CacheTTL time.Duration
+	// Auth verifies access tokens. Nil disables enforcement, which is allowed only for local
+	// experiments (OHX_AUTH=off): the server then warns at start and on /readyz.
+	Auth Authenticator
+	// SMARTConfiguration is the document served at [base]/.well-known/smart-configuration.
+	SMARTConfiguration []byte
+	// Security is the CapabilityStatement's rest.security (SMART service and oauth-uris).
+	Security *fhir.CapabilitySecurity
 }
 
 // Server holds the API's dependencies.
@@ -56,6 +63,7 @@ type Server struct {
 	cs4JSON []byte
 	metrics *metrics
 	cache   *resultCache
+	auth    Authenticator
 }
 
 // New builds the router. reg must be the registry the store indexes with; promReg receives the
@@ -89,9 +97,10 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 		promReg = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, store: st, reg: reg, log: log, metrics: newMetrics(promReg),
-		cache: newResultCache(st, cfg.CacheTTL, cfg.CacheEntries, 1<<20, promReg)}
+		cache: newResultCache(st, cfg.CacheTTL, cfg.CacheEntries, 1<<20, promReg), auth: cfg.Auth}
 	s.cs = capability.Build(reg, capability.Config{
 		BaseURL: cfg.BaseURL, Version: cfg.Version, DefaultCount: cfg.DefaultCount, MaxCount: cfg.MaxCount, Started: time.Now(),
+		Security: cfg.Security,
 	})
 	if err := s.encodeCapability(); err != nil {
 		return nil, err
@@ -110,6 +119,13 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(promReg, promhttp.HandlerOpts{})))
+	if s.auth == nil {
+		log.Warn("authentication is disabled: every FHIR request is served without a token (OHX_AUTH=off); never do this with real data")
+	}
+	// Discovery is JSON whatever the Accept header says (SMART App Launch conformance.md).
+	for _, base := range []string{"/fhir", "/fhir/r4"} {
+		e.GET(base+"/.well-known/smart-configuration", s.smartConfiguration)
+	}
 	s.fhirRoutes(e.Group("/fhir", s.negotiate(R5)))
 	s.fhirRoutes(e.Group("/fhir/r4", s.negotiate(R4)))
 	s.engine = e
@@ -140,16 +156,26 @@ func (s *Server) encodeCapability() error {
 func (s *Server) fhirRoutes(g *gin.RouterGroup) {
 	g.GET("/metadata", s.metadata)
 	g.GET("/$versions", s.wrap(s.versions))
-	g.GET("/:type", s.wrap(s.search))
-	g.POST("/:type/_search", s.wrap(s.search))
-	g.GET("/:type/:id", s.wrap(s.read))
-	g.POST("/:type", s.wrap(s.create))
-	g.PUT("/:type/:id", s.wrap(s.update))
-	g.PUT("/:type", s.wrap(s.conditionalUpdate))
+	a := s.authenticate
+	g.GET("/:type", a, s.wrap(s.search))
+	g.POST("/:type/_search", a, s.wrap(s.search))
+	g.GET("/:type/:id", a, s.wrap(s.read))
+	g.POST("/:type", a, s.wrap(s.create))
+	g.PUT("/:type/:id", a, s.wrap(s.update))
+	g.PUT("/:type", a, s.wrap(s.conditionalUpdate))
 	for _, m := range []string{http.MethodDelete, http.MethodPatch} {
-		g.Handle(m, "/:type/:id", s.wrap(s.notAllowed))
-		g.Handle(m, "/:type", s.wrap(s.notAllowed))
+		g.Handle(m, "/:type/:id", a, s.wrap(s.notAllowed))
+		g.Handle(m, "/:type", a, s.wrap(s.notAllowed))
 	}
+}
+
+func (s *Server) smartConfiguration(c *gin.Context) {
+	if s.cfg.SMARTConfiguration == nil {
+		s.fail(c, fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "SMART authorization is not configured (OHX_AUTH=off)"))
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "application/json; charset=utf-8", s.cfg.SMARTConfiguration)
 }
 
 func (s *Server) ready(c *gin.Context) {
@@ -158,6 +184,10 @@ func (s *Server) ready(c *gin.Context) {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.log.Error("readiness probe failed", "err", err)
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "store unavailable"})
+		return
+	}
+	if s.auth == nil {
+		c.JSON(http.StatusOK, gin.H{"status": "ready", "warning": "authentication is disabled (OHX_AUTH=off)"})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})

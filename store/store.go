@@ -96,6 +96,8 @@ type Store interface {
 	// meta) writes nothing, so running the same upsert twice is idempotent. A resource matching
 	// several stored ones fails the whole call with ErrDuplicate.
 	Upsert(ctx context.Context, rs []fhir.Resource) ([]UpsertResult, error)
+	// Records is the small document store for everything that is not a FHIR resource.
+	Records
 	// Close releases the store's resources.
 	Close() error
 }
@@ -108,4 +110,35 @@ type ChangeTracker interface {
 	// type typ in the compartment of patient, or of any resource of typ when patient is "".
 	// Read it before reading the data it guards.
 	Generation(typ, patient string) uint64
+}
+
+// Record is one entry of the small document store.
+type Record struct {
+	Kind    string
+	ID      string
+	Doc     []byte
+	Expires time.Time // zero: never
+}
+
+// Records is a small document store for what is not a FHIR resource: OAuth clients, users,
+// signing keys, authorization codes, refresh tokens, replay caches, vendor connections. Documents
+// are opaque bytes (callers encrypt secrets before storing them). An expired record behaves as
+// absent everywhere; stores sweep expired records lazily.
+type Records interface {
+	// PutRecord stores doc under (kind, id), replacing any previous record.
+	PutRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error
+	// CreateRecord stores doc only if no live record (kind, id) exists; otherwise it returns
+	// ErrDuplicate. It is atomic: of two concurrent creates exactly one succeeds (replay caches,
+	// single-flight leases).
+	CreateRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error
+	// GetRecord returns the live record's document, or ErrNotFound.
+	GetRecord(ctx context.Context, kind, id string) ([]byte, error)
+	// TakeRecord deletes the live record and returns its document, atomically: of two
+	// concurrent takes exactly one gets it (single-use authorization codes). ErrNotFound if absent.
+	TakeRecord(ctx context.Context, kind, id string) ([]byte, error)
+	// DeleteRecord removes the record; deleting an absent record is not an error.
+	DeleteRecord(ctx context.Context, kind, id string) error
+	// ListRecords returns the live records of a kind, ordered by id. Meant for small kinds
+	// (clients, users, keys).
+	ListRecords(ctx context.Context, kind string) ([]Record, error)
 }

@@ -61,8 +61,8 @@ type indexer struct {
 }
 
 func (x *indexer) token(col, system, code string) {
-	if code == "" && system == "" {
-		return
+	if code == "" {
+		return // an absent code (gender, status) is no value: :missing must see it as missing
 	}
 	x.idx.Entries = append(x.idx.Entries, Entry{Column: col, Type: Token, System: system, Code: code})
 }
@@ -90,7 +90,14 @@ func (x *indexer) ref(col string, r *fhir.Reference) {
 	if t, id, ok := fhir.SplitReference(r.Reference); ok {
 		e.RefType, e.RefID = t, id
 	} else {
+		// An absolute URL keeps its target type when it ends in Type/id, so that views such as
+		// patient (subject where it is a Patient) count it.
 		e.RefURL = r.Reference
+		if i := strings.LastIndexByte(r.Reference, '/'); i > 0 {
+			if t, _, ok := fhir.SplitReference(r.Reference[strings.LastIndexByte(r.Reference[:i], '/')+1:]); ok {
+				e.RefType = t
+			}
+		}
 	}
 	x.idx.Entries = append(x.idx.Entries, e)
 }

@@ -1,5 +1,7 @@
 package search
 
+import "slices"
+
 // This file is the normative definition of how a Query matches an Index. Every store translates
 // these rules into its own query language; the conformance suite (store/storetest) checks that
 // they agree. Special parameters: _id compares Value.Code with the resource id (exact,
@@ -26,7 +28,7 @@ func clauseMatches(c Clause, id string, lastUpdated int64, idx Index) bool {
 	default:
 		for _, e := range idx.Entries {
 			for _, col := range c.Param.Columns {
-				if e.Column == col {
+				if e.Column == col && (!c.Param.IsView() || slices.Contains(c.Param.Targets, e.RefType)) {
 					entries = append(entries, e)
 				}
 			}

@@ -391,6 +391,10 @@ func parseNumber(s string) (num, lo, hi float64, ok bool) {
 	if i := strings.IndexByte(mant, '.'); i >= 0 {
 		dec = len(mant) - i - 1
 	}
+	// An exponent form states its significant digits: 1e2 is [95, 105) (search.html#number).
+	if strings.ContainsAny(s, "eE") {
+		exp--
+	}
 	half := 0.5 * math.Pow10(exp-dec)
 	return f, f - half, f + half, true
 }

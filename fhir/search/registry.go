@@ -43,6 +43,13 @@ type Param struct {
 	Sortable bool
 }
 
+// IsView reports whether the parameter is a reference parameter reading another parameter's
+// entries restricted to some target types (patient = subject where it is a Patient): such
+// entries count for it, :missing included, only when their type is one of Targets.
+func (p *Param) IsView() bool {
+	return p.Type == Reference && (len(p.Columns) != 1 || p.Columns[0] != p.Name)
+}
+
 // Include is a supported _include / _revinclude: the reference parameter Param of Source, whose
 // targets are of type Target.
 type Include struct {

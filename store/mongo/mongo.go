@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -45,6 +46,8 @@ type Store struct {
 	colls  map[string]*mongo.Collection
 	log    *slog.Logger
 	locks  *docLocks
+	// recordWrites paces the sweeps of expired records.
+	recordWrites atomic.Int64
 }
 
 // Open connects to the MongoDB deployment at uri, uses database, and creates the indexes of
@@ -118,6 +121,12 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		if _, err := s.colls[typ].Indexes().CreateMany(ctx, models); err != nil {
 			return fmt.Errorf("mongo: create indexes of %s: %w", typ, err)
 		}
+	}
+	// ListRecords reads one kind in id order.
+	if _, err := s.records().Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "k", Value: 1}, {Key: "i", Value: 1}}, Options: options.Index().SetName("k_i"),
+	}); err != nil {
+		return fmt.Errorf("mongo: create indexes of records: %w", err)
 	}
 	return nil
 }

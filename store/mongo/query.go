@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"fmt"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -207,6 +208,15 @@ func presence(p *search.Param) cond {
 	case search.Token:
 		return regex(fTok, "^"+colsRE(cols))
 	case search.Reference:
+		if p.IsView() { // only entries of the view's target types count (match.go)
+			t := make([]string, len(p.Targets))
+			for i, x := range p.Targets {
+				t[i] = quoteRE(x)
+			}
+			// Local "col|Type|id", or an absolute URL "col||…/Type/id" (see search.Extract).
+			types := `(?:` + strings.Join(t, "|") + `)`
+			return regex(fRef, "^"+colsRE(cols)+`(?:`+types+`\||\|.*/`+types+`/[^/]+$)`)
+		}
 		return regex(fRef, "^"+colsRE(cols))
 	case search.String:
 		return regex(fStrNorm, "^"+colsRE(cols))

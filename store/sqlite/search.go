@@ -119,6 +119,12 @@ func (s *Store) clause(b *sqlQuery, typ string, c search.Clause) {
 	}
 	sub := "SELECT id FROM " + table + " WHERE type = ? AND col IN (" + placeholders(len(cols)) + ")"
 	args := append([]any{typ}, cols...)
+	if p.IsView() {
+		sub += " AND ref_type IN (" + placeholders(len(p.Targets)) + ")"
+		for _, t := range p.Targets {
+			args = append(args, t)
+		}
+	}
 	if c.Modifier == "missing" {
 		op := "NOT IN"
 		if !c.Missing {

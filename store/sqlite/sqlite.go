@@ -159,6 +159,10 @@ var migrations = []string{
 		PRIMARY KEY (patient, system, code, sort_date, id)) WITHOUT ROWID;
 	CREATE INDEX obs_clinical_id ON obs_clinical (id);
 	CREATE TABLE date_span (type TEXT PRIMARY KEY, max_span INTEGER NOT NULL) WITHOUT ROWID;`,
+	// The small document store (store.Records); expires is Unix µs, 0 = never.
+	`CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, doc BLOB NOT NULL, expires INTEGER NOT NULL,
+		PRIMARY KEY (kind, id)) WITHOUT ROWID;
+	CREATE INDEX records_expires ON records (expires) WHERE expires > 0;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

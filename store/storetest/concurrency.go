@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/store"
@@ -15,6 +16,7 @@ import (
 func testCancel(t *testing.T, open opener) {
 	s := open(t)
 	e := mustCreate(t, s, newPatient("pat-1"))
+	mustPutRecord(t, s, "k", "a", []byte("doc"), time.Time{})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	q := parse(t, "Patient", "_id=pat-1")
@@ -31,6 +33,12 @@ func testCancel(t *testing.T, open opener) {
 		{"Search", func() error { _, err := s.Search(ctx, q); return err }},
 		{"FindByIdentifier", func() error { _, err := s.FindByIdentifier(ctx, "Patient", mrnSystem, "1"); return err }},
 		{"Upsert", func() error { _, err := s.Upsert(ctx, []fhir.Resource{withID}); return err }},
+		{"PutRecord", func() error { return s.PutRecord(ctx, "k", "new", []byte("x"), time.Time{}) }},
+		{"CreateRecord", func() error { return s.CreateRecord(ctx, "k", "new", []byte("x"), time.Time{}) }},
+		{"GetRecord", func() error { _, err := s.GetRecord(ctx, "k", "a"); return err }},
+		{"TakeRecord", func() error { _, err := s.TakeRecord(ctx, "k", "a"); return err }},
+		{"DeleteRecord", func() error { return s.DeleteRecord(ctx, "k", "a") }},
+		{"ListRecords", func() error { _, err := s.ListRecords(ctx, "k"); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.call(); !errors.Is(err, context.Canceled) {
@@ -42,6 +50,10 @@ func testCancel(t *testing.T, open opener) {
 	checkSameEntry(t, e, mustRead(t, s, "Patient", "pat-1"))
 	if got, err := s.FindByIdentifier(t.Context(), "Patient", mrnSystem, "1"); err != nil || len(got) != 0 {
 		t.Errorf("FindByIdentifier after a cancelled Upsert = %v, %v; want nothing written", got, err)
+	}
+	checkRecord(t, s, "k", "a", []byte("doc"))
+	if _, err := s.GetRecord(t.Context(), "k", "new"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetRecord after a cancelled PutRecord and CreateRecord: err = %v, want ErrNotFound", err)
 	}
 }
 

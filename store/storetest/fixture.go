@@ -10,7 +10,7 @@ import (
 	"github.com/openhealthexchange/ohx/store"
 )
 
-// fixture is the data set of the Search and Include tests: 5 Patients, 4 Devices, 5
+// fixture is the data set of the Search and Include tests: 6 Patients, 4 Devices, 5
 // DeviceAssociations and 13 Observations that are live, plus Device/dev-5 and
 // Observation/obs-14, which are created and then deleted.
 //
@@ -74,7 +74,12 @@ func fixturePatients() []fhir.Resource {
 	p5.Gender = "other"
 	p5.BirthDate = "2001-02-03"
 
-	return []fhir.Resource{p1, p2, p3, p4, p5}
+	// Characters that are syntax in LIKE patterns, regular expressions and composite keys.
+	p6 := newPatient("pat-6")
+	p6.Identifier = []fhir.Identifier{ident(mrnSystem, "1006"), ident("urn:oid:1.2", "a|b.c*")}
+	p6.Name = []fhir.HumanName{{Family: "St. John (O'Neil)", Given: []string{"Mary-Kate"}}}
+
+	return []fhir.Resource{p1, p2, p3, p4, p5, p6}
 }
 
 func fixtureDevices() []fhir.Resource {

@@ -25,6 +25,7 @@ type memStore struct {
 	seq  int
 	last time.Time
 	reg  *search.Registry
+	recs map[string]store.Record // by kind + "\x00" + id
 }
 
 type memRes struct {
@@ -41,7 +42,7 @@ type memRes struct {
 var _ store.Store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{res: map[string]*memRes{}, reg: search.DefaultRegistry()}
+	return &memStore{res: map[string]*memRes{}, reg: search.DefaultRegistry(), recs: map[string]store.Record{}}
 }
 
 func (m *memStore) now() time.Time {
@@ -400,3 +401,91 @@ func pageHas(page []*memRes, id string) bool {
 }
 
 func (m *memStore) Close() error { return nil }
+
+// live returns the record (kind, id) unless it is absent or expired.
+func (m *memStore) live(kind, id string) (store.Record, bool) {
+	r, ok := m.recs[kind+"\x00"+id]
+	if !ok || (!r.Expires.IsZero() && !time.Now().Before(r.Expires)) {
+		return store.Record{}, false
+	}
+	return r, true
+}
+
+func (m *memStore) PutRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recs[kind+"\x00"+id] = store.Record{Kind: kind, ID: id, Doc: bytes.Clone(doc), Expires: expires}
+	return nil
+}
+
+func (m *memStore) CreateRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.live(kind, id); ok {
+		return store.ErrDuplicate
+	}
+	m.recs[kind+"\x00"+id] = store.Record{Kind: kind, ID: id, Doc: bytes.Clone(doc), Expires: expires}
+	return nil
+}
+
+func (m *memStore) GetRecord(ctx context.Context, kind, id string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.live(kind, id)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return bytes.Clone(r.Doc), nil
+}
+
+func (m *memStore) TakeRecord(ctx context.Context, kind, id string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.live(kind, id)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	delete(m.recs, kind+"\x00"+id)
+	return r.Doc, nil
+}
+
+func (m *memStore) DeleteRecord(ctx context.Context, kind, id string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.recs, kind+"\x00"+id)
+	return nil
+}
+
+func (m *memStore) ListRecords(ctx context.Context, kind string) ([]store.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Record
+	for _, r := range m.recs {
+		if r.Kind == kind {
+			if l, ok := m.live(kind, r.ID); ok {
+				l.Doc = bytes.Clone(l.Doc)
+				out = append(out, l)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
