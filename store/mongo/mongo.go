@@ -326,37 +326,14 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 		return store.Entry{}, false, fhir.Invalid(fhir.CodeValue, "%s.id: missing or invalid id", typ)
 	}
 	for attempt := range maxAttempts {
-		cur, found, err := readHead(ctx, c, id)
-		if err != nil {
-			return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
-		}
-		if opt.IfMatch != 0 && (!found || cur.Version != opt.IfMatch) {
-			return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: If-Match %d: %w", typ, id, opt.IfMatch, store.ErrVersionConflict)
-		}
-		if !found {
-			d, err := s.prepare(r, id, 1, now(0))
-			if err != nil {
-				return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
-			}
-			err = s.insert(ctx, c, typ, d)
-			if err == nil {
-				return entryOf(typ, d), true, nil
-			}
-			if !mongo.IsDuplicateKeyError(err) {
-				return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
-			}
-		} else {
-			d, err := s.prepare(r, id, cur.Version+1, now(cur.LastUpd))
-			if err != nil {
-				return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
-			}
-			res, err := s.replace(ctx, c, typ, cur, d)
-			if err != nil {
-				return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
-			}
-			if res.MatchedCount == 1 {
-				return entryOf(typ, d), cur.Deleted, nil
-			}
+		// On FerretDB the document lock spans the whole read-modify-write (see lock.go), so
+		// in-process writers queue instead of exhausting their retries; on MongoDB it is a no-op
+		// and the version filter arbitrates.
+		unlock := s.locks.lock(typ, id)
+		e, created, done, err := s.putAttempt(ctx, c, r, typ, id, opt)
+		unlock()
+		if err != nil || done {
+			return e, created, err
 		}
 		// Another writer got there first.
 		if opt.IfMatch != 0 {
@@ -368,6 +345,44 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 		}
 	}
 	return store.Entry{}, false, fmt.Errorf("mongo: put %s/%s: %d concurrent writers won in a row: %w", typ, id, maxAttempts, store.ErrVersionConflict)
+}
+
+// putAttempt is one optimistic try of Put; done is false when another writer won the race.
+// The caller holds the document lock.
+func (s *Store) putAttempt(ctx context.Context, c *mongo.Collection, r fhir.Resource, typ, id string, opt store.WriteOptions) (e store.Entry, created, done bool, err error) {
+	cur, found, err := readHead(ctx, c, id)
+	if err != nil {
+		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
+	}
+	if opt.IfMatch != 0 && (!found || cur.Version != opt.IfMatch) {
+		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: If-Match %d: %w", typ, id, opt.IfMatch, store.ErrVersionConflict)
+	}
+	if !found {
+		d, err := s.prepare(r, id, 1, now(0))
+		if err != nil {
+			return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
+		}
+		_, err = c.InsertOne(ctx, d)
+		if err == nil {
+			return entryOf(typ, d), true, true, nil
+		}
+		if !mongo.IsDuplicateKeyError(err) {
+			return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
+		}
+		return store.Entry{}, false, false, nil
+	}
+	d, err := s.prepare(r, id, cur.Version+1, now(cur.LastUpd))
+	if err != nil {
+		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
+	}
+	res, err := c.ReplaceOne(ctx, versionFilter(cur), d)
+	if err != nil {
+		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
+	}
+	if res.MatchedCount == 1 {
+		return entryOf(typ, d), cur.Deleted, true, nil
+	}
+	return store.Entry{}, false, false, nil
 }
 
 // Read returns the current version. It returns store.ErrNotFound for an unknown id and
