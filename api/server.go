@@ -49,6 +49,8 @@ type Config struct {
 	SMARTConfiguration []byte
 	// Security is the CapabilityStatement's rest.security (SMART service and oauth-uris).
 	Security *fhir.CapabilitySecurity
+	// AuthRoutes, if set, mounts the built-in authorization server's endpoints.
+	AuthRoutes func(r gin.IRouter)
 }
 
 // Server holds the API's dependencies.
@@ -121,6 +123,9 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(promReg, promhttp.HandlerOpts{})))
 	if s.auth == nil {
 		log.Warn("authentication is disabled: every FHIR request is served without a token (OHX_AUTH=off); never do this with real data")
+	}
+	if cfg.AuthRoutes != nil {
+		cfg.AuthRoutes(e)
 	}
 	// Discovery is JSON whatever the Accept header says (SMART App Launch conformance.md).
 	for _, base := range []string{"/fhir", "/fhir/r4"} {

@@ -63,3 +63,32 @@ func TestBuildFromRegistry(t *testing.T) {
 		t.Errorf("R4 statement must drop DeviceAssociation and say 4.0.1")
 	}
 }
+
+func TestSMARTDiscovery(t *testing.T) {
+	s := BuiltInSMART("https://h/auth/authorize", "https://h/auth/token", "https://h/auth/introspect", "https://h/auth/revoke", "https://h/auth/jwks")
+	b, err := SMARTConfiguration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	json.Unmarshal(b, &doc)
+	for _, k := range []string{"authorization_endpoint", "token_endpoint", "grant_types_supported", "capabilities", "code_challenge_methods_supported"} {
+		if doc[k] == nil {
+			t.Errorf("smart-configuration lacks required %s", k)
+		}
+	}
+	if _, ok := doc["issuer"]; ok {
+		t.Errorf("issuer must be absent without sso-openid-connect")
+	}
+	if m := doc["code_challenge_methods_supported"].([]any); len(m) != 1 || m[0] != "S256" {
+		t.Errorf("code_challenge_methods_supported %v", m)
+	}
+	sec := Security(s)
+	got := map[string]string{}
+	for _, e := range sec.Extension[0].Extension {
+		got[e.URL] = *e.ValueURI
+	}
+	if got["authorize"] != doc["authorization_endpoint"] || got["token"] != doc["token_endpoint"] {
+		t.Errorf("oauth-uris %v must equal the smart-configuration", got)
+	}
+}
