@@ -68,7 +68,8 @@ func SameContent(r fhir.Resource, stored Entry) (bool, error) {
 	return bytes.Equal(data, stored.JSON), nil
 }
 
-// FirstIdentifier returns the first identifier of a resource, used to match bulk upserts.
+// FirstIdentifier returns the first identifier of a resource, used to match bulk upserts; ok
+// is false unless it has both a system and a value.
 func FirstIdentifier(r fhir.Resource) (system, value string, ok bool) {
 	var ids []fhir.Identifier
 	switch x := r.(type) {
@@ -81,7 +82,7 @@ func FirstIdentifier(r fhir.Resource) (system, value string, ok bool) {
 	case *fhir.DeviceAssociation:
 		ids = x.Identifier
 	}
-	if len(ids) == 0 || ids[0].Value == "" {
+	if len(ids) == 0 || ids[0].Value == "" || ids[0].System == "" {
 		return "", "", false
 	}
 	return ids[0].System, ids[0].Value, true

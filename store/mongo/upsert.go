@@ -21,24 +21,6 @@ import (
 // lookupChunk bounds the identifier keys of one $in lookup.
 const lookupChunk = 500
 
-// firstIdentifier returns the identifier Upsert matches on.
-func firstIdentifier(r fhir.Resource) *fhir.Identifier {
-	var ids []fhir.Identifier
-	switch r := r.(type) {
-	case *fhir.Observation:
-		ids = r.Identifier
-	case *fhir.Patient:
-		ids = r.Identifier
-	case *fhir.Device:
-		ids = r.Identifier
-	case *fhir.DeviceAssociation:
-		ids = r.Identifier
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	return &ids[0]
-}
 
 // upsertID is the id of a resource Upsert creates without one: derived from its type and first
 // identifier, so that two writers creating the same resource at once collide on _id (and the
@@ -78,14 +60,14 @@ func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertR
 		if _, err := s.coll(typ); err != nil {
 			return nil, fmt.Errorf("mongo: upsert: %w", err)
 		}
-		id := firstIdentifier(r)
-		if id == nil || id.System == "" || id.Value == "" {
+		system, value, ok := store.FirstIdentifier(r)
+		if !ok {
 			return nil, fhir.Invalid(fhir.CodeRequired, "%s.identifier: upsert needs a first identifier with system and value", typ)
 		}
 		if rid := r.Common().ID; rid != "" && !fhir.ValidID(rid) {
 			return nil, fhir.Invalid(fhir.CodeValue, "%s.id: invalid id", typ)
 		}
-		keys[i] = tokenKey(identifierColumn, id.System, id.Value)
+		keys[i] = tokenKey(identifierColumn, system, value)
 		orig[i] = r.Common().ID
 		if _, ok := byType[typ]; !ok {
 			types = append(types, typ)
