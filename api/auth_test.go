@@ -164,7 +164,9 @@ func TestTokenValidation(t *testing.T) {
 			return s
 		}},
 		{"expired", func() string {
-			return e.mint("system/*.rs", "", func(c *smart.Claims, _ *jwt.Token) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-2 * time.Minute)) })
+			return e.mint("system/*.rs", "", func(c *smart.Claims, _ *jwt.Token) {
+				c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-2 * time.Minute))
+			})
 		}},
 		{"not yet valid", func() string {
 			return e.mint("system/*.rs", "", func(c *smart.Claims, _ *jwt.Token) { c.NotBefore = jwt.NewNumericDate(time.Now().Add(5 * time.Minute)) })
@@ -202,7 +204,9 @@ func TestTokenValidation(t *testing.T) {
 		})
 	}
 	// Within the 60 s leeway an expired token still works.
-	tok := e.mint("system/*.rs", "", func(c *smart.Claims, _ *jwt.Token) { c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-30 * time.Second)) })
+	tok := e.mint("system/*.rs", "", func(c *smart.Claims, _ *jwt.Token) {
+		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-30 * time.Second))
+	})
 	if r := e.as(tok, "/fhir/Observation"); r.status != 200 {
 		t.Errorf("token expired 30 s ago (leeway 60 s): %d", r.status)
 	}

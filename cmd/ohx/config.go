@@ -14,33 +14,38 @@ import (
 // Config is the whole configuration of ohx. Every field can be set by an OHX_… environment
 // variable or by the flag of the same name (flags win).
 type Config struct {
-	Addr            string        // OHX_ADDR: listen address
-	BaseURL         string        // OHX_BASE_URL: public FHIR base URL
-	DataDir         string        // OHX_DATA_DIR: embedded store and key files
-	MongoURI        string        // OHX_MONGODB_URI: use MongoDB instead of the embedded store
-	MongoDatabase   string        // OHX_MONGODB_DATABASE
-	LogLevel        string        // OHX_LOG_LEVEL: debug, info, warn, error
-	LogFormat       string        // OHX_LOG_FORMAT: json or text
-	DefaultCount    int           // OHX_DEFAULT_COUNT: search page size
-	MaxCount        int           // OHX_MAX_COUNT: largest page size
-	MaxBodyBytes    int64         // OHX_MAX_BODY_BYTES
-	RequestTimeout  time.Duration // OHX_REQUEST_TIMEOUT
-	ShutdownTimeout time.Duration // OHX_SHUTDOWN_TIMEOUT
-	SecretKey       string        // OHX_SECRET_KEY: base64 key material; generated into DataDir when empty
+	Addr             string        // OHX_ADDR: listen address
+	BaseURL          string        // OHX_BASE_URL: public FHIR base URL
+	DataDir          string        // OHX_DATA_DIR: embedded store and key files
+	MongoURI         string        // OHX_MONGODB_URI: use MongoDB instead of the embedded store
+	MongoDatabase    string        // OHX_MONGODB_DATABASE
+	LogLevel         string        // OHX_LOG_LEVEL: debug, info, warn, error
+	LogFormat        string        // OHX_LOG_FORMAT: json or text
+	DefaultCount     int           // OHX_DEFAULT_COUNT: search page size
+	MaxCount         int           // OHX_MAX_COUNT: largest page size
+	MaxBodyBytes     int64         // OHX_MAX_BODY_BYTES
+	RequestTimeout   time.Duration // OHX_REQUEST_TIMEOUT
+	ShutdownTimeout  time.Duration // OHX_SHUTDOWN_TIMEOUT
+	SecretKey        string        // OHX_SECRET_KEY: base64 key material; generated into DataDir when empty
+	Auth             string        // OHX_AUTH: "on" (default) or "off" (local experiments only)
+	AuthIssuer       string        // OHX_AUTH_ISSUER: an external SMART/OIDC issuer replacing the built-in one
+	AuthPatientClaim string        // OHX_AUTH_PATIENT_CLAIM: claim with the patient id in external tokens
 }
 
 func defaultConfig() Config {
 	return Config{
-		Addr:            ":8080",
-		DataDir:         "data",
-		MongoDatabase:   "ohx",
-		LogLevel:        "info",
-		LogFormat:       "json",
-		DefaultCount:    50,
-		MaxCount:        1000,
-		MaxBodyBytes:    1 << 20,
-		RequestTimeout:  30 * time.Second,
-		ShutdownTimeout: 20 * time.Second,
+		Addr:             ":8080",
+		DataDir:          "data",
+		MongoDatabase:    "ohx",
+		LogLevel:         "info",
+		LogFormat:        "json",
+		DefaultCount:     50,
+		MaxCount:         1000,
+		MaxBodyBytes:     1 << 20,
+		RequestTimeout:   30 * time.Second,
+		ShutdownTimeout:  20 * time.Second,
+		Auth:             "on",
+		AuthPatientClaim: "patient",
 	}
 }
 
@@ -90,6 +95,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	dur(&cfg.RequestTimeout, "request-timeout", "OHX_REQUEST_TIMEOUT", "time limit for one request")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "OHX_SHUTDOWN_TIMEOUT", "time allowed for in-flight requests at shutdown")
 	str(&cfg.SecretKey, "secret-key", "OHX_SECRET_KEY", "base64 key material for signing; generated in the data dir when empty")
+	str(&cfg.Auth, "auth", "OHX_AUTH", "on, or off to serve FHIR without tokens (local experiments only)")
+	str(&cfg.AuthIssuer, "auth-issuer", "OHX_AUTH_ISSUER", "external SMART/OpenID issuer URL; the built-in authorization server is used when empty")
+	str(&cfg.AuthPatientClaim, "auth-patient-claim", "OHX_AUTH_PATIENT_CLAIM", "claim naming the patient in external tokens")
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
@@ -104,6 +112,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return cfg, fmt.Errorf("config: OHX_BASE_URL %q must be an absolute http(s) URL", cfg.BaseURL)
+	}
+	if cfg.Auth != "on" && cfg.Auth != "off" {
+		return cfg, fmt.Errorf("config: OHX_AUTH must be on or off")
 	}
 	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
 		return cfg, fmt.Errorf("config: need 1 <= OHX_DEFAULT_COUNT <= OHX_MAX_COUNT")

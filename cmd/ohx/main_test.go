@@ -28,6 +28,9 @@ func startServer(t *testing.T, env map[string]string) (string, *syncWriter) {
 	env["OHX_ADDR"] = "127.0.0.1:0"
 	env["OHX_DATA_DIR"] = t.TempDir()
 	env["OHX_BASE_URL"] = "http://ohx.test/fhir"
+	if env["OHX_AUTH"] == "" {
+		env["OHX_AUTH"] = "off"
+	}
 	cfg, err := parseConfig("ohx serve", nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)

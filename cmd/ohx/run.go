@@ -28,7 +28,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -40,11 +40,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return serve(ctx, cfg, stderr, nil)
+	case "clients":
+		return runClients(ctx, args, getenv, stdout, stderr)
+	case "users":
+		return runUsers(ctx, args, getenv, stdin, stdout, stderr)
+	case "token":
+		return runToken(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ohx", version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (commands: serve, version)", cmd)
+	return fmt.Errorf("unknown command %q (commands: serve, clients, users, token, version)", cmd)
 }
 
 // serve runs the server until ctx ends. If ready is not nil it receives the listening address.
@@ -64,7 +70,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 	defer st.Close()
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := api.New(api.Config{
+	ac := api.Config{
 		BaseURL:        cfg.BaseURL,
 		Version:        version,
 		DefaultCount:   cfg.DefaultCount,
@@ -72,7 +78,11 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 		CursorKey:      deriveKey(key, "ohx paging cursor"),
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
-	}, st, search.DefaultRegistry(), log, promReg)
+	}
+	if err := setupAuth(ctx, cfg, st, key, log, &ac); err != nil {
+		return err
+	}
+	srv, err := api.New(ac, st, search.DefaultRegistry(), log, promReg)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,468 @@
+package smart
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+const (
+	sessionCookie = "ohx_auth"
+	sessionTTL    = 15 * time.Minute
+)
+
+// authSession is the state of one browser authorization in progress, stored server side under
+// the hash of the session cookie.
+type authSession struct {
+	ClientID    string `json:"client_id"`
+	ClientName  string `json:"client_name,omitempty"`
+	RedirectURI string `json:"redirect_uri"`
+	State       string `json:"state,omitempty"`
+	Scope       string `json:"scope"` // requested ∩ allowed
+	Challenge   string `json:"code_challenge"`
+	// Patient is the launch context (from an EHR launch, the patient user, or the picker).
+	Patient    string `json:"patient,omitempty"`
+	FromLaunch bool   `json:"from_launch,omitempty"`
+	NeedBanner bool   `json:"need_patient_banner,omitempty"`
+	// Username is set once the user has signed in.
+	Username string `json:"username,omitempty"`
+}
+
+// needsPatient: launch/patient or any patient/ scope needs a patient in context.
+func (a *authSession) needsPatient() bool {
+	sc := ParseScopes(a.Scope)
+	if sc.Has("launch/patient") {
+		return true
+	}
+	for _, r := range sc.Resource {
+		if r.Context == "patient" {
+			return true
+		}
+	}
+	return false
+}
+
+var challengeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+// authorize is GET and POST /authorize (SMART authorize-post). Until the client and its
+// redirect URI are known to be registered, errors are shown as a page and never redirected.
+func (s *Server) authorize(c *gin.Context) {
+	if err := limitForm(c); err != nil {
+		s.errorPage(c, http.StatusBadRequest, "The authorization request is malformed.")
+		return
+	}
+	q := c.Request.Form
+	if c.Request.Method == http.MethodPost {
+		q = c.Request.PostForm
+	}
+	for _, p := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "aud", "code_challenge", "code_challenge_method", "launch"} {
+		if len(q[p]) > 1 {
+			s.errorPage(c, http.StatusBadRequest, "The parameter "+p+" is repeated.")
+			return
+		}
+	}
+	ctx := c.Request.Context()
+	client, err := s.Client(ctx, q.Get("client_id"))
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("authorize: load client", "err", err)
+			s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
+			return
+		}
+		s.errorPage(c, http.StatusBadRequest, "Unknown client_id.")
+		return
+	}
+	redirect := q.Get("redirect_uri")
+	if redirect == "" && len(client.RedirectURIs) == 1 {
+		redirect = client.RedirectURIs[0]
+	}
+	if !slices.Contains(client.RedirectURIs, redirect) {
+		s.errorPage(c, http.StatusBadRequest, "The redirect_uri is not registered for this client.")
+		return
+	}
+	state := q.Get("state")
+	fail := func(code, desc string) { s.redirectError(c, redirect, state, code, desc) }
+	switch {
+	case q.Get("response_type") != "code":
+		fail("unsupported_response_type", "response_type must be code")
+		return
+	case client.Type == ClientBackend:
+		fail("unauthorized_client", "backend clients cannot use the authorization code grant")
+		return
+	case strings.TrimSuffix(q.Get("aud"), "/") != s.cfg.FHIRBaseURL:
+		// SMART: aud is the FHIR base URL the app will use; a mismatch must not yield a token.
+		fail("invalid_request", "aud must be the FHIR base URL "+s.cfg.FHIRBaseURL)
+		return
+	case q.Get("code_challenge_method") != "S256":
+		fail("invalid_request", "PKCE with code_challenge_method S256 is required")
+		return
+	case !challengeRE.MatchString(q.Get("code_challenge")):
+		fail("invalid_request", "code_challenge must be the base64url SHA-256 of the verifier")
+		return
+	}
+	sess := authSession{ClientID: client.ID, ClientName: client.Name, RedirectURI: redirect, State: state,
+		Challenge: q.Get("code_challenge"), NeedBanner: true}
+	granted := grantScopes(q.Get("scope"), client.Scopes)
+	granted = slices.DeleteFunc(granted, func(f string) bool {
+		// No id_token yet (sso-openid-connect is not advertised), and system/ is Backend Services.
+		return f == "openid" || f == "fhirUser" || strings.HasPrefix(f, "system/")
+	})
+	if launch := q.Get("launch"); launch != "" {
+		var ld launchDoc
+		if err := s.getJSON(ctx, kindLaunch, hashID(launch), &ld); err != nil || (ld.ClientID != "" && ld.ClientID != client.ID) {
+			fail("invalid_request", "unknown or expired launch")
+			return
+		}
+		sess.Patient, sess.FromLaunch, sess.NeedBanner = ld.Patient, true, ld.NeedBanner
+	} else {
+		granted = slices.DeleteFunc(granted, func(f string) bool { return f == "launch" })
+	}
+	if len(granted) == 0 {
+		fail("invalid_scope", "none of the requested scopes can be granted to this client")
+		return
+	}
+	sess.Scope = strings.Join(granted, " ")
+	// Keep a sign-in from the same browser session.
+	if old, _, err := s.session(c); err == nil {
+		sess.Username = old.Username
+	}
+	sid := randomToken(32)
+	if err := s.putJSON(ctx, kindSession, hashID(sid), sess, s.now().Add(sessionTTL)); err != nil {
+		s.log.Error("authorize: save session", "err", err)
+		s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
+		return
+	}
+	s.setSessionCookie(c, sid, int(sessionTTL/time.Second))
+	next := "/login"
+	if sess.Username != "" {
+		next = "/consent"
+	}
+	c.Redirect(http.StatusSeeOther, s.path+next)
+}
+
+func (s *Server) setSessionCookie(c *gin.Context, sid string, maxAge int) {
+	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: sid, Path: s.path + "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
+}
+
+// session loads the browser's authorization session.
+func (s *Server) session(c *gin.Context) (authSession, string, error) {
+	ck, err := c.Request.Cookie(sessionCookie)
+	if err != nil || ck.Value == "" {
+		return authSession{}, "", errors.New("no session cookie")
+	}
+	var a authSession
+	if err := s.getJSON(c.Request.Context(), kindSession, hashID(ck.Value), &a); err != nil {
+		return authSession{}, "", err
+	}
+	return a, ck.Value, nil
+}
+
+func (s *Server) saveSession(ctx context.Context, sid string, a authSession) error {
+	return s.putJSON(ctx, kindSession, hashID(sid), a, s.now().Add(sessionTTL))
+}
+
+// csrfToken is a signed double-submit token bound to the session: HMAC(key, session id).
+func (s *Server) csrfToken(sid string) string {
+	m := hmac.New(sha256.New, s.csrfKey)
+	m.Write([]byte("csrf\x00" + sid))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// checkCSRF loads the session of a form POST and verifies its CSRF token; any failure is 403.
+func (s *Server) checkCSRF(c *gin.Context) (authSession, string, bool) {
+	if err := limitForm(c); err != nil {
+		s.errorPage(c, http.StatusBadRequest, "The form is malformed.")
+		return authSession{}, "", false
+	}
+	a, sid, err := s.session(c)
+	if err != nil || !hmac.Equal([]byte(c.Request.PostForm.Get("csrf")), []byte(s.csrfToken(sid))) {
+		s.errorPage(c, http.StatusForbidden, "This form has expired or was not sent by this site. Please start again from the app.")
+		return authSession{}, "", false
+	}
+	return a, sid, true
+}
+
+func (s *Server) render(c *gin.Context, status int, name string, data any) {
+	c.Header("Cache-Control", "no-store")
+	c.Header("X-Frame-Options", "DENY")
+	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	c.Header("Referrer-Policy", "no-referrer")
+	c.Status(status)
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	if err := s.tmpl.ExecuteTemplate(c.Writer, name, data); err != nil {
+		s.log.Error("render page", "page", name, "err", err)
+	}
+}
+
+func (s *Server) errorPage(c *gin.Context, status int, msg string) {
+	s.render(c, status, "error.html", map[string]any{"Message": msg})
+}
+
+// redirectError sends an RFC 6749 §4.1.2.1 error to a registered redirect URI.
+func (s *Server) redirectError(c *gin.Context, redirect, state, code, desc string) {
+	u, err := url.Parse(redirect)
+	if err != nil {
+		s.errorPage(c, http.StatusBadRequest, "The redirect_uri is malformed.")
+		return
+	}
+	v := u.Query()
+	v.Set("error", code)
+	if desc != "" {
+		v.Set("error_description", desc)
+	}
+	if state != "" {
+		v.Set("state", state)
+	}
+	u.RawQuery = v.Encode()
+	c.Redirect(http.StatusFound, u.String())
+}
+
+// loginPage is GET /login.
+func (s *Server) loginPage(c *gin.Context) {
+	a, sid, err := s.session(c)
+	if err != nil {
+		s.errorPage(c, http.StatusBadRequest, "No authorization is in progress. Please start again from the app.")
+		return
+	}
+	s.render(c, http.StatusOK, "login.html", map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a), "Action": s.path + "/login"})
+}
+
+func clientLabel(a authSession) string {
+	if a.ClientName != "" {
+		return a.ClientName
+	}
+	return a.ClientID
+}
+
+// login is POST /login.
+func (s *Server) login(c *gin.Context) {
+	a, sid, ok := s.checkCSRF(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	f := c.Request.PostForm
+	u, ok, err := s.authenticate(ctx, f.Get("username"), f.Get("password"))
+	if err != nil {
+		s.log.Error("login", "err", err)
+		s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
+		return
+	}
+	if !ok {
+		s.log.Info("login failed")
+		s.render(c, http.StatusUnauthorized, "login.html", map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a),
+			"Action": s.path + "/login", "Error": "Unknown username or wrong password."})
+		return
+	}
+	if u.Role == RolePatient {
+		if a.Patient != "" && a.Patient != u.Patient {
+			s.redirectError(c, a.RedirectURI, a.State, "access_denied", "the launch patient is not the signed-in patient")
+			return
+		}
+		if a.needsPatient() {
+			a.Patient = u.Patient
+		}
+	}
+	// A new session id after sign-in (session fixation).
+	if err := s.st.DeleteRecord(ctx, kindSession, hashID(sid)); err != nil {
+		s.log.Warn("login: drop old session", "err", err)
+	}
+	a.Username = u.Username
+	sid = randomToken(32)
+	if err := s.saveSession(ctx, sid, a); err != nil {
+		s.log.Error("login: save session", "err", err)
+		s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
+		return
+	}
+	s.setSessionCookie(c, sid, int(sessionTTL/time.Second))
+	c.Redirect(http.StatusSeeOther, s.path+"/consent")
+}
+
+type patientChoice struct {
+	ID, Name, BirthDate string
+}
+
+// consentPage is GET /consent: the patient picker for practitioners who still need a patient,
+// otherwise the list of requested permissions in words.
+func (s *Server) consentPage(c *gin.Context) {
+	a, sid, err := s.session(c)
+	if err != nil {
+		s.errorPage(c, http.StatusBadRequest, "No authorization is in progress. Please start again from the app.")
+		return
+	}
+	if a.Username == "" {
+		c.Redirect(http.StatusSeeOther, s.path+"/login")
+		return
+	}
+	ctx := c.Request.Context()
+	data := map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a), "Action": s.path + "/consent"}
+	if a.needsPatient() && a.Patient == "" {
+		q := strings.TrimSpace(c.Query("q"))
+		pts, err := s.searchPatients(ctx, q)
+		if err != nil {
+			s.log.Error("patient picker search", "err", err)
+			s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
+			return
+		}
+		data["Query"], data["Patients"], data["SearchAction"] = q, pts, s.path+"/consent"
+		s.render(c, http.StatusOK, "pick.html", data)
+		return
+	}
+	u, err := s.user(ctx, a.Username)
+	if err != nil {
+		s.errorPage(c, http.StatusBadRequest, "Please sign in again.")
+		return
+	}
+	own := u.Role == RolePatient
+	data["Scopes"] = describeScopes(a.Scope, own)
+	if a.Patient != "" {
+		data["Patient"] = s.patientLabel(ctx, a.Patient)
+	}
+	s.render(c, http.StatusOK, "consent.html", data)
+}
+
+func (s *Server) user(ctx context.Context, username string) (User, error) {
+	var u User
+	err := s.getJSON(ctx, kindUser, username, &u)
+	return u, err
+}
+
+// consent is POST /consent: action=pick (patient), approve or deny.
+func (s *Server) consent(c *gin.Context) {
+	a, sid, ok := s.checkCSRF(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	if a.Username == "" {
+		c.Redirect(http.StatusSeeOther, s.path+"/login")
+		return
+	}
+	u, err := s.user(ctx, a.Username)
+	if err != nil {
+		s.errorPage(c, http.StatusBadRequest, "Please sign in again.")
+		return
+	}
+	f := c.Request.PostForm
+	switch f.Get("action") {
+	case "pick":
+		if u.Role != RolePractitioner || a.Patient != "" {
+			s.errorPage(c, http.StatusBadRequest, "No patient needs to be chosen.")
+			return
+		}
+		id := f.Get("patient")
+		if _, err := s.st.Read(ctx, "Patient", id); err != nil || id == "" {
+			s.errorPage(c, http.StatusBadRequest, "Unknown patient.")
+			return
+		}
+		a.Patient = id
+		if err := s.saveSession(ctx, sid, a); err != nil {
+			s.log.Error("consent: save session", "err", err)
+			s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
+			return
+		}
+		c.Redirect(http.StatusSeeOther, s.path+"/consent")
+	case "deny":
+		s.endSession(ctx, sid, a.Username)
+		s.redirectError(c, a.RedirectURI, a.State, "access_denied", "the user denied the request")
+	case "approve":
+		if a.needsPatient() && a.Patient == "" {
+			c.Redirect(http.StatusSeeOther, s.path+"/consent")
+			return
+		}
+		g := grant{ClientID: a.ClientID, Scope: a.Scope, Subject: u.Username, Patient: a.Patient, FHIRUser: u.FHIRUser,
+			RedirectURI: a.RedirectURI, Challenge: a.Challenge}
+		if a.Patient != "" {
+			g.NeedBanner = a.NeedBanner
+		}
+		code := randomToken(32)
+		if err := s.putJSON(ctx, kindCode, hashID(code), g, s.now().Add(s.cfg.CodeTTL)); err != nil {
+			s.log.Error("consent: save code", "err", err)
+			s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
+			return
+		}
+		s.endSession(ctx, sid, a.Username)
+		ru, _ := url.Parse(a.RedirectURI)
+		v := ru.Query()
+		v.Set("code", code)
+		if a.State != "" {
+			v.Set("state", a.State)
+		}
+		ru.RawQuery = v.Encode()
+		c.Redirect(http.StatusFound, ru.String())
+	default:
+		s.errorPage(c, http.StatusBadRequest, "Unknown action.")
+	}
+}
+
+// endSession forgets the authorization request but keeps the sign-in for the next one.
+func (s *Server) endSession(ctx context.Context, sid, username string) {
+	if err := s.saveSession(ctx, sid, authSession{Username: username}); err != nil {
+		s.log.Warn("end session", "err", err)
+	}
+}
+
+// searchPatients lists up to pageSize Patients whose name matches q (all when q is empty).
+func (s *Server) searchPatients(ctx context.Context, q string) ([]patientChoice, error) {
+	params := []search.NameValue{{Name: "_count", Value: fmt.Sprint(s.pageSize)}}
+	if q != "" {
+		params = append(params, search.NameValue{Name: "name", Value: q})
+	}
+	query, _, err := search.DefaultRegistry().Parse("Patient", params, search.Options{BaseURL: s.cfg.FHIRBaseURL})
+	if err != nil {
+		return nil, fmt.Errorf("parse patient search: %w", err)
+	}
+	res, err := s.st.Search(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("search patients: %w", err)
+	}
+	out := make([]patientChoice, 0, len(res.Matches))
+	for _, e := range res.Matches {
+		var p fhir.Patient
+		if err := json.Unmarshal(e.JSON, &p); err != nil {
+			continue
+		}
+		out = append(out, patientChoice{ID: e.ID, Name: displayName(p.Name), BirthDate: p.BirthDate})
+	}
+	return out, nil
+}
+
+func (s *Server) patientLabel(ctx context.Context, id string) string {
+	e, err := s.st.Read(ctx, "Patient", id)
+	if err != nil {
+		return "Patient/" + id
+	}
+	var p fhir.Patient
+	if err := json.Unmarshal(e.JSON, &p); err != nil || len(p.Name) == 0 {
+		return "Patient/" + id
+	}
+	return displayName(p.Name)
+}
+
+func displayName(names []fhir.HumanName) string {
+	if len(names) == 0 {
+		return "(no name)"
+	}
+	n := names[0]
+	if n.Text != "" {
+		return n.Text
+	}
+	return strings.TrimSpace(strings.Join(append(slices.Clone(n.Given), n.Family), " "))
+}

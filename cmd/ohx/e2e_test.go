@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/store/sqlite"
+)
+
+// authServer runs `ohx serve` with the built-in authorization server on a data dir that already
+// holds two patients with an Observation each. The base URL is the real listening address, so
+// that token audiences and endpoints are the ones clients use.
+func authServer(t *testing.T) (origin string, env map[string]string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	st, err := sqlite.Open(t.Context(), dir, sqlite.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"p1", "p2"} {
+		v := fhir.Decimal("71.0")
+		if _, err := st.Upsert(t.Context(), []fhir.Resource{
+			&fhir.Patient{Base: fhir.Base{ResourceType: "Patient", ID: p}, Identifier: []fhir.Identifier{{System: "urn:mrn", Value: p}},
+				Name: []fhir.HumanName{{Family: "Smith", Given: []string{"Ann-" + p}}}},
+			&fhir.Observation{Base: fhir.Base{ResourceType: "Observation", ID: "w-" + p}, Identifier: []fhir.Identifier{{System: "urn:obs", Value: p}},
+				Status: "final", Code: fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
+				Subject: &fhir.Reference{Reference: "Patient/" + p}, EffectiveDateTime: "2026-01-01T08:00:00Z",
+				Value: fhir.Value{ValueQuantity: &fhir.Quantity{Value: &v, Unit: "kg", System: "http://unitsofmeasure.org", Code: "kg"}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	env = map[string]string{"OHX_ADDR": addr, "OHX_DATA_DIR": dir, "OHX_BASE_URL": "http://" + addr + "/fhir", "OHX_LOG_LEVEL": "error"}
+	cfg, err := parseConfig("ohx serve", nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, io.Discard, ready) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("server did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + addr, env
+}
+
+func getJSON(t *testing.T, u, token string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if out != nil {
+		json.NewDecoder(res.Body).Decode(out)
+	}
+	return res.StatusCode
+}
+
+type bundle struct {
+	Entry []struct {
+		Resource struct{ ResourceType, ID string }
+	}
+}
+
+func (b bundle) ids() []string {
+	var out []string
+	for _, e := range b.Entry {
+		out = append(out, e.Resource.ResourceType+"/"+e.Resource.ID)
+	}
+	return out
+}
+
+// TestBackendServicesEndToEnd: signed client assertion → token endpoint → FHIR search, all over
+// HTTP against the running server, with the demo client `make run` creates.
+func TestBackendServicesEndToEnd(t *testing.T) {
+	origin, env := authServer(t)
+	getenv := func(k string) string { return env[k] }
+	if st := getJSON(t, origin+"/fhir/Patient", "", nil); st != http.StatusUnauthorized {
+		t.Fatalf("search without a token: %d, want 401", st)
+	}
+	var conf map[string]any
+	if st := getJSON(t, origin+"/fhir/.well-known/smart-configuration", "", &conf); st != 200 || conf["token_endpoint"] != origin+"/auth/token" {
+		t.Fatalf("smart-configuration: %d %v", st, conf)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"token", "-token-url", origin + "/auth/token"}, getenv, nil, &out, &errOut); err != nil {
+		t.Fatalf("ohx token: %v (%s)", err, errOut.String())
+	}
+	token := strings.TrimSpace(out.String())
+	var b bundle
+	if st := getJSON(t, origin+"/fhir/Observation?code=http://loinc.org|29463-7", token, &b); st != 200 || len(b.Entry) != 2 {
+		t.Errorf("system search: %d %v", st, b.ids())
+	}
+	var cs struct {
+		Rest []struct {
+			Security struct {
+				Extension []struct {
+					URL       string
+					Extension []struct{ URL, ValueURI string }
+				}
+			}
+		}
+	}
+	getJSON(t, origin+"/fhir/metadata", "", &cs)
+	if len(cs.Rest) == 0 || len(cs.Rest[0].Security.Extension) == 0 || cs.Rest[0].Security.Extension[0].Extension[1].ValueURI != origin+"/auth/token" {
+		t.Errorf("CapabilityStatement oauth-uris: %+v", cs)
+	}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// TestStandaloneLaunchEndToEnd drives a patient's standalone launch over HTTP: authorize → login
+// → consent → code → token → FHIR search confined to the patient.
+func TestStandaloneLaunchEndToEnd(t *testing.T) {
+	origin, env := authServer(t)
+	getenv := func(k string) string { return env[k] }
+	const redirect = "https://app.example/cb"
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"clients", "add", "-id", "app", "-type", "public", "-redirect-uri", redirect, "-name", "Weight app"}, getenv, nil, &out, &errOut); err != nil {
+		t.Fatalf("clients add: %v %s", err, errOut.String())
+	}
+	if err := run(t.Context(), []string{"users", "add", "-username", "ann", "-role", "patient", "-patient", "p1", "-password-stdin"}, getenv, strings.NewReader("correct horse battery\n"), &out, &errOut); err != nil {
+		t.Fatalf("users add: %v %s", err, errOut.String())
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(method, path string, form url.Values) (*http.Response, string) {
+		t.Helper()
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, _ := http.NewRequest(method, origin+path, body)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		res, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+	csrf := func(page string) string {
+		t.Helper()
+		m := csrfField.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("no CSRF field:\n%s", page)
+		}
+		return m[1]
+	}
+	verifier := "e2e-verifier-with-enough-entropy-0123456789abcdef"
+	sum := sha256.Sum256([]byte(verifier))
+	q := url.Values{"response_type": {"code"}, "client_id": {"app"}, "redirect_uri": {redirect},
+		"scope": {"launch/patient patient/*.rs offline_access"}, "state": {"s1"}, "aud": {origin + "/fhir"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	res, _ := do(http.MethodGet, "/auth/authorize?"+q.Encode(), nil)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("authorize: %d", res.StatusCode)
+	}
+	_, page := do(http.MethodGet, res.Header.Get("Location"), nil)
+	res, _ = do(http.MethodPost, "/auth/login", url.Values{"csrf": {csrf(page)}, "username": {"ann"}, "password": {"correct horse battery"}})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", res.StatusCode)
+	}
+	_, page = do(http.MethodGet, res.Header.Get("Location"), nil)
+	if !strings.Contains(page, "Weight app") {
+		t.Errorf("consent page does not name the app:\n%s", page)
+	}
+	res, _ = do(http.MethodPost, "/auth/consent", url.Values{"csrf": {csrf(page)}, "action": {"approve"}})
+	loc, err := url.Parse(res.Header.Get("Location"))
+	if err != nil || !strings.HasPrefix(loc.String(), redirect) || loc.Query().Get("state") != "s1" {
+		t.Fatalf("approve: %d → %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	tok, err := http.PostForm(origin+"/auth/token", url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
+		"redirect_uri": {redirect}, "code_verifier": {verifier}, "client_id": {"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		Patient     string `json:"patient"`
+	}
+	json.NewDecoder(tok.Body).Decode(&tr)
+	tok.Body.Close()
+	if tok.StatusCode != 200 || tr.Patient != "p1" || tr.AccessToken == "" {
+		t.Fatalf("token: %d patient %q", tok.StatusCode, tr.Patient)
+	}
+	var b bundle
+	if st := getJSON(t, origin+"/fhir/Observation?patient=p1", tr.AccessToken, &b); st != 200 || len(b.Entry) != 1 || b.ids()[0] != "Observation/w-p1" {
+		t.Errorf("own observations: %d %v", st, b.ids())
+	}
+	b = bundle{}
+	if st := getJSON(t, origin+"/fhir/Observation?patient=p2", tr.AccessToken, &b); st != 200 || len(b.Entry) != 0 {
+		t.Errorf("another patient's observations: %d %v", st, b.ids())
+	}
+	if st := getJSON(t, origin+"/fhir/Patient/p2", tr.AccessToken, nil); st != http.StatusNotFound {
+		t.Errorf("reading another patient: %d, want 404", st)
+	}
+}
