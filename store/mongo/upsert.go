@@ -21,7 +21,6 @@ import (
 // lookupChunk bounds the identifier keys of one $in lookup.
 const lookupChunk = 500
 
-
 // upsertID is the id of a resource Upsert creates without one: derived from its type and first
 // identifier, so that two writers creating the same resource at once collide on _id (and the
 // loser turns into an update) instead of storing it twice; there is no transaction and no
