@@ -495,16 +495,19 @@ func ensureDemoClient(ctx context.Context, s *smart.Server, dataDir string) erro
 		return fmt.Errorf("demo client: %w", err)
 	}
 	c, err := s.Client(ctx, demoClientID)
-	if err == nil && slices.Equal(c.JWKS, jwks) {
+	if err == nil && slices.Equal(c.JWKS, jwks) && slices.Equal(c.Scopes, demoScopes) {
 		return nil
 	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("demo client: %w", err)
 	}
 	_, err = s.AddClient(ctx, smart.Client{ID: demoClientID, Name: "ohx demo backend client", Type: smart.ClientBackend,
-		Scopes: []string{"system/*.rs"}, JWKS: jwks})
+		Scopes: demoScopes, JWKS: jwks})
 	return err
 }
+
+// demoScopes let the local demo read everything and register patients (the README's example).
+var demoScopes = []string{"system/*.rs", "system/Patient.cu"}
 
 func writeDemoKey(path string) (jwkset.JWK, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)

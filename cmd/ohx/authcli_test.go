@@ -59,7 +59,7 @@ func TestAuthCLI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token does not verify: %v", err)
 	}
-	if tok.Header["typ"] != smart.TokenType || c.ClientID != demoClientID || c.Scope != "system/*.rs" {
+	if tok.Header["typ"] != smart.TokenType || c.ClientID != demoClientID || c.Scope != strings.Join(demoScopes, " ") {
 		t.Errorf("token = %v %+v", tok.Header, c)
 	}
 
