@@ -3,10 +3,14 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run build test test-all lint bench golden
+.PHONY: run build test test-all lint bench golden token
 
 run:
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/ohx serve
+
+# Prints an access token of the demo backend client that `make run` creates (embedded store).
+token:
+	@$(GO) run ./cmd/ohx token
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ohx ./cmd/ohx
