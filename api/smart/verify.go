@@ -12,6 +12,7 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	gocache "github.com/patrickmn/go-cache"
 	"golang.org/x/time/rate"
 )
 
@@ -36,14 +37,19 @@ type VerifierConfig struct {
 	PatientClaim string
 	// Revoked, if set, reports whether a token id was revoked before it expired.
 	Revoked func(ctx context.Context, jti string) bool
+	// RevokedCacheTTL, if positive, remembers "not revoked" answers that long, so that the
+	// revocation store is not read on every request. A revocation then takes effect within this
+	// time (SMART's ONC tests allow an hour).
+	RevokedCacheTTL time.Duration
 	// Leeway is the clock skew allowed on exp, nbf and iat (default and maximum 60 s).
 	Leeway time.Duration
 }
 
 // Verifier verifies bearer access tokens for the FHIR resource server.
 type Verifier struct {
-	cfg    VerifierConfig
-	parser *jwt.Parser
+	cfg        VerifierConfig
+	parser     *jwt.Parser
+	notRevoked *gocache.Cache // jti → struct{}
 }
 
 // NewVerifier returns a Verifier.
@@ -57,14 +63,19 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Leeway <= 0 || cfg.Leeway > time.Minute {
 		cfg.Leeway = time.Minute
 	}
-	return &Verifier{cfg: cfg, parser: jwt.NewParser(
+	v := &Verifier{cfg: cfg}
+	if cfg.RevokedCacheTTL > 0 {
+		v.notRevoked = gocache.New(cfg.RevokedCacheTTL, 2*cfg.RevokedCacheTTL)
+	}
+	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(AllowedAlgs), // never none, never HMAC
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(cfg.Leeway),
-	)}, nil
+	)
+	return v, nil
 }
 
 // Verify checks the token's signature (key chosen by kid), algorithm, typ, iss, aud, exp, nbf
@@ -91,7 +102,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if c.ID == "" && v.cfg.Revoked != nil {
 		return nil, fmt.Errorf("%w: no jti", ErrInvalidToken)
 	}
-	if v.cfg.Revoked != nil && v.cfg.Revoked(ctx, c.ID) {
+	if v.cfg.Revoked != nil && v.revoked(ctx, c.ID) {
 		return nil, fmt.Errorf("%w: revoked", ErrInvalidToken)
 	}
 	if v.cfg.PatientClaim != "patient" {
@@ -102,6 +113,21 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		c.Patient = p
 	}
 	return &c, nil
+}
+
+func (v *Verifier) revoked(ctx context.Context, jti string) bool {
+	if v.notRevoked != nil {
+		if _, ok := v.notRevoked.Get(jti); ok {
+			return false
+		}
+	}
+	if v.cfg.Revoked(ctx, jti) {
+		return true
+	}
+	if v.notRevoked != nil {
+		v.notRevoked.SetDefault(jti, struct{}{})
+	}
+	return false
 }
 
 // claimString reads one string claim from an already verified token.

@@ -61,7 +61,7 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 		}
 		ep := as.Endpoints()
 		v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: ep.Issuer, Audience: cfg.BaseURL, Keyfunc: as.Keyfunc(),
-			RequireTyp: true, Revoked: as.Revoked})
+			RequireTyp: true, Revoked: as.Revoked, RevokedCacheTTL: 30 * time.Second})
 		if err != nil {
 			return err
 		}

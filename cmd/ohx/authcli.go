@@ -541,3 +541,30 @@ func writeDemoKey(path string) (jwkset.JWK, error) {
 	}
 	return loadPrivateJWK(path)
 }
+
+// runKeys implements `ohx keys rotate`: a new access-token signing key becomes current; the
+// previous ones keep verifying for the longest token lifetime. A running server verifies tokens
+// of the new key at once (it reloads on an unknown kid) and signs with it after a restart.
+func runKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		return errors.New("usage: ohx keys rotate [flags]")
+	}
+	cmd := newAuthCommand("ohx keys rotate", stderr)
+	if err := cmd.fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg, err := cmd.config(getenv, stderr)
+	if err != nil {
+		return err
+	}
+	s, st, err := openAuth(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := s.RotateKeys(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "rotated the access-token signing key; restart ohx serve to sign with it")
+	return nil
+}

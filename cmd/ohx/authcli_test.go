@@ -114,3 +114,28 @@ func TestAuthCLI(t *testing.T) {
 		t.Error("users add without a password succeeded")
 	}
 }
+
+func TestKeysRotate(t *testing.T) {
+	dir := t.TempDir()
+	getenv := func(k string) string { return map[string]string{"OHX_DATA_DIR": dir, "OHX_BASE_URL": "http://ohx.test/fhir"}[k] }
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"keys", "rotate"}, getenv, nil, &out, &errOut); err != nil {
+		t.Fatalf("keys rotate: %v %s", err, errOut.String())
+	}
+	cfg, err := parseConfig("ohx", nil, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, st, err := openAuth(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.ListRecords(t.Context(), "smart.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) < 2 {
+		t.Errorf("after a rotation on a fresh store: %d signing keys stored, want 2 (first and rotated)", len(recs))
+	}
+}

@@ -46,11 +46,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runUsers(ctx, args, getenv, stdin, stdout, stderr)
 	case "token":
 		return runToken(ctx, args, getenv, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ohx", version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (commands: serve, clients, users, token, version)", cmd)
+	return fmt.Errorf("unknown command %q (commands: serve, clients, users, token, keys, version)", cmd)
 }
 
 // serve runs the server until ctx ends. If ready is not nil it receives the listening address.
