@@ -50,7 +50,14 @@ type Verifier struct {
 	cfg        VerifierConfig
 	parser     *jwt.Parser
 	notRevoked *gocache.Cache // jti → struct{}
+	// verified remembers tokens whose signature and claims checked out (raw token → *Claims), so
+	// that a client reusing its token does not pay a signature verification per request. Time
+	// claims and revocation are still checked on every use.
+	verified *gocache.Cache
 }
+
+// maxVerified bounds the verified-token cache.
+const maxVerified = 10000
 
 // NewVerifier returns a Verifier.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
@@ -63,7 +70,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Leeway <= 0 || cfg.Leeway > time.Minute {
 		cfg.Leeway = time.Minute
 	}
-	v := &Verifier{cfg: cfg}
+	v := &Verifier{cfg: cfg, verified: gocache.New(5*time.Minute, 10*time.Minute)}
 	if cfg.RevokedCacheTTL > 0 {
 		v.notRevoked = gocache.New(cfg.RevokedCacheTTL, 2*cfg.RevokedCacheTTL)
 	}
@@ -81,6 +88,32 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 // Verify checks the token's signature (key chosen by kid), algorithm, typ, iss, aud, exp, nbf
 // and iat, and revocation, and returns its claims. Every failure wraps ErrInvalidToken.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if x, ok := v.verified.Get(raw); ok {
+		c := x.(*Claims)
+		now := time.Now()
+		if c.ExpiresAt.Add(v.cfg.Leeway).Before(now) {
+			v.verified.Delete(raw)
+			return nil, fmt.Errorf("%w: expired", ErrInvalidToken)
+		}
+		if v.cfg.Revoked != nil && v.revoked(ctx, c.ID) {
+			return nil, fmt.Errorf("%w: revoked", ErrInvalidToken)
+		}
+		cc := *c
+		return &cc, nil
+	}
+	c, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if ttl := time.Until(c.ExpiresAt.Time); ttl > 0 && v.verified.ItemCount() < maxVerified {
+		v.verified.Set(raw, c, min(ttl, 5*time.Minute))
+	}
+	cc := *c
+	return &cc, nil
+}
+
+// verify does the full check of a token not seen before.
+func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 	var c Claims
 	tok, err := v.parser.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
 		if kid, _ := t.Header["kid"].(string); kid == "" {

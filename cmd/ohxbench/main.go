@@ -8,7 +8,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -23,9 +26,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/openhealthexchange/ohx/api"
+	"github.com/openhealthexchange/ohx/api/smart"
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store/sqlite"
@@ -47,6 +53,7 @@ type config struct {
 	batch    int
 	targets  int
 	rounds   int
+	token    string // access token sent with every request
 }
 
 func run() error {
@@ -88,16 +95,23 @@ func run() error {
 	if err := printPlan(ctx, st); err != nil {
 		return err
 	}
+	// Every ohx request carries a SMART Backend Services token from the built-in authorization
+	// server and is verified as in production (signature, claims, scopes, revocation check).
+	auth, token, err := setupAuth(ctx, st)
+	if err != nil {
+		return err
+	}
 	// Two ohx servers on the same store: without the result cache (every search runs against the
 	// store) and with it (the polling scenario).
-	base, err := startOhx(st, -1)
+	base, err := startOhx(st, -1, auth)
 	if err != nil {
 		return err
 	}
-	cachedBase, err := startOhx(st, 0)
+	cachedBase, err := startOhx(st, 0, auth)
 	if err != nil {
 		return err
 	}
+	cfg.token = token
 
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	var searchURLs, readURLs []string
@@ -127,7 +141,7 @@ func run() error {
 	for _, sc := range scenarios {
 		bodies := map[string][]byte{}
 		for _, u := range sc.urls {
-			b, err := fetch(sc.base + u)
+			b, err := fetch(sc.base+u, cfg.token)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
@@ -186,22 +200,64 @@ func printPlan(ctx context.Context, st *sqlite.Store) error {
 	return rows.Err()
 }
 
+// benchBase is the FHIR base URL of both ohx servers: token audiences must name it.
+const benchBase = "http://ohx.bench/fhir"
+
+// setupAuth starts the built-in authorization server on the store, registers a backend client
+// and returns the verifier and one access token obtained with a signed client assertion.
+func setupAuth(ctx context.Context, st *sqlite.Store) (api.Authenticator, string, error) {
+	// The benchmark's data set is reused between runs, so its key material must be stable; it
+	// protects nothing but synthetic data.
+	secret := []byte("ohxbench: synthetic data only, not a secret key")
+	as, err := smart.NewServer(ctx, smart.Config{Issuer: "http://ohx.bench/auth", FHIRBaseURL: benchBase, SecretKey: secret}, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	pub, err := jwkset.NewJWKFromKey(&key.PublicKey, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "bench", ALG: jwkset.AlgES384, USE: jwkset.UseSig}})
+	if err != nil {
+		return nil, "", err
+	}
+	jwks, _ := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{pub.Marshal()}})
+	id := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	if _, err := as.AddClient(ctx, smart.Client{ID: id, Type: smart.ClientBackend, Scopes: []string{"system/*.rs"}, JWKS: jwks}); err != nil {
+		return nil, "", err
+	}
+	now := time.Now()
+	a := jwt.NewWithClaims(jwt.SigningMethodES384, jwt.RegisteredClaims{Issuer: id, Subject: id, Audience: jwt.ClaimStrings{as.Endpoints().Token},
+		ExpiresAt: jwt.NewNumericDate(now.Add(4 * time.Minute)), IssuedAt: jwt.NewNumericDate(now), ID: fmt.Sprint(now.UnixNano())})
+	a.Header["kid"] = "bench"
+	assertion, err := a.SignedString(key)
+	if err != nil {
+		return nil, "", err
+	}
+	tr, err := as.IssueBackendToken(ctx, assertion, "system/*.rs")
+	if err != nil {
+		return nil, "", err
+	}
+	v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: as.Endpoints().Issuer, Audience: benchBase, Keyfunc: as.Keyfunc(),
+		RequireTyp: true, Revoked: as.Revoked, RevokedCacheTTL: 30 * time.Second})
+	return v, tr.AccessToken, err
+}
+
 // startOhx serves the real API on loopback; cacheEntries < 0 turns the result cache off.
-func startOhx(st *sqlite.Store, cacheEntries int) (string, error) {
+func startOhx(st *sqlite.Store, cacheEntries int, auth api.Authenticator) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	base := "http://" + ln.Addr().String()
 	key := make([]byte, 32)
 	rand.Read(key)
-	srv, err := api.New(api.Config{BaseURL: base + "/fhir", CursorKey: key, CacheEntries: cacheEntries}, st,
+	srv, err := api.New(api.Config{BaseURL: benchBase, CursorKey: key, CacheEntries: cacheEntries, Auth: auth}, st,
 		search.DefaultRegistry(), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return "", err
 	}
 	go http.Serve(ln, srv.Handler())
-	return base, nil
+	return "http://" + ln.Addr().String(), nil
 }
 
 func load(ctx context.Context, st *sqlite.Store, cfg config) error {
@@ -262,8 +318,13 @@ func observation(p, i int, t0 time.Time) *fhir.Observation {
 	}
 }
 
-func fetch(u string) ([]byte, error) {
-	res, err := http.Get(u)
+func fetch(u, token string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +359,8 @@ func startBare(bodies map[string][]byte) (*http.Server, string, error) {
 func attack(base string, urls []string, cfg config) *vegeta.Metrics {
 	targets := make([]vegeta.Target, len(urls))
 	for i, u := range urls {
-		targets[i] = vegeta.Target{Method: "GET", URL: base + u}
+		// Both servers get the same request, token included; the bare handler ignores it.
+		targets[i] = vegeta.Target{Method: "GET", URL: base + u, Header: http.Header{"Authorization": {"Bearer " + cfg.token}}}
 	}
 	a := vegeta.NewAttacker(vegeta.Workers(uint64(cfg.workers)), vegeta.MaxWorkers(uint64(cfg.workers)), vegeta.KeepAlive(true), vegeta.Connections(cfg.workers))
 	var m vegeta.Metrics
