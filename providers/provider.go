@@ -1,0 +1,111 @@
+// Package providers is the vendor side of ohx: the adapter contract every vendor implements, the
+// connection and token vault, and the resilient HTTP client adapters call vendors through.
+// Adapters live in sub-packages (providers/withings, …) and are registered explicitly in cmd/ohx.
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/openhealthexchange/ohx/fhir"
+)
+
+// Provider adapts one vendor API. Implementations are safe for concurrent use. They return
+// provider-neutral samples; fhir.MapSample turns those into Observations.
+type Provider interface {
+	// Name is the adapter's stable name ("withings"), used in URLs, identifiers and storage.
+	Name() string
+	// AuthCodeURL is the vendor consent page URL for the connect flow. codeChallenge is the
+	// PKCE S256 challenge, ignored by vendors without PKCE.
+	AuthCodeURL(state, codeChallenge string) string
+	// Exchange trades an authorization code for tokens and the vendor user id.
+	// Errors are *UpstreamError.
+	Exchange(ctx context.Context, code, codeVerifier string) (*Grant, error)
+	// Refresh uses t.RefreshToken to get a new token (vendors rotate refresh tokens: the result
+	// carries the new one). A definitive refusal returns an error matching ErrConsentRevoked.
+	Refresh(ctx context.Context, t *oauth2.Token) (*oauth2.Token, error)
+	// Devices lists the user's devices.
+	Devices(ctx context.Context, user string, ts oauth2.TokenSource) ([]fhir.DeviceInfo, error)
+	// Fetch reads one page of samples of the requested kinds. Errors are *UpstreamError (or
+	// ctx.Err()); an auth error is reported, never retried here.
+	Fetch(ctx context.Context, user string, ts oauth2.TokenSource, q Query) (*Page, error)
+}
+
+// Subscriber is implemented by vendors with webhook subscriptions.
+type Subscriber interface {
+	// Subscribe registers callbackURL for the kinds' notification categories.
+	Subscribe(ctx context.Context, user string, ts oauth2.TokenSource, callbackURL string, kinds []fhir.SampleKind) error
+	// Unsubscribe removes every subscription of the user for callbackURL.
+	Unsubscribe(ctx context.Context, user string, ts oauth2.TokenSource, callbackURL string) error
+}
+
+// Revoker is implemented by vendors that can revoke tokens.
+type Revoker interface {
+	Revoke(ctx context.Context, t *oauth2.Token) error
+}
+
+// Grant is the result of a code exchange.
+type Grant struct {
+	Token  *oauth2.Token
+	UserID string // the vendor's user id, as a string
+	Scopes []string
+}
+
+// Query selects what Fetch reads.
+type Query struct {
+	Kinds []fhir.SampleKind
+	// Either a window [Start, End) …
+	Start, End time.Time
+	// … or everything created or modified after Since (incremental sync), when set.
+	Since time.Time
+	// Cursor continues a previous page ("" for the first page).
+	Cursor string
+}
+
+// Page is one page of samples.
+type Page struct {
+	Samples []fhir.Sample
+	// Next continues the same query; "" when this was the last page.
+	Next string
+	// SyncedUntil is the vendor's "updated up to" time, the Since of the next incremental sync.
+	SyncedUntil time.Time
+}
+
+// Sentinel errors.
+var (
+	// ErrNotConnected means the patient has no connection to the provider.
+	ErrNotConnected = errors.New("not connected to the provider")
+	// ErrConsentRevoked means the vendor definitively refused the tokens (invalid_grant): the
+	// patient must connect again.
+	ErrConsentRevoked = errors.New("vendor consent revoked")
+)
+
+// ErrorKind classifies vendor failures (providers.md §0).
+type ErrorKind string
+
+// Error kinds.
+const (
+	KindAuth      ErrorKind = "auth"      // refresh, then re-consent
+	KindThrottled ErrorKind = "throttled" // back off, honour RetryAfter; never feeds a breaker
+	KindTransient ErrorKind = "transient" // retry with backoff; feeds the vendor breaker
+	KindPermanent ErrorKind = "permanent" // do not retry; dead-letter
+)
+
+// UpstreamError is a classified vendor failure. Its text never contains tokens or PHI.
+type UpstreamError struct {
+	Provider   string
+	Kind       ErrorKind
+	Status     int // HTTP status or vendor status code
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *UpstreamError) Error() string {
+	return fmt.Sprintf("%s: %s error (status %d): %v", e.Provider, e.Kind, e.Status, e.Err)
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
