@@ -37,6 +37,7 @@ func (s *Store) sweep(ctx context.Context, tx *sql.Tx) error {
 
 // PutRecord implements store.Records.
 func (s *Store) PutRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error {
+	doc = nonNil(doc)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.txExec(ctx, tx, `INSERT INTO records (kind, id, doc, expires) VALUES (?, ?, ?, ?)
 			ON CONFLICT (kind, id) DO UPDATE SET doc = excluded.doc, expires = excluded.expires`, kind, id, doc, expiresAt(expires)); err != nil {
@@ -48,6 +49,7 @@ func (s *Store) PutRecord(ctx context.Context, kind, id string, doc []byte, expi
 
 // CreateRecord implements store.Records. The write transaction makes check and insert atomic.
 func (s *Store) CreateRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error {
+	doc = nonNil(doc)
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UnixMicro()
 		res, err := s.txExec(ctx, tx, `INSERT INTO records (kind, id, doc, expires) VALUES (?, ?, ?, ?)
@@ -144,4 +146,12 @@ func (s *Store) ListRecords(ctx context.Context, kind string) ([]store.Record, e
 		return nil, fmt.Errorf("sqlite: list records %s: %w", kind, err)
 	}
 	return out, nil
+}
+
+// nonNil stores an empty document for nil: leases and markers carry no content.
+func nonNil(doc []byte) []byte {
+	if doc == nil {
+		return []byte{}
+	}
+	return doc
 }
