@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/store"
 )
 
@@ -21,6 +23,7 @@ func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
 	var fe *fhir.Error
 	var mbe *http.MaxBytesError
 	var ae *authError
+	var ue *providers.UpstreamError
 	switch {
 	case errors.As(err, &ae):
 		code := fhir.CodeLogin
@@ -34,6 +37,19 @@ func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
 		return fe.Status, oo
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, fhir.NewOutcome("error", fhir.CodeTooCostly, "request body too large")
+	case errors.Is(err, providers.ErrConsentRevoked):
+		return http.StatusBadGateway, fhir.NewOutcome("error", "expired", "the vendor no longer accepts this patient's consent: the patient must connect again")
+	case errors.As(err, &ue):
+		switch ue.Kind {
+		case providers.KindThrottled:
+			return http.StatusServiceUnavailable, fhir.NewOutcome("error", fhir.CodeThrottled, "the vendor is throttling requests; try again later")
+		case providers.KindTransient:
+			return http.StatusBadGateway, fhir.NewOutcome("error", "transient", "the vendor is unavailable; try again later")
+		}
+		// A vendor's 400 is never passed through as our 400: it is our request that failed.
+		return http.StatusBadGateway, fhir.NewOutcome("error", fhir.CodeException, "the vendor rejected the request")
+	case errors.Is(err, providers.ErrNotConnected):
+		return http.StatusUnprocessableEntity, fhir.NewOutcome("error", fhir.CodeBusinessRule, "the patient is not connected to this provider")
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, fhir.NewOutcome("error", fhir.CodeNotFound, "resource not found")
 	case errors.Is(err, store.ErrDeleted):
@@ -79,6 +95,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 	var ae *authError
 	if errors.As(err, &ae) {
 		c.Header("WWW-Authenticate", ae.challenge)
+	}
+	var ue *providers.UpstreamError
+	if errors.As(err, &ue) && ue.Kind == providers.KindThrottled && ue.RetryAfter > 0 {
+		c.Header("Retry-After", strconv.Itoa(int(ue.RetryAfter.Seconds()+0.999)))
 	}
 	s.writeResource(c, status, oo)
 	c.Abort()

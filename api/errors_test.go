@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/store"
 )
 
@@ -28,6 +29,11 @@ func TestOutcomeFor(t *testing.T) {
 		{"body too large", &http.MaxBytesError{Limit: 10}, 413, "too-costly"},
 		{"deadline", fmt.Errorf("q: %w", context.DeadlineExceeded), 504, "timeout"},
 		{"internal", errors.New("sqlite: disk I/O error at /var/lib/secret"), 500, "exception"},
+		{"not connected", fmt.Errorf("job: %w", providers.ErrNotConnected), 422, "business-rule"},
+		{"consent revoked", fmt.Errorf("refresh: %w", providers.ErrConsentRevoked), 502, "expired"},
+		{"throttled", &providers.UpstreamError{Provider: "withings", Kind: providers.KindThrottled, Status: 601}, 503, "throttled"},
+		{"transient", &providers.UpstreamError{Provider: "withings", Kind: providers.KindTransient, Status: 502}, 502, "transient"},
+		{"vendor 400", &providers.UpstreamError{Provider: "withings", Kind: providers.KindPermanent, Status: 400}, 502, "exception"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, oo := outcomeFor(tc.err, "rid-1")

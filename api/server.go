@@ -51,6 +51,10 @@ type Config struct {
 	Security *fhir.CapabilitySecurity
 	// AuthRoutes, if set, mounts the built-in authorization server's endpoints.
 	AuthRoutes func(r gin.IRouter)
+	// Connect, if set, enables the vendor account linking endpoints under /connect.
+	Connect *ConnectConfig
+	// Webhooks, if set, enables the vendor notification endpoints under /webhooks.
+	Webhooks *WebhookConfig
 }
 
 // Server holds the API's dependencies.
@@ -127,6 +131,8 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	if cfg.AuthRoutes != nil {
 		cfg.AuthRoutes(e)
 	}
+	s.connectRoutes(e)
+	s.webhookRoutes(e)
 	// Discovery is JSON whatever the Accept header says (SMART App Launch conformance.md).
 	for _, base := range []string{"/fhir", "/fhir/r4"} {
 		e.GET(base+"/.well-known/smart-configuration", s.smartConfiguration)

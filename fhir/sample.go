@@ -36,6 +36,21 @@ const (
 	KindSleepAwake        SampleKind = "sleep-awake"
 	KindRespiratoryRate   SampleKind = "respiratory-rate"
 	KindECG               SampleKind = "ecg" // waveform; components heart rate, classification in Code
+
+	// Kinds added for the Fitbit / Google Health vectors and the sleep summary
+	// (clinical-mapping.md §4.2, §4.3, §10).
+	KindRestingHeartRate         SampleKind = "resting-heart-rate" // daily statistic
+	KindBMI                      SampleKind = "bmi"
+	KindStepsInterval            SampleKind = "steps-interval" // steps over an interval other than a day
+	KindHRVRMSSD                 SampleKind = "hrv-rmssd"      // components hrv-rmssd-deep-sleep
+	KindHRVRMSSDDeepSleep        SampleKind = "hrv-rmssd-deep-sleep"
+	KindHRVSDNN                  SampleKind = "hrv-sdnn"
+	KindSkinTemperatureVariation SampleKind = "skin-temperature-variation" // relative to a baseline
+	KindSleepEfficiency          SampleKind = "sleep-efficiency"           // sleep component, % or ratio
+	KindSleepLatency             SampleKind = "sleep-latency"              // sleep component
+	KindSleepWakeupCount         SampleKind = "sleep-wakeup-count"         // sleep component, a count
+	KindSleepScore               SampleKind = "sleep-score"                // sleep component, vendor scale
+	KindSleepTimeInBed           SampleKind = "sleep-time-in-bed"          // sleep component
 )
 
 // Sample is one measurement as an adapter read it, before any FHIR coding.
@@ -53,13 +68,20 @@ type Sample struct {
 	Value      Decimal
 	Unit       string
 	Components []SampleComponent
-	// Code carries a classification result (ECG rhythm) as a code of the ohx ECG system.
-	Code string
+	// Code carries a classification result (ECG rhythm) as a code of the ohx ECG system
+	// (ECGRhythmSystem, the Rhythm… constants); CodeText the vendor's own wording ("Negative",
+	// "Normal Sinus Rhythm"), kept as the classification's text.
+	Code     string
+	CodeText string
 	// Start is the instant measured, or the start of the period; End is the period's end (zero
 	// for instants). Both keep the user's location, so the offset is real, not UTC by default.
 	Start, End time.Time
 	// Day is set for daily values whose time zone is unknown: effectiveDateTime with day precision.
 	Day string
+	// Daily marks a daily statistic (daily HRV, daily SpO2) of a kind that is not always daily:
+	// its effective[x] is the local calendar day of Start. Steps, calories and resting heart rate
+	// are daily by kind.
+	Daily bool
 	// DeviceID is the vendor's device id, "" when unknown.
 	DeviceID string
 	// Manual marks values entered by the user (patient-reported); Ambiguous device values that may
@@ -69,6 +91,9 @@ type Sample struct {
 	Deleted bool
 	// Waveform holds an ECG trace.
 	Waveform *Waveform
+	// DerivedFrom is the RecordID (in the same System) of the record this value was derived from
+	// (BMI from a weight log, heart rate from an ECG): Observation.derivedFrom references it.
+	DerivedFrom string
 }
 
 // SampleComponent is one part of a multi-part sample (BP systolic, a sleep stage duration).
@@ -105,4 +130,7 @@ type DeviceInfo struct {
 	Battery  string
 	LastSync time.Time
 	Timezone string
+	// ECG marks a device that records ECGs (second Device.type); MapDevice also knows the models
+	// clinical-mapping.md §7 names.
+	ECG bool
 }

@@ -45,7 +45,9 @@ type Subscriber interface {
 
 // Revoker is implemented by vendors that can revoke tokens.
 type Revoker interface {
-	Revoke(ctx context.Context, t *oauth2.Token) error
+	// Revoke invalidates the user's tokens at the vendor (and with them, at Withings, the user's
+	// notification subscriptions). user is the vendor user id.
+	Revoke(ctx context.Context, user string, t *oauth2.Token) error
 }
 
 // Grant is the result of a code exchange.

@@ -117,7 +117,9 @@ func TestAuthCLI(t *testing.T) {
 
 func TestKeysRotate(t *testing.T) {
 	dir := t.TempDir()
-	getenv := func(k string) string { return map[string]string{"OHX_DATA_DIR": dir, "OHX_BASE_URL": "http://ohx.test/fhir"}[k] }
+	getenv := func(k string) string {
+		return map[string]string{"OHX_DATA_DIR": dir, "OHX_BASE_URL": "http://ohx.test/fhir"}[k]
+	}
 	var out, errOut bytes.Buffer
 	if err := run(t.Context(), []string{"keys", "rotate"}, getenv, nil, &out, &errOut); err != nil {
 		t.Fatalf("keys rotate: %v %s", err, errOut.String())

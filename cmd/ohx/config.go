@@ -30,6 +30,16 @@ type Config struct {
 	Auth             string        // OHX_AUTH: "on" (default) or "off" (local experiments only)
 	AuthIssuer       string        // OHX_AUTH_ISSUER: an external SMART/OIDC issuer replacing the built-in one
 	AuthPatientClaim string        // OHX_AUTH_PATIENT_CLAIM: claim with the patient id in external tokens
+
+	WithingsClientID     string // OHX_WITHINGS_CLIENT_ID: Withings is offered only when set
+	WithingsClientSecret string // OHX_WITHINGS_CLIENT_SECRET
+	WithingsRedirectURL  string // OHX_WITHINGS_REDIRECT_URL: default ORIGIN/connect/withings/callback
+	WithingsAPIURL       string // OHX_WITHINGS_API_URL: default https://wbsapi.withings.net
+	WithingsAuthURL      string // OHX_WITHINGS_AUTH_URL: default the Withings consent page
+	WithingsKinds        string // OHX_WITHINGS_KINDS: comma-separated data kinds (default: all that map)
+	WithingsRate         int    // OHX_WITHINGS_RATE: requests per minute for the whole app (default 120)
+	BackfillDays         int    // OHX_BACKFILL_DAYS: initial backfill after connecting (default 30)
+	ConnectRedirects     string // OHX_CONNECT_REDIRECTS: comma-separated deep links the connect flow may end on
 }
 
 func defaultConfig() Config {
@@ -45,6 +55,8 @@ func defaultConfig() Config {
 		RequestTimeout:   30 * time.Second,
 		ShutdownTimeout:  20 * time.Second,
 		Auth:             "on",
+		WithingsRate:     120,
+		BackfillDays:     30,
 		AuthPatientClaim: "patient",
 	}
 }
@@ -98,6 +110,15 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.Auth, "auth", "OHX_AUTH", "on, or off to serve FHIR without tokens (local experiments only)")
 	str(&cfg.AuthIssuer, "auth-issuer", "OHX_AUTH_ISSUER", "external SMART/OpenID issuer URL; the built-in authorization server is used when empty")
 	str(&cfg.AuthPatientClaim, "auth-patient-claim", "OHX_AUTH_PATIENT_CLAIM", "claim naming the patient in external tokens")
+	str(&cfg.WithingsClientID, "withings-client-id", "OHX_WITHINGS_CLIENT_ID", "Withings OAuth client id (Withings is offered only when set)")
+	str(&cfg.WithingsClientSecret, "withings-client-secret", "OHX_WITHINGS_CLIENT_SECRET", "Withings OAuth client secret")
+	str(&cfg.WithingsRedirectURL, "withings-redirect-url", "OHX_WITHINGS_REDIRECT_URL", "Withings redirect URL (default ORIGIN/connect/withings/callback)")
+	str(&cfg.WithingsAPIURL, "withings-api-url", "OHX_WITHINGS_API_URL", "Withings API base URL")
+	str(&cfg.WithingsAuthURL, "withings-auth-url", "OHX_WITHINGS_AUTH_URL", "Withings consent page URL")
+	str(&cfg.WithingsKinds, "withings-kinds", "OHX_WITHINGS_KINDS", "comma-separated data kinds to read from Withings (default: all that map to FHIR)")
+	num(&cfg.WithingsRate, "withings-rate", "OHX_WITHINGS_RATE", "Withings requests per minute for the whole application")
+	num(&cfg.BackfillDays, "backfill-days", "OHX_BACKFILL_DAYS", "days of history read after a patient connects")
+	str(&cfg.ConnectRedirects, "connect-redirects", "OHX_CONNECT_REDIRECTS", "comma-separated deep links the connect flow may end on")
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ import (
 // authServer runs `ohx serve` with the built-in authorization server on a data dir that already
 // holds two patients with an Observation each. The base URL is the real listening address, so
 // that token audiences and endpoints are the ones clients use.
-func authServer(t *testing.T) (origin string, env map[string]string) {
+func authServer(t *testing.T, extra ...string) (origin string, env map[string]string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -51,6 +52,9 @@ func authServer(t *testing.T) (origin string, env map[string]string) {
 	}
 	st.Close()
 	env = map[string]string{"OHX_ADDR": addr, "OHX_DATA_DIR": dir, "OHX_BASE_URL": "http://" + addr + "/fhir", "OHX_LOG_LEVEL": "error"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
 	cfg, err := parseConfig("ohx serve", nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +62,7 @@ func authServer(t *testing.T) (origin string, env map[string]string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, io.Discard, ready) }()
+	go func() { done <- serve(ctx, cfg, logSink(t), ready) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -234,4 +238,12 @@ func TestStandaloneLaunchEndToEnd(t *testing.T) {
 	if st := getJSON(t, origin+"/fhir/Patient/p2", tr.AccessToken, nil); st != http.StatusNotFound {
 		t.Errorf("reading another patient: %d, want 404", st)
 	}
+}
+
+// logSink shows the server's logs with -v when OHX_TEST_LOGS is set.
+func logSink(t *testing.T) io.Writer {
+	if os.Getenv("OHX_TEST_LOGS") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	_ "time/tzdata" // vendor time zones resolve even on hosts without a zoneinfo database
 )
 
 func main() {

@@ -84,6 +84,10 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 	if err := setupAuth(ctx, cfg, st, key, log, &ac); err != nil {
 		return err
 	}
+	runner, err := setupProviders(cfg, st, key, log, promReg, &ac)
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(ac, st, search.DefaultRegistry(), log, promReg)
 	if err != nil {
 		return err
@@ -107,6 +111,10 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	pctx, stopPipeline := context.WithCancel(ctx)
+	pipelineDone := make(chan struct{})
+	go func() { defer close(pipelineDone); runPipeline(pctx, runner) }()
+	defer func() { stopPipeline(); <-pipelineDone }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

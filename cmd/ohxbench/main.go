@@ -127,7 +127,8 @@ func run() error {
 	}{
 		{"search (patient+code+date, _count=50, random patients)", "≥ 30 %", base, searchURLs},
 		{"same search repeated (EHR polling, result cache on)", "≥ 70 %", cachedBase, searchURLs[:1]},
-		{"read by id", "≥ 70 %", base, readURLs},
+		{"read by id (result cache off)", "≥ 70 %", base, readURLs},
+		{"read by id (result cache on, 2,000 ids re-read)", "≥ 70 %", cachedBase, readURLs},
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -1,0 +1,304 @@
+package fhir
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"sort"
+	"strings"
+)
+
+// Canonical is the project's canonical URL: the base of every identifier system, local code
+// system, extension and meta.source ohx writes (clinical-mapping.md §10, §11). It is fixed and
+// never configured per deployment: identifiers and resource ids derived from it must be the same
+// on every ohx instance, or re-syncs and migrations between instances would duplicate resources.
+const Canonical = "https://ohx.example"
+
+// Code systems and URLs used by the mapping (clinical-mapping.md, notation section).
+const (
+	LOINCSystem               = "http://loinc.org"
+	UCUMSystem                = "http://unitsofmeasure.org"
+	SNOMEDSystem              = "http://snomed.info/sct"
+	MDCSystem                 = "urn:iso:std:iso:11073:10101"
+	ObservationCategorySystem = "http://terminology.hl7.org/CodeSystem/observation-category"
+	InterpretationSystem      = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+	// DeviceAssociationStatusReasonSystem is the R5 code system of DeviceAssociation.statusReason.
+	DeviceAssociationStatusReasonSystem = "http://hl7.org/fhir/deviceassociation-status-reason"
+
+	// ObservationCodeSystem is the project's code system for measurements without a verified
+	// standard code (clinical-mapping.md §10).
+	ObservationCodeSystem = Canonical + "/CodeSystem/ohx-observation"
+	// ECGRhythmSystem holds the ECG rhythm classifications (clinical-mapping.md §6).
+	ECGRhythmSystem = Canonical + "/CodeSystem/ecg-rhythm"
+	// TagSystem holds the meta.tag codes ohx sets (TagAmbiguousSubject).
+	TagSystem = Canonical + "/CodeSystem/ohx-tag"
+	// LastSyncExtension carries a device's last synchronisation time (valueInstant): R5 Device has
+	// no element for it and Device.property cannot hold a dateTime (clinical-mapping.md §7).
+	LastSyncExtension = Canonical + "/StructureDefinition/last-sync-time"
+)
+
+// TagAmbiguousSubject (in TagSystem) marks a value measured by a shared device that may belong to
+// another user of the device (Withings attrib 1, providers.md §1.6).
+const TagAmbiguousSubject = "ambiguous-subject"
+
+// ECG rhythm classifications in ECGRhythmSystem (clinical-mapping.md §6). Adapters put one of
+// these in Sample.Code and the vendor's own wording in Sample.CodeText.
+const (
+	RhythmSinus              = "sinus-rhythm"
+	RhythmAtrialFibrillation = "atrial-fibrillation"
+	RhythmAFibNotDetected    = "afib-not-detected" // Withings afib 0
+	RhythmAFibDetected       = "afib-detected"     // Withings afib 1
+	RhythmInconclusive       = "inconclusive"      // Withings afib 2
+	RhythmInconclusiveHighHR = "inconclusive-high-hr"
+	RhythmInconclusiveLowHR  = "inconclusive-low-hr"
+	RhythmNoSignal           = "no-signal"
+	RhythmNoise              = "noise"
+	RhythmUnreadable         = "unreadable"
+	RhythmOther              = "other"
+)
+
+// IdentifierSystem returns the identifier system for a path under {canonical}/sid/, e.g.
+// IdentifierSystem("withings/measure") (clinical-mapping.md §11).
+func IdentifierSystem(path string) string { return Canonical + "/sid/" + path }
+
+// DeviceSystem returns the identifier system of a provider's devices.
+func DeviceSystem(provider string) string { return IdentifierSystem(provider + "/device") }
+
+// DeviceAssociationSystem returns the identifier system of a provider's device associations.
+func DeviceAssociationSystem(provider string) string {
+	return IdentifierSystem(provider + "/device-association")
+}
+
+// DeviceReference returns the reference to the Device MapDevice creates for a vendor device id.
+func DeviceReference(provider, deviceID string) Reference {
+	return Reference{Reference: "Device/" + ResourceID(DeviceSystem(provider), deviceID)}
+}
+
+// ProviderSource returns the meta.source URI of a vendor integration.
+func ProviderSource(provider string) string { return Canonical + "/provider/" + provider }
+
+// idEncoding is lowercase RFC 4648 base32 without padding: only [a-z2-7], valid in FHIR ids and
+// safe in case-insensitive contexts.
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// ResourceID returns the deterministic resource id of the resource whose business identifier is
+// system|value: the lowercase base32 form of the first 20 bytes of SHA-256("system|value"),
+// 32 characters of [a-z2-7]. Writes are upserts keyed on it, so a re-sync updates the resource
+// instead of duplicating it (clinical-mapping.md §11 rule 4). The systems ohx generates never
+// contain "|", so the hashed text is unambiguous.
+func ResourceID(system, value string) string {
+	sum := sha256.Sum256([]byte(system + "|" + value))
+	return idEncoding.EncodeToString(sum[:20])
+}
+
+// concept is one code of a code system with its display.
+type concept struct {
+	system, code, display string
+}
+
+func (c concept) coding() Coding { return Coding{System: c.system, Code: c.code, Display: c.display} }
+
+func loinc(code, display string) concept { return concept{LOINCSystem, code, display} }
+func local(code, display string) concept { return concept{ObservationCodeSystem, code, display} }
+
+// Observation codes. LOINC codes and displays are those of clinical-mapping.md §2–§6 (each passes
+// the LOINC mod-10 check digit, tested); codes marked ⚠ there and not corroborated are not used:
+// the value gets a local code instead.
+var (
+	codeBodyWeight      = loinc("29463-7", "Body weight")
+	codeBodyHeight      = loinc("8302-2", "Body height")
+	codeBMI             = loinc("39156-5", "Body mass index (BMI) [Ratio]")
+	codeBodyFatPercent  = loinc("41982-0", "Percentage of body fat Measured")
+	codeBPPanel         = loinc("85354-9", "Blood pressure panel with all children optional")
+	codeSystolic        = loinc("8480-6", "Systolic blood pressure")
+	codeDiastolic       = loinc("8462-4", "Diastolic blood pressure")
+	codeHeartRate       = loinc("8867-4", "Heart rate")
+	codeRestingHR       = loinc("40443-4", "Heart rate --resting")
+	codeBodyTemperature = loinc("8310-5", "Body temperature")
+	codeSpO2Arterial    = loinc("2708-6", "Oxygen saturation in Arterial blood")
+	codeSpO2Pulse       = loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry")
+	codeRespiratoryRate = loinc("9279-1", "Respiratory rate")
+	codeStepsDay        = loinc("41950-7", "Number of steps in 24 hour Measured")
+	codeStepsInterval   = loinc("55423-8", "Number of steps in unspecified time Pedometer")
+	codeCaloriesDay     = loinc("41979-6", "Calories burned in 24 hour Calculated")
+	codeSleepDuration   = loinc("93832-4", "Sleep duration")
+	codeSleepDeep       = loinc("93831-6", "Deep sleep duration")
+	codeSleepLight      = loinc("93830-8", "Light sleep duration")
+	codeSleepREM        = loinc("93829-0", "REM sleep duration")
+	codeHRVSDNN         = loinc("80404-7", "R-R interval.standard deviation (Heart rate variability)")
+	codeEKGImpression   = loinc("8601-7", "EKG impression")
+
+	codeECG      = concept{MDCSystem, "131328", "MDC_ECG_ELEC_POTL"}
+	codeECGLeadI = concept{MDCSystem, "131329", "MDC_ECG_ELEC_POTL_I"}
+
+	codeFatFreeMass          = local("fat-free-mass", "Fat-free mass (bio-impedance)")
+	codeFatMass              = local("fat-mass", "Fat mass (bio-impedance)")
+	codeMuscleMass           = local("muscle-mass", "Muscle mass (bio-impedance)")
+	codeBodyWaterMass        = local("body-water-mass", "Body water mass (bio-impedance)")
+	codeBoneMass             = local("bone-mass", "Bone mass (bio-impedance)")
+	codePulseWaveVelocity    = local("pulse-wave-velocity", "Pulse wave velocity")
+	codeVO2Max               = local("vo2max", "Maximal oxygen uptake (VO2 max)")
+	codeSkinTemperature      = local("skin-temperature", "Skin temperature")
+	codeSkinTempVariation    = local("skin-temperature-variation", "Skin temperature variation from the personal baseline")
+	codeHRVRMSSD             = local("hrv-rmssd", "Heart rate variability, RMSSD")
+	codeHRVRMSSDDeepSleep    = local("hrv-rmssd-deep-sleep", "Heart rate variability, RMSSD during deep sleep")
+	codeSleepAwakeDuration   = local("sleep-awake-duration", "Awake duration during the sleep session")
+	codeSleepEfficiency      = local("sleep-efficiency", "Sleep efficiency")
+	codeSleepLatency         = local("sleep-latency", "Sleep latency")
+	codeSleepWakeupCount     = local("sleep-wakeup-count", "Number of wake-ups during the sleep session")
+	codeSleepScore           = local("sleep-score", "Sleep score (vendor scale)")
+	codeSleepTimeInBed       = local("sleep-time-in-bed", "Time in bed")
+	categoryVitalSigns       = concept{ObservationCategorySystem, "vital-signs", ""}
+	categoryActivity         = concept{ObservationCategorySystem, "activity", ""}
+	categoryExam             = concept{ObservationCategorySystem, "exam", ""}
+	categoryProcedure        = concept{ObservationCategorySystem, "procedure", ""}
+	interpretationNormal     = concept{InterpretationSystem, "N", "Normal"}
+	interpretationAbnormal   = concept{InterpretationSystem, "A", "Abnormal"}
+	interpretationIndetermin = concept{InterpretationSystem, "IND", "Indeterminate"}
+)
+
+// rhythm is an ECG classification and the interpretation it implies (none when unclassifiable).
+type rhythm struct {
+	display        string
+	interpretation *concept
+}
+
+var rhythms = map[string]rhythm{
+	RhythmSinus:              {"Sinus rhythm", &interpretationNormal},
+	RhythmAFibNotDetected:    {"Atrial fibrillation not detected", &interpretationNormal},
+	RhythmAtrialFibrillation: {"Atrial fibrillation", &interpretationAbnormal},
+	RhythmAFibDetected:       {"Atrial fibrillation detected", &interpretationAbnormal},
+	RhythmInconclusive:       {"Inconclusive", &interpretationIndetermin},
+	RhythmInconclusiveHighHR: {"Inconclusive: high heart rate", &interpretationIndetermin},
+	RhythmInconclusiveLowHR:  {"Inconclusive: low heart rate", &interpretationIndetermin},
+	RhythmNoSignal:           {"No signal", nil},
+	RhythmNoise:              {"Too much noise to classify", nil},
+	RhythmUnreadable:         {"Unreadable recording", nil},
+	RhythmOther:              {"Other rhythm, not classified", nil},
+}
+
+// LocalConcepts returns the codes ohx defines in one of its local code systems
+// (ObservationCodeSystem, ECGRhythmSystem or TagSystem), sorted by code, for publishing the
+// CodeSystem resources; nil for any other system.
+func LocalConcepts(system string) []Coding {
+	var out []Coding
+	switch system {
+	case ObservationCodeSystem:
+		seen := map[string]bool{}
+		add := func(c concept) {
+			if c.system == ObservationCodeSystem && !seen[c.code] {
+				seen[c.code] = true
+				out = append(out, c.coding())
+			}
+		}
+		for _, spec := range kindSpecs {
+			for _, c := range spec.codes {
+				add(c)
+			}
+		}
+		for _, c := range componentSpecs {
+			add(c.code)
+		}
+	case ECGRhythmSystem:
+		for code, r := range rhythms {
+			out = append(out, Coding{System: ECGRhythmSystem, Code: code, Display: r.display})
+		}
+	case TagSystem:
+		out = append(out, tagAmbiguous.coding())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Code < out[j].Code })
+	return out
+}
+
+var tagAmbiguous = concept{TagSystem, TagAmbiguousSubject, "Measured by a shared device; may belong to another user of the device"}
+
+// withingsWearPosition names the Withings wearposition / measure position codes that are body
+// sites (providers.md §1.4); 10–31 (auscultation areas, "hold" positions) have no mapping.
+var withingsWearPosition = map[string]string{
+	"0": "Right wrist",
+	"1": "Left wrist",
+	"2": "Right arm",
+	"3": "Left arm",
+	"4": "Right foot",
+	"5": "Left foot",
+	"6": "Between legs",
+	"8": "Left part of body",
+	"9": "Right part of body",
+}
+
+// providerManufacturer is Device.manufacturer when the adapter does not give one.
+var providerManufacturer = map[string]string{
+	"withings":     "Withings",
+	"fitbit":       "Fitbit",
+	"googlehealth": "Google",
+}
+
+// Device types (clinical-mapping.md §7). Only the codes marked ✔ there are used as specific
+// types; device kinds without a verified code get the generic SCT#49062001 "Device" with a text.
+var (
+	sctFloorScale   = concept{SNOMEDSystem, "469204003", "Floor scale, electronic"}
+	sctBPMonitor    = concept{SNOMEDSystem, "466086009", "Automatic-inflation electronic sphygmomanometer, portable, arm/wrist"}
+	sctECGRecorder  = concept{SNOMEDSystem, "86184003", "Electrocardiographic monitor and recorder"}
+	sctPulseOxim    = concept{SNOMEDSystem, "448703006", "Pulse oximeter"}
+	sctDevice       = concept{SNOMEDSystem, "49062001", "Device"}
+	mdcBatteryLevel = concept{MDCSystem, "67996", "MDC_ATTR_VAL_BATT_CHARGE"}
+)
+
+// deviceTypes maps the vendor device type (lower case: Withings getdevice type, Fitbit
+// devices.json type) to Device.type.
+var deviceTypes = map[string]CodeableConcept{
+	"scale":                       {Coding: []Coding{sctFloorScale.coding()}, Text: "Scale"},
+	"blood pressure monitor":      {Coding: []Coding{sctBPMonitor.coding()}, Text: "Blood pressure monitor"},
+	"pulse oximeter":              {Coding: []Coding{sctPulseOxim.coding()}, Text: "Pulse oximeter"},
+	"activity tracker":            {Coding: []Coding{sctDevice.coding()}, Text: "Activity tracker"},
+	"tracker":                     {Coding: []Coding{sctDevice.coding()}, Text: "Activity tracker"},
+	"sleep monitor":               {Coding: []Coding{sctDevice.coding()}, Text: "Sleep monitor"},
+	"smart connected thermometer": {Coding: []Coding{sctDevice.coding()}, Text: "Thermometer"},
+}
+
+// ecgModels lists the models clinical-mapping.md §7 names as ECG-capable, per provider (lower
+// case). Adapters can also set DeviceInfo.ECG.
+var ecgModels = map[string]map[string]bool{
+	"withings": {"bpm core": true, "move ecg": true, "scanwatch": true, "scanwatch 2": true, "scanwatch horizon": true},
+	"fitbit":   {"sense": true, "sense 2": true},
+}
+
+// loincCheckDigitOK reports whether a LOINC code "nnnnn-c" has a correct mod-10 check digit
+// (https://loinc.org/kb/users-guide/calculating-mod-10-check-digits/).
+func loincCheckDigitOK(code string) bool {
+	num, check, ok := strings.Cut(code, "-")
+	if !ok || len(check) != 1 || num == "" || check[0] < '0' || check[0] > '9' {
+		return false
+	}
+	var odd, even strings.Builder // digit positions counted from the right, 1-based
+	for i := len(num) - 1; i >= 0; i-- {
+		c := num[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		if (len(num)-i)%2 == 1 {
+			odd.WriteByte(c)
+		} else {
+			even.WriteByte(c)
+		}
+	}
+	// The odd-position digits, in that right-to-left order, form a number that is doubled; the
+	// even-position digits are written in front of the result and all its digits are summed.
+	sum := 0
+	for _, c := range even.String() + doubleDigits(odd.String()) {
+		sum += int(c - '0')
+	}
+	return (10-sum%10)%10 == int(check[0]-'0')
+}
+
+// doubleDigits returns the decimal digits of 2 × the number written in s.
+func doubleDigits(s string) string {
+	out := make([]byte, len(s)+1)
+	carry := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		d := int(s[i]-'0')*2 + carry
+		out[i+1] = byte('0' + d%10)
+		carry = d / 10
+	}
+	out[0] = byte('0' + carry)
+	return strings.TrimLeft(string(out), "0")
+}

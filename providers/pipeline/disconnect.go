@@ -1,0 +1,101 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/providers"
+)
+
+// Disconnect unlinks a patient from a provider: the vendor webhook subscription is removed and the
+// tokens revoked (best effort: the vendor may already have forgotten them), the stored connection
+// and its tokens are deleted, and the patient's DeviceAssociations with the provider's devices
+// are ended. Observations stay unless purge is set. It returns ErrNotConnected if there is no
+// connection.
+func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge bool) error {
+	p, ok := r.reg.Get(provider)
+	if !ok {
+		return fmt.Errorf("disconnect: %w", providers.ErrNotConnected)
+	}
+	conn, err := r.vault.Get(ctx, provider, patient)
+	if err != nil {
+		return fmt.Errorf("disconnect: %w", err)
+	}
+	if conn.Status == providers.StatusActive {
+		ts := r.vault.TokenSource(ctx, conn, p)
+		if s, ok := p.(providers.Subscriber); ok && r.cfg.CallbackURL != nil {
+			if err := s.Unsubscribe(ctx, conn.VendorUserID, ts, r.cfg.CallbackURL(provider)); err != nil {
+				r.log.Warn("removing the vendor subscription failed", "provider", provider, "err", err)
+			}
+		}
+		if rv, ok := p.(providers.Revoker); ok {
+			if t, err := ts.Token(); err == nil {
+				if err := rv.Revoke(ctx, conn.VendorUserID, t); err != nil {
+					r.log.Warn("revoking the vendor tokens failed", "provider", provider, "err", err)
+				}
+			}
+		}
+	}
+	if err := r.vault.Delete(ctx, conn); err != nil {
+		return fmt.Errorf("disconnect: %w", err)
+	}
+	ended, err := r.endGone(ctx, provider, conn, map[string]bool{}, r.now())
+	if err != nil {
+		return fmt.Errorf("disconnect: end associations: %w", err)
+	}
+	if len(ended) > 0 {
+		if _, err := r.st.Upsert(ctx, ended); err != nil {
+			return fmt.Errorf("disconnect: end associations: %w", err)
+		}
+	}
+	if purge {
+		return r.purge(ctx, provider, patient)
+	}
+	return nil
+}
+
+// purge deletes the patient's Observations that came from the provider (their identifier
+// system is under the provider's namespace).
+func (r *Runner) purge(ctx context.Context, provider, patient string) error {
+	prefix := fhir.Canonical + "/sid/" + provider + "/"
+	q, _, err := r.sreg.Parse("Observation", []search.NameValue{{Name: "patient", Value: "Patient/" + patient}, {Name: "_count", Value: "1000"}}, search.Options{MaxCount: 1000})
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for {
+		res, err := r.st.Search(ctx, q)
+		if err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		for _, m := range res.Matches {
+			var o struct {
+				Identifier []fhir.Identifier `json:"identifier"`
+			}
+			if err := json.Unmarshal(m.JSON, &o); err != nil {
+				return fmt.Errorf("purge: decode Observation/%s: %w", m.ID, err)
+			}
+			for _, id := range o.Identifier {
+				if strings.HasPrefix(id.System, prefix) {
+					ids = append(ids, m.ID)
+					break
+				}
+			}
+		}
+		if res.Next == nil {
+			break
+		}
+		q.Cursor = res.Next
+	}
+	for _, id := range ids {
+		if err := r.st.Delete(ctx, "Observation", id); err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+	}
+	r.log.Info("purged observations", "provider", provider, "count", len(ids))
+	return nil
+}
