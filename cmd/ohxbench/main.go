@@ -67,8 +67,22 @@ func run() error {
 	flag.IntVar(&cfg.targets, "targets", 2000, "distinct random requests per scenario")
 	flag.IntVar(&cfg.rounds, "rounds", 2, "alternating baseline/ohx rounds per scenario")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
+	pipelineGroups := flag.Int("pipeline-groups", 10000, "Withings measure groups (6 measures each) for the sync pipeline benchmark; 0 skips it")
 	flag.Parse()
 	ctx := context.Background()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if *pipelineGroups > 0 {
+		if err := benchPipeline(ctx, *pipelineGroups); err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+	}
 	total := cfg.patients * cfg.perPat
 	dataDir := filepath.Join(cfg.dir, fmt.Sprintf("sqlite-%dx%d", cfg.patients, cfg.perPat))
 	fresh := false
@@ -129,14 +143,6 @@ func run() error {
 		{"same search repeated (EHR polling, result cache on)", "≥ 70 %", cachedBase, searchURLs[:1]},
 		{"read by id (result cache off)", "≥ 70 %", base, readURLs},
 		{"read by id (result cache on, 2,000 ids re-read)", "≥ 70 %", cachedBase, readURLs},
-	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("\n%-55s %12s %12s %8s %10s %10s  %s\n", "scenario", "bare req/s", "ohx req/s", "ratio", "ohx p50", "ohx p99", "target")
 	for _, sc := range scenarios {

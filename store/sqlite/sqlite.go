@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -22,10 +23,13 @@ import (
 
 // Store is the SQLite implementation of store.Store.
 type Store struct {
-	w   *sql.DB // the single writer connection
-	r   *sql.DB // read-only pool
-	log *slog.Logger
-	reg *search.Registry
+	w *sql.DB // the single writer connection
+	r *sql.DB // read-only pool
+	// ck checkpoints the WAL in the background (see checkpointer).
+	ck             *sql.DB
+	ckStop, ckDone chan struct{}
+	log            *slog.Logger
+	reg            *search.Registry
 
 	gens   generations
 	rstmts *stmtCache
@@ -62,7 +66,10 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	// busy_timeout comes first: the driver applies pragmas in order and the others may wait.
 	// mmap stays off: every connection would map the whole file and RSS would read in GB.
 	base := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=journal_mode(WAL)&_pragma=mmap_size(0)"
-	w, err := sql.Open("sqlite", base+"&_pragma=cache_size(-65536)&_txlock=immediate")
+	// The writer never checkpoints in its commit path (wal_autocheckpoint 0): a background
+	// checkpointer on its own connection moves WAL pages into the file, on the other core, and
+	// pages rewritten between two checkpoints are copied once instead of once per commit.
+	w, err := sql.Open("sqlite", base+"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open writer: %w", err)
 	}
@@ -83,8 +90,16 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	s := &Store{w: w, r: r, log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{},
+	ck, err := sql.Open("sqlite", base)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("sqlite: open checkpointer: %w", err)
+	}
+	ck.SetMaxOpenConns(1)
+	s := &Store{w: w, r: r, ck: ck, ckStop: make(chan struct{}), ckDone: make(chan struct{}), log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{},
 		rstmts: newStmtCache(r), wstmts: newStmtCache(w)}
+	go s.checkpointer()
 	if err := s.loadSpans(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -222,10 +237,54 @@ func (s *Store) loadSpans(ctx context.Context) error {
 
 // Close closes both pools.
 func (s *Store) Close() error {
+	if s.ckDone != nil {
+		select {
+		case <-s.ckStop:
+		default:
+			close(s.ckStop)
+		}
+		if s.ck != nil {
+			<-s.ckDone
+		}
+	}
 	s.rstmts.close()
 	s.wstmts.close()
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.r.Close(), s.w.Close(), s.ck.Close())
 }
 
 // DB exposes the read pool for tests that inspect query plans.
 func (s *Store) DB() *sql.DB { return s.r }
+
+// checkpointInterval is how often the background checkpointer runs; walLimit (pages) makes it
+// truncate the WAL so that the file cannot grow without bound under a steady write load.
+const (
+	checkpointInterval = 500 * time.Millisecond
+	walLimit           = 16384 // 16 KiB pages: 256 MiB
+)
+
+// checkpointer copies committed WAL pages into the database file until Close. PASSIVE never
+// waits for readers or the writer; when the WAL has grown past walLimit a RESTART checkpoint
+// (which waits for readers to move on) lets the writer start over at the WAL's beginning.
+func (s *Store) checkpointer() {
+	defer close(s.ckDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ckStop:
+			s.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			return
+		case <-t.C:
+		}
+		var busy, logPages, done int
+		if err := s.ck.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done); err != nil {
+			s.log.Warn("wal checkpoint", "err", err)
+			continue
+		}
+		if logPages > walLimit {
+			if _, err := s.ck.Exec("PRAGMA wal_checkpoint(RESTART)"); err != nil {
+				s.log.Warn("wal checkpoint", "err", err)
+			}
+		}
+	}
+}
