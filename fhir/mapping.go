@@ -52,6 +52,9 @@ var (
 	unitStepsDay = unitTarget{"/d", "steps per day", map[string]factor{"/d": one, "{steps}/d": one, "{steps}": one, "": one}}
 	unitSteps    = unitTarget{"{steps}", "steps", map[string]factor{"{steps}": one, "": one}}
 	unitKcalDay  = unitTarget{"kcal/d", "kcal/d", map[string]factor{"kcal/d": one, "kcal": one}}
+	// Daily distance and floors: totals whose effectivePeriod is the local day.
+	unitMeter  = unitTarget{"m", "m", map[string]factor{"m": one, "km": pow10Factor(3)}}
+	unitFloors = unitTarget{"{floors}", "floors", map[string]factor{"{floors}": one, "": one}}
 )
 
 // timing says how a kind's effective[x] is built (clinical-mapping.md §3).
@@ -112,6 +115,9 @@ var kindSpecs = map[SampleKind]kindSpec{
 	KindSteps:         {codes: []concept{codeStepsDay}, text: "Steps per day", category: categoryActivity, units: []unitTarget{unitStepsDay}, timing: timingDaily},
 	KindStepsInterval: {codes: []concept{codeStepsInterval}, text: "Steps", category: categoryActivity, units: []unitTarget{unitSteps}, timing: timingPeriod},
 	KindCalories:      {codes: []concept{codeCaloriesDay}, text: "Calories burned per day", category: categoryActivity, units: []unitTarget{unitKcalDay}, timing: timingDaily},
+	// No verified LOINC for a wearable's daily distance or floors: local codes (clinical-mapping.md §10).
+	KindDistance:  {codes: []concept{codeDistanceDay}, text: "Distance per day", category: categoryActivity, units: []unitTarget{unitMeter}, timing: timingDaily},
+	KindElevation: {codes: []concept{codeFloorsDay}, text: "Floors climbed per day", category: categoryActivity, units: []unitTarget{unitFloors}, timing: timingDaily},
 	KindSleep: {codes: []concept{codeSleepDuration}, text: "Sleep duration", category: categoryActivity, units: []unitTarget{unitMin}, timing: timingPeriod,
 		components: []SampleKind{KindSleepDeep, KindSleepLight, KindSleepREM, KindSleepAwake, KindSleepEfficiency,
 			KindSleepTimeInBed, KindSleepLatency, KindSleepWakeupCount, KindSleepScore}},

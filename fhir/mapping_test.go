@@ -131,6 +131,12 @@ var goldenSamples = []struct {
 	{"withings-w9-fat-mass", w9},
 	{"withings-w10-pulse-wave-velocity", w10},
 	{"withings-w11-steps", w11},
+	{"withings-w11-distance", with(w11, func(s *Sample) {
+		s.Kind, s.RecordID, s.Value, s.Unit = KindDistance, "12345/2024-01-15/distance", "8500", "m"
+	})},
+	{"withings-w11-elevation", with(w11, func(s *Sample) {
+		s.Kind, s.RecordID, s.Value, s.Unit = KindElevation, "12345/2024-01-15/elevation", "50", "{floors}"
+	})},
 	{"withings-w12-sleep", w12},
 	{"withings-w12-respiratory-rate", w12RR},
 	{"withings-w12-heart-rate", w12HR},
@@ -849,8 +855,9 @@ func TestLocalConcepts(t *testing.T) {
 	for _, c := range LocalConcepts(ObservationCodeSystem) {
 		got = append(got, c.Code)
 	}
-	// clinical-mapping.md §10, plus skin-temperature (Withings type 73, no verified LOINC).
-	want := []string{"body-water-mass", "bone-mass", "fat-free-mass", "fat-mass", "hrv-rmssd", "hrv-rmssd-deep-sleep",
+	// clinical-mapping.md §10, plus skin-temperature (Withings type 73, no verified LOINC) and the
+	// daily distance and floors of wearables (no verified LOINC either).
+	want := []string{"body-water-mass", "bone-mass", "distance-day", "fat-free-mass", "fat-mass", "floors-climbed-day", "hrv-rmssd", "hrv-rmssd-deep-sleep",
 		"muscle-mass", "pulse-wave-velocity", "skin-temperature", "skin-temperature-variation", "sleep-awake-duration",
 		"sleep-efficiency", "sleep-latency", "sleep-score", "sleep-time-in-bed", "sleep-wakeup-count", "vo2max"}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -873,8 +880,8 @@ func TestMapSampleErrors(t *testing.T) {
 	}{
 		{"unknown kind", with(w1, func(s *Sample) { s.Kind = "glucose" }), patient, ErrUnsupportedKind},
 		{"empty kind", with(w1, func(s *Sample) { s.Kind = "" }), patient, ErrUnsupportedKind},
-		{"distance has no verified code", with(w11, func(s *Sample) { s.Kind = KindDistance }), patient, ErrUnsupportedKind},
-		{"elevation has no verified code", with(w11, func(s *Sample) { s.Kind = KindElevation }), patient, ErrUnsupportedKind},
+		{"distance in steps", with(w11, func(s *Sample) { s.Kind = KindDistance }), patient, ErrInvalidSample},
+		{"elevation in steps", with(w11, func(s *Sample) { s.Kind = KindElevation }), patient, ErrInvalidSample},
 		{"systolic alone (W5)", withings(KindSystolic, "792", "10", 120, 0, "mm[Hg]"), patient, ErrUnsupportedKind},
 		{"sleep stage alone", with(w12, func(s *Sample) { s.Kind, s.Components = KindSleepDeep, nil }), patient, ErrUnsupportedKind},
 		{"BP panel missing diastolic (W5)", with(w3, func(s *Sample) { s.Components = s.Components[1:] }), patient, ErrInvalidSample},

@@ -147,6 +147,8 @@ var (
 	codeSleepWakeupCount     = local("sleep-wakeup-count", "Number of wake-ups during the sleep session")
 	codeSleepScore           = local("sleep-score", "Sleep score (vendor scale)")
 	codeSleepTimeInBed       = local("sleep-time-in-bed", "Time in bed")
+	codeDistanceDay          = local("distance-day", "Distance walked or run in a day (wearable)")
+	codeFloorsDay            = local("floors-climbed-day", "Floors climbed in a day (wearable)")
 	categoryVitalSigns       = concept{ObservationCategorySystem, "vital-signs", ""}
 	categoryActivity         = concept{ObservationCategorySystem, "activity", ""}
 	categoryExam             = concept{ObservationCategorySystem, "exam", ""}

@@ -94,11 +94,11 @@ func TestActivity(t *testing.T) {
 }
 
 func TestActivityDefaultsAndWindow(t *testing.T) {
-	// Default kinds: distance and elevation have no FHIR code yet, so they are not requested.
+	// A kind the deployment did not enable (distance here) is never requested, even if asked for.
 	f := newFixture(t, map[string]providertest.Route{
 		"POST /v2/measure action=getactivity":          file("getactivity_page1.json"),
 		"POST /v2/measure action=getactivity offset=1": file("getactivity_page2.json"),
-	}, fixtureOpts{})
+	}, fixtureOpts{kinds: []fhir.SampleKind{fhir.KindSteps, fhir.KindCalories}})
 	got, pages := fetchAll(t, f.c, providers.Query{
 		Kinds: []fhir.SampleKind{fhir.KindSteps, fhir.KindCalories, fhir.KindDistance},
 		Start: at("2024-01-15T00:00:00Z"), End: at("2024-01-17T00:00:00Z"),

@@ -46,8 +46,8 @@ func TestFetchFamilies(t *testing.T) {
 	for _, s := range got {
 		kinds[s.Kind]++
 	}
-	// Default kinds: no distance or elevation (no FHIR code yet).
-	if kinds[fhir.KindDistance]+kinds[fhir.KindElevation] != 0 || kinds[fhir.KindSteps] == 0 || kinds[fhir.KindSleep] == 0 ||
+	// Default kinds: everything the mapper codes, daily distance and floors included.
+	if kinds[fhir.KindDistance] == 0 || kinds[fhir.KindElevation] == 0 || kinds[fhir.KindSteps] == 0 || kinds[fhir.KindSleep] == 0 ||
 		kinds[fhir.KindECG] != 2 || kinds[fhir.KindWeight] != 2 {
 		t.Errorf("kinds %v", kinds)
 	}

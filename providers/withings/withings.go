@@ -46,8 +46,7 @@ type Config struct {
 	// Scopes requested at connect time (default DefaultScopes).
 	Scopes []string
 	// Kinds are the data kinds this deployment reads (default: every kind SupportedKinds lists that
-	// fhir.MapSample can code — distance and elevation have no verified code yet, so they are read
-	// only when listed here).
+	// fhir.MapSample can code).
 	Kinds []fhir.SampleKind
 }
 
