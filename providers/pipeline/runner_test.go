@@ -1,0 +1,179 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/providers"
+	"github.com/openhealthexchange/ohx/providers/providertest"
+	"github.com/openhealthexchange/ohx/providers/withings"
+	"github.com/openhealthexchange/ohx/store/sqlite"
+)
+
+type rig struct {
+	st    *sqlite.Store
+	fake  *providertest.Server
+	vault *providers.Vault
+	q     *Queue
+	r     *Runner
+}
+
+// newRig wires the real Withings adapter, vault, queue and runner to a fake Withings and a
+// fresh embedded store, with patient p1 connected as Withings user 12345.
+func newRig(t *testing.T, routes map[string]providertest.Route) *rig {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fake := providertest.NewServer(t, routes)
+	caller, err := providers.NewClient(providers.ClientConfig{Provider: withings.Name, CacheTTL: -1, MaxRetries: -1}, fake.Client(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := withings.New(withings.Config{ClientID: "c", ClientSecret: "s", RedirectURL: "https://ohx.test/cb", APIURL: fake.URL()}, caller, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vault, err := providers.NewVault(st, map[string][]byte{"k": make([]byte, 32)}, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vault.Save(t.Context(), &providers.Connection{Provider: withings.Name, PatientID: "p1", VendorUserID: "12345",
+		Status: providers.StatusActive, Token: &oauth2.Token{AccessToken: "a1", RefreshToken: "r1", Expiry: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	q := NewQueue(st, time.Minute, 3)
+	r := NewRunner(Config{CallbackURL: func(string) string { return "https://ohx.test/webhooks/withings/s" }}, q, providers.NewRegistry(w), vault, st, nil)
+	return &rig{st: st, fake: fake, vault: vault, q: q, r: r}
+}
+
+func (g *rig) associations(t *testing.T) map[string]fhir.DeviceAssociation {
+	t.Helper()
+	q, _, _ := search.DefaultRegistry().Parse("DeviceAssociation", []search.NameValue{{Name: "patient", Value: "p1"}}, search.Options{})
+	res, err := g.st.Search(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]fhir.DeviceAssociation{}
+	for _, m := range res.Matches {
+		var a fhir.DeviceAssociation
+		json.Unmarshal(m.JSON, &a)
+		out[a.Device.Reference] = a
+	}
+	return out
+}
+
+// TestDeviceSync: devices become Device + DeviceAssociation; a re-sync keeps period.start; a
+// device the vendor stops listing has its association ended, not deleted.
+func TestDeviceSync(t *testing.T) {
+	g := newRig(t, map[string]providertest.Route{"POST /v2/user action=getdevice": {File: "withings/getdevice_account.json"}})
+	job := Job{Type: JobDeviceSync, Provider: withings.Name, Patient: "p1"}
+	if err := g.r.Process(t.Context(), job); err != nil {
+		t.Fatal(err)
+	}
+	first := g.associations(t)
+	if len(first) != 2 {
+		t.Fatalf("associations: %d, want 2", len(first))
+	}
+	for ref, a := range first {
+		if a.Status.Coding[0].Code != "attached" || a.Period == nil || a.Period.Start == "" {
+			t.Errorf("%s: %+v", ref, a)
+		}
+		if _, err := g.st.Read(t.Context(), "Device", ref[len("Device/"):]); err != nil {
+			t.Errorf("device %s not stored: %v", ref, err)
+		}
+	}
+	g.r.now = func() time.Time { return time.Now().Add(48 * time.Hour) }
+	if err := g.r.Process(t.Context(), job); err != nil {
+		t.Fatal(err)
+	}
+	for ref, a := range g.associations(t) {
+		if a.Period.Start != first[ref].Period.Start {
+			t.Errorf("%s: period.start moved from %s to %s on re-sync", ref, first[ref].Period.Start, a.Period.Start)
+		}
+	}
+	// The scale disappears from the account.
+	g.fake.Set("POST /v2/user action=getdevice", providertest.Route{Body: `{"status":0,"body":{"devices":[
+		{"type":"Blood Pressure Monitor","model":"BPM Core","model_id":44,"battery":"high","deviceid":"a1b2c3d4e5f6","timezone":"Europe/Paris"}]}}`})
+	if err := g.r.Process(t.Context(), job); err != nil {
+		t.Fatal(err)
+	}
+	after := g.associations(t)
+	if len(after) != 2 {
+		t.Fatalf("associations after the scale disappeared: %d, want 2 (ended, not deleted)", len(after))
+	}
+	ended := 0
+	for _, a := range after {
+		if a.Period != nil && a.Period.End != "" {
+			ended++
+			if a.Status.Coding[0].Code != "unknown" || len(a.StatusReason) == 0 {
+				t.Errorf("ended association: %+v", a)
+			}
+		}
+	}
+	if ended != 1 {
+		t.Errorf("ended associations: %d, want 1", ended)
+	}
+}
+
+// TestJobFailures: a vendor refusing the tokens dead-letters the job at once and marks the
+// connection; a vendor outage is retried later.
+func TestJobFailures(t *testing.T) {
+	g := newRig(t, map[string]providertest.Route{
+		"POST /v2/user action=getdevice":                            {Seq: []providertest.Route{{Status: 503}, {File: "withings/status_401_invalid_token.json"}}},
+		"POST /v2/oauth2 action=requesttoken grant_type=refresh_token": {File: "withings/token_refresh_invalid.json"},
+	})
+	ctx := t.Context()
+	if _, err := g.q.Enqueue(ctx, Job{Type: JobDeviceSync, Provider: withings.Name, Patient: "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.r.RunOnce(ctx); n != 1 || err != nil {
+		t.Fatalf("RunOnce: %d %v", n, err)
+	}
+	pending, _ := g.q.Pending(ctx)
+	if len(pending) != 1 || pending[0].Attempt != 1 || pending[0].NotBefore.IsZero() {
+		t.Fatalf("after a vendor 503 the job must wait for a retry: %+v", pending)
+	}
+	g.q.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if n, _ := g.r.RunOnce(ctx); n != 1 {
+		t.Fatalf("retry not run")
+	}
+	dead, _ := g.q.Dead(ctx)
+	if len(dead) != 1 {
+		t.Fatalf("a refused token must dead-letter the job: %d dead", len(dead))
+	}
+	conn, err := g.vault.Get(ctx, withings.Name, "p1")
+	if err != nil || conn.Status != providers.StatusNeedsReauth || conn.LastError == "" {
+		t.Errorf("connection after refusal: %v %+v", err, conn)
+	}
+	if err := g.r.Process(ctx, Job{Type: JobSync, Provider: withings.Name, Patient: "p1"}); !errors.Is(err, providers.ErrNotConnected) {
+		t.Errorf("jobs of a needs-reauth connection: %v", err)
+	}
+}
+
+func TestNotifier(t *testing.T) {
+	g := newRig(t, nil)
+	n := &Notifier{Queue: g.q, Conns: g.vault}
+	ctx := context.Background()
+	for range 2 { // a redelivered notification queues the work once
+		if err := n.Notified(ctx, withings.Name, "12345", "12345/1/100/200///"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Notified(ctx, withings.Name, "99999", "x"); err != nil {
+		t.Errorf("unknown account: %v", err)
+	}
+	p, _ := g.q.Pending(ctx)
+	if len(p) != 1 || p[0].Type != JobSync || p[0].Patient != "p1" {
+		t.Errorf("pending: %+v", p)
+	}
+}
