@@ -194,6 +194,31 @@ func TestWithingsConnectEndToEnd(t *testing.T) {
 		t.Errorf("webhook: %d", r.StatusCode)
 	}
 
+	// The same Withings account cannot be linked to another patient.
+	_, link2 := postJSON(t, origin+"/connect/links", token, map[string]string{"patient": "p2", "provider": "withings"})
+	r, err = browser.Get(link2["url"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	consent2, _ := url.Parse(r.Header.Get("Location"))
+	r, err = browser.Get(origin + "/connect/withings/callback?code=abc&state=" + url.QueryEscape(consent2.Query().Get("state")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusConflict {
+		t.Errorf("linking p1's Withings account to p2: %d, want 409", r.StatusCode)
+	}
+	var p2status struct{ Connections []struct{ Provider string } }
+	if getJSON(t, origin+"/connect/status?patient=p2", token, &p2status); len(p2status.Connections) != 0 {
+		t.Errorf("p2 got a connection: %+v", p2status)
+	}
+	// A deep link that is not allow-listed is refused when the link is made.
+	if res, _ := postJSON(t, origin+"/connect/links", token, map[string]string{"patient": "p1", "provider": "withings", "redirect": "https://evil.example/"}); res.StatusCode != http.StatusBadRequest {
+		t.Errorf("unlisted redirect: %d", res.StatusCode)
+	}
+
 	// Disconnect ends the associations and forgets the tokens; Observations stay.
 	req, _ := http.NewRequest(http.MethodDelete, origin+"/connect/withings?patient=p1", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
