@@ -163,17 +163,22 @@ func (s *Server) origin() string {
 	return u.Scheme + "://" + u.Host
 }
 
-// startConnect implements GET /connect/{provider}?link=…: the link is used up, and the browser
-// goes to the vendor's consent page with a fresh single-use state bound to it (and PKCE).
-func (s *Server) startConnect(c *gin.Context) {
-	if s.cfg.Connect == nil {
-		s.page(c, http.StatusNotFound, "Not available", "Account linking is not configured.")
-		return
-	}
+// browserProvider resolves the provider of a browser step, answering with a page if it cannot.
+func (s *Server) browserProvider(c *gin.Context) (string, providers.Provider, bool) {
 	name := c.Param("provider")
 	p, err := s.provider(name)
 	if err != nil {
 		s.page(c, http.StatusNotFound, "Unknown service", "This service cannot be connected here.")
+		return "", nil, false
+	}
+	return name, p, true
+}
+
+// startConnect implements GET /connect/{provider}?link=…: the link is used up, and the browser
+// goes to the vendor's consent page with a fresh single-use state bound to it (and PKCE).
+func (s *Server) startConnect(c *gin.Context) {
+	name, p, ok := s.browserProvider(c)
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
@@ -202,14 +207,8 @@ func (s *Server) startConnect(c *gin.Context) {
 // connectCallback implements GET /connect/{provider}/callback: it checks the single-use state,
 // exchanges the code, stores the connection and schedules the first syncs.
 func (s *Server) connectCallback(c *gin.Context) {
-	if s.cfg.Connect == nil {
-		s.page(c, http.StatusNotFound, "Not available", "Account linking is not configured.")
-		return
-	}
-	name := c.Param("provider")
-	p, err := s.provider(name)
-	if err != nil {
-		s.page(c, http.StatusNotFound, "Unknown service", "This service cannot be connected here.")
+	name, p, ok := s.browserProvider(c)
+	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
