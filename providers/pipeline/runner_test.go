@@ -129,7 +129,7 @@ func TestDeviceSync(t *testing.T) {
 // connection; a vendor outage is retried later.
 func TestJobFailures(t *testing.T) {
 	g := newRig(t, map[string]providertest.Route{
-		"POST /v2/user action=getdevice":                            {Seq: []providertest.Route{{Status: 503}, {File: "withings/status_401_invalid_token.json"}}},
+		"POST /v2/user action=getdevice":                               {Seq: []providertest.Route{{Status: 503}, {File: "withings/status_401_invalid_token.json"}}},
 		"POST /v2/oauth2 action=requesttoken grant_type=refresh_token": {File: "withings/token_refresh_invalid.json"},
 	})
 	ctx := t.Context()
