@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -441,10 +440,6 @@ func appendJSONString(buf []byte, s string) []byte {
 
 // --- writes (Patient only) ---
 
-// createMu serialises conditional creates and updates in this process so that two concurrent
-// registrations of the same identifier cannot both create a Patient.
-var createMu sync.Mutex
-
 func (s *Server) writableType(c *gin.Context) (string, error) {
 	typ, err := s.resourceType(c)
 	if err != nil {
@@ -506,8 +501,8 @@ func (s *Server) create(c *gin.Context) error {
 	r.Common().ID = "" // the server assigns ids on create (R5 http.html#create)
 	ctx := c.Request.Context()
 	if cond := c.GetHeader("If-None-Exist"); cond != "" {
-		createMu.Lock()
-		defer createMu.Unlock()
+		s.createMu.Lock()
+		defer s.createMu.Unlock()
 		ids, err := s.conditionalMatches(c, typ, cond)
 		if err != nil {
 			return err
@@ -626,8 +621,8 @@ func (s *Server) conditionalUpdate(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	createMu.Lock()
-	defer createMu.Unlock()
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
 	params, err := search.ParseRawQuery(c.Request.URL.RawQuery)
 	if err != nil {
 		return err

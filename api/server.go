@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -70,6 +71,9 @@ type Server struct {
 	metrics *metrics
 	cache   *resultCache
 	auth    Authenticator
+	// createMu serialises conditional creates and updates in this process so that two
+	// concurrent registrations of the same identifier cannot both create a Patient.
+	createMu sync.Mutex
 }
 
 // New builds the router. reg must be the registry the store indexes with; promReg receives the
@@ -148,12 +152,6 @@ func (s *Server) Handler() http.Handler { return s.engine }
 
 // Capability returns the R5 CapabilityStatement served at /metadata.
 func (s *Server) Capability() *fhir.CapabilityStatement { return s.cs }
-
-// SetSecurity installs rest.security in the CapabilityStatement (SMART discovery).
-func (s *Server) SetSecurity(sec *fhir.CapabilitySecurity) error {
-	s.cs.Rest[0].Security = sec
-	return s.encodeCapability()
-}
 
 func (s *Server) encodeCapability() error {
 	var err error
