@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -60,17 +61,19 @@ type Config struct {
 
 // Server holds the API's dependencies.
 type Server struct {
-	cfg     Config
-	store   store.Store
-	reg     *search.Registry
-	log     *slog.Logger
-	engine  *gin.Engine
-	cs      *fhir.CapabilityStatement
-	csJSON  []byte
-	cs4JSON []byte
-	metrics *metrics
-	cache   *resultCache
-	auth    Authenticator
+	cfg       Config
+	store     store.Store
+	reg       *search.Registry
+	log       *slog.Logger
+	engine    *gin.Engine
+	cs        *fhir.CapabilityStatement
+	csJSON    []byte
+	cs4JSON   []byte
+	metrics   *metrics
+	cache     *resultCache
+	auth      Authenticator
+	ridPrefix string
+	ridSeq    atomic.Uint64
 	// createMu serialises conditional creates and updates in this process so that two
 	// concurrent registrations of the same identifier cannot both create a Patient.
 	createMu sync.Mutex
@@ -106,7 +109,9 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	if promReg == nil {
 		promReg = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, store: st, reg: reg, log: log, metrics: newMetrics(promReg),
+	var rb [6]byte
+	rand.Read(rb[:])
+	s := &Server{ridPrefix: hex.EncodeToString(rb[:]) + "-", cfg: cfg, store: st, reg: reg, log: log, metrics: newMetrics(promReg),
 		cache: newResultCache(st, cfg.CacheTTL, cfg.CacheEntries, 1<<20, promReg), auth: cfg.Auth}
 	s.cs = capability.Build(reg, capability.Config{
 		BaseURL: cfg.BaseURL, Version: cfg.Version, DefaultCount: cfg.DefaultCount, MaxCount: cfg.MaxCount, Started: time.Now(),
@@ -213,10 +218,9 @@ func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
 // requestID accepts a well-formed X-Request-ID from a proxy or makes one.
 func (s *Server) requestID(c *gin.Context) {
 	id := c.GetHeader("X-Request-ID")
-	if !requestIDRE.MatchString(id) {
-		var b [12]byte
-		rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
+	if id == "" || !requestIDRE.MatchString(id) {
+		// Unique, not secret: a per-process random prefix and a counter (no syscall per request).
+		id = s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
 	}
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
