@@ -43,7 +43,7 @@ type Config struct {
 	// CallbackURL returns the webhook URL registered with a provider (it carries the
 	// deployment's secret path segment).
 	CallbackURL func(provider string) string
-	// Batch is the number of resources per upsert (default 500).
+	// Batch is the number of resources per upsert (default 5000: one transaction and one commit each — fewer, larger commits write each index page once; a batch holds the single SQLite writer for a fraction of a second).
 	Batch int
 	// Workers is the number of jobs run at once (default 2).
 	Workers int
@@ -69,7 +69,7 @@ func NewRunner(cfg Config, q *Queue, reg *providers.Registry, vault Vault, st St
 		cfg.Backfill = 30 * 24 * time.Hour
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 500
+		cfg.Batch = 5000
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
