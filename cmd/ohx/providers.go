@@ -79,6 +79,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		CallbackURL: func(provider string) string {
 			return origin + "/webhooks/" + provider + "/" + secrets[provider]
 		},
+		Metrics: reg,
 	}, queue, registry, vault, st, log)
 	var redirects []string
 	for r := range strings.SplitSeq(cfg.ConnectRedirects, ",") {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
 	"github.com/openhealthexchange/ohx/fhir"
@@ -49,6 +50,8 @@ type Config struct {
 	Workers int
 	// Poll is how often an idle runner looks for due jobs (default 1 s).
 	Poll time.Duration
+	// Metrics, if set, receives the job counters (ohx_jobs_total{type,outcome}).
+	Metrics prometheus.Registerer
 }
 
 // Runner executes jobs: fetch → map → upsert.
@@ -61,6 +64,7 @@ type Runner struct {
 	sreg  *search.Registry
 	log   *slog.Logger
 	now   func() time.Time
+	jobs  *prometheus.CounterVec
 }
 
 // NewRunner returns a runner over the queue.
@@ -80,7 +84,14 @@ func NewRunner(cfg Config, q *Queue, reg *providers.Registry, vault Vault, st St
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{cfg: cfg, q: q, reg: reg, vault: vault, st: st, sreg: search.DefaultRegistry(), log: log, now: time.Now}
+	r := &Runner{cfg: cfg, q: q, reg: reg, vault: vault, st: st, sreg: search.DefaultRegistry(), log: log, now: time.Now,
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ohx_jobs_total", Help: "Sync jobs run, by type and outcome (done, retry, dead).",
+		}, []string{"type", "outcome"})}
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(r.jobs)
+	}
+	return r
 }
 
 // Connected enqueues the work that follows a new connection: device sync, the initial backfill
@@ -147,6 +158,7 @@ func (r *Runner) runJob(ctx context.Context, j Job) {
 			log.Error("finishing job", "err", err)
 		}
 		log.Info("job done", "dur_ms", r.now().Sub(start).Milliseconds())
+		r.jobs.WithLabelValues(string(j.Type), "done").Inc()
 		return
 	}
 	if ctx.Err() != nil {
@@ -160,8 +172,10 @@ func (r *Runner) runJob(ctx context.Context, j Job) {
 	}
 	if dead {
 		log.Error("job dead-lettered", "err", err)
+		r.jobs.WithLabelValues(string(j.Type), "dead").Inc()
 	} else {
 		log.Warn("job failed, will retry", "err", err)
+		r.jobs.WithLabelValues(string(j.Type), "retry").Inc()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/oauth2"
 
 	"github.com/openhealthexchange/ohx/fhir"
@@ -150,6 +151,9 @@ func TestJobFailures(t *testing.T) {
 	dead, _ := g.q.Dead(ctx)
 	if len(dead) != 1 {
 		t.Fatalf("a refused token must dead-letter the job: %d dead", len(dead))
+	}
+	if r, d := testutil.ToFloat64(g.r.jobs.WithLabelValues("device-sync", "retry")), testutil.ToFloat64(g.r.jobs.WithLabelValues("device-sync", "dead")); r != 1 || d != 1 {
+		t.Errorf("job metrics: retry %v dead %v, want 1 and 1", r, d)
 	}
 	conn, err := g.vault.Get(ctx, withings.Name, "p1")
 	if err != nil || conn.Status != providers.StatusNeedsReauth || conn.LastError == "" {
