@@ -65,7 +65,7 @@ func TestBuildFromRegistry(t *testing.T) {
 }
 
 func TestSMARTDiscovery(t *testing.T) {
-	s := BuiltInSMART("https://h/auth/authorize", "https://h/auth/token", "https://h/auth/introspect", "https://h/auth/revoke", "https://h/auth/jwks")
+	s := BuiltInSMART("https://h/auth", "https://h/auth/authorize", "https://h/auth/token", "https://h/auth/introspect", "https://h/auth/revoke", "https://h/auth/jwks")
 	b, err := SMARTConfiguration(s)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,14 @@ func TestSMARTDiscovery(t *testing.T) {
 			t.Errorf("smart-configuration lacks required %s", k)
 		}
 	}
-	if _, ok := doc["issuer"]; ok {
+	if doc["issuer"] != "https://h/auth" || doc["jwks_uri"] == nil {
+		t.Errorf("sso-openid-connect requires issuer and jwks_uri: %v", doc)
+	}
+	s.Capabilities = slices.DeleteFunc(slices.Clone(s.Capabilities), func(c string) bool { return c == "sso-openid-connect" })
+	b2, _ := SMARTConfiguration(s)
+	var doc2 map[string]any
+	json.Unmarshal(b2, &doc2)
+	if _, ok := doc2["issuer"]; ok {
 		t.Errorf("issuer must be absent without sso-openid-connect")
 	}
 	if m := doc["code_challenge_methods_supported"].([]any); len(m) != 1 || m[0] != "S256" {

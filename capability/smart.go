@@ -2,12 +2,15 @@ package capability
 
 import (
 	"encoding/json"
+	"slices"
 
 	"github.com/openhealthexchange/ohx/fhir"
 )
 
 // SMART describes the authorization server that protects the FHIR endpoint.
 type SMART struct {
+	// Issuer is published with sso-openid-connect (SMART requires it then, and only then).
+	Issuer                                                    string
 	AuthorizeURL, TokenURL, IntrospectURL, RevokeURL, JWKSURL string
 	// Capabilities are the SMART capability strings actually supported.
 	Capabilities []string
@@ -18,19 +21,20 @@ type SMART struct {
 	Scopes          []string
 }
 
-// BuiltInSMART is what ohx's own authorization server supports (fhir-smart.md §1.1 "ohx:").
-// sso-openid-connect is not claimed: no id_tokens are issued.
-func BuiltInSMART(authorize, token, introspect, revoke, jwks string) SMART {
+// BuiltInSMART is what ohx's own authorization server supports (fhir-smart.md §1.1 "ohx:"),
+// including OpenID Connect id_tokens with fhirUser (sso-openid-connect).
+func BuiltInSMART(issuer, authorize, token, introspect, revoke, jwks string) SMART {
 	return SMART{
+		Issuer:       issuer,
 		AuthorizeURL: authorize, TokenURL: token, IntrospectURL: introspect, RevokeURL: revoke, JWKSURL: jwks,
-		Capabilities: []string{"launch-standalone", "launch-ehr", "authorize-post", "client-public",
+		Capabilities: []string{"launch-standalone", "launch-ehr", "authorize-post", "sso-openid-connect", "client-public",
 			"client-confidential-symmetric", "client-confidential-asymmetric", "context-standalone-patient",
 			"context-ehr-patient", "permission-patient", "permission-user", "permission-offline",
 			"permission-v1", "permission-v2"},
 		GrantTypes:      []string{"authorization_code", "client_credentials", "refresh_token"},
 		AuthMethods:     []string{"client_secret_basic", "private_key_jwt"},
 		AuthSigningAlgs: []string{"RS384", "ES384"},
-		Scopes: []string{"launch", "launch/patient", "offline_access", "patient/*.rs", "patient/*.read",
+		Scopes: []string{"openid", "fhirUser", "launch", "launch/patient", "offline_access", "patient/*.rs", "patient/*.read",
 			"user/*.rs", "user/*.read", "system/*.rs", "system/*.read", "patient/Observation.rs",
 			"patient/Patient.rs", "patient/Device.rs", "patient/DeviceAssociation.rs"},
 	}
@@ -55,6 +59,9 @@ func SMARTConfiguration(s SMART) ([]byte, error) {
 	set("introspection_endpoint", s.IntrospectURL)
 	set("revocation_endpoint", s.RevokeURL)
 	set("jwks_uri", s.JWKSURL)
+	if slices.Contains(s.Capabilities, "sso-openid-connect") {
+		set("issuer", s.Issuer)
+	}
 	if len(s.AuthMethods) > 0 {
 		doc["token_endpoint_auth_methods_supported"] = s.AuthMethods
 	}

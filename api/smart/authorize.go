@@ -36,6 +36,7 @@ type authSession struct {
 	State       string `json:"state,omitempty"`
 	Scope       string `json:"scope"` // requested ∩ allowed
 	Challenge   string `json:"code_challenge"`
+	Nonce       string `json:"nonce,omitempty"`
 	// Patient is the launch context (from an EHR launch, the patient user, or the picker).
 	Patient    string `json:"patient,omitempty"`
 	FromLaunch bool   `json:"from_launch,omitempty"`
@@ -71,7 +72,7 @@ func (s *Server) authorize(c *gin.Context) {
 	if c.Request.Method == http.MethodPost {
 		q = c.Request.PostForm
 	}
-	for _, p := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "aud", "code_challenge", "code_challenge_method", "launch"} {
+	for _, p := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "aud", "code_challenge", "code_challenge_method", "launch", "nonce"} {
 		if len(q[p]) > 1 {
 			s.errorPage(c, http.StatusBadRequest, "The parameter "+p+" is repeated.")
 			return
@@ -116,12 +117,16 @@ func (s *Server) authorize(c *gin.Context) {
 		fail("invalid_request", "code_challenge must be the base64url SHA-256 of the verifier")
 		return
 	}
+	if len(q.Get("nonce")) > 512 {
+		fail("invalid_request", "nonce is too long")
+		return
+	}
 	sess := authSession{ClientID: client.ID, ClientName: client.Name, RedirectURI: redirect, State: state,
-		Challenge: q.Get("code_challenge"), NeedBanner: true}
+		Challenge: q.Get("code_challenge"), Nonce: q.Get("nonce"), NeedBanner: true}
 	granted := grantScopes(q.Get("scope"), client.Scopes)
 	granted = slices.DeleteFunc(granted, func(f string) bool {
-		// No id_token yet (sso-openid-connect is not advertised), and system/ is Backend Services.
-		return f == "openid" || f == "fhirUser" || strings.HasPrefix(f, "system/")
+		// system/ scopes belong to Backend Services, never to a user's authorization.
+		return strings.HasPrefix(f, "system/")
 	})
 	if launch := q.Get("launch"); launch != "" {
 		var ld launchDoc
@@ -388,7 +393,7 @@ func (s *Server) consent(c *gin.Context) {
 			return
 		}
 		g := grant{ClientID: a.ClientID, Scope: a.Scope, Subject: u.Username, Patient: a.Patient, FHIRUser: u.FHIRUser,
-			RedirectURI: a.RedirectURI, Challenge: a.Challenge}
+			RedirectURI: a.RedirectURI, Challenge: a.Challenge, Nonce: a.Nonce}
 		if a.Patient != "" {
 			g.NeedBanner = a.NeedBanner
 		}

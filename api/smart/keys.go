@@ -195,11 +195,17 @@ func unseal(key, sealed, aad []byte) ([]byte, error) {
 
 // sign signs claims as an RFC 9068 access token with the current key.
 func (k *keyring) sign(c *Claims) (string, error) {
+	return k.signTyped(c, TokenType)
+}
+
+// signTyped signs any claims with the current key and the given JWT typ ("JWT" for OpenID
+// Connect id_tokens).
+func (k *keyring) signTyped(c jwt.Claims, typ string) (string, error) {
 	k.mu.RLock()
 	kid, signer := k.signKID, k.signer
 	k.mu.RUnlock()
 	t := jwt.NewWithClaims(jwt.GetSigningMethod(signingAlg), c)
-	t.Header["typ"] = TokenType
+	t.Header["typ"] = typ
 	t.Header["kid"] = kid
 	s, err := t.SignedString(signer)
 	if err != nil {

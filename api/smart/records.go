@@ -38,6 +38,8 @@ type grant struct {
 	NeedBanner  bool   `json:"need_patient_banner,omitempty"`
 	RedirectURI string `json:"redirect_uri,omitempty"`
 	Challenge   string `json:"code_challenge,omitempty"`
+	// Nonce is the OpenID Connect nonce of the authorization request, echoed in id_tokens.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // codeUse records what was issued from a code, so that a replay revokes it.

@@ -189,6 +189,29 @@ func (s *Server) Register(r gin.IRouter) {
 	r.POST(p+"/introspect", s.introspect)
 	r.POST(p+"/revoke", s.revoke)
 	r.POST(p+"/launch", s.launch)
+	r.GET(p+"/.well-known/openid-configuration", s.openIDConfiguration)
+}
+
+// openIDConfiguration is the OpenID Connect discovery document of the issuer
+// (OpenID Connect Discovery 1.0 §4): SMART apps asking for openid fhirUser read it.
+func (s *Server) openIDConfiguration(c *gin.Context) {
+	c.Header("Cache-Control", "public, max-age=300")
+	c.JSON(http.StatusOK, gin.H{
+		"issuer":                                s.cfg.Issuer,
+		"authorization_endpoint":                s.ep.Authorize,
+		"token_endpoint":                        s.ep.Token,
+		"jwks_uri":                              s.ep.JWKS,
+		"introspection_endpoint":                s.ep.Introspect,
+		"revocation_endpoint":                   s.ep.Revoke,
+		"response_types_supported":              []string{"code"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{signingAlg},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "private_key_jwt"},
+		"scopes_supported":                      []string{"openid", "fhirUser", "launch", "launch/patient", "offline_access"},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"},
+	})
 }
 
 // Revoked reports whether the access token with this jti was revoked (explicitly, through its

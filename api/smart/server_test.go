@@ -451,7 +451,7 @@ func pkce() (verifier, challenge string) {
 
 func (e *env) authorizeQuery(clientID, scope, challenge string) url.Values {
 	return url.Values{"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {appRedirect}, "scope": {scope},
-		"state": {"st-123"}, "aud": {e.fhir}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+		"state": {"st-123"}, "aud": {e.fhir}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}, "nonce": {"n-123"}}
 }
 
 // login runs authorize → login (with CSRF) → optional patient pick → consent and returns the code.
@@ -524,7 +524,7 @@ func TestStandaloneLaunch(t *testing.T) {
 			}
 			checkNoStore(t, r.header)
 			want := map[string]any{"token_type": "Bearer", "patient": tt.wantPatient, "need_patient_banner": true, "expires_in": float64(3600),
-				"scope": "launch/patient offline_access patient/*.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"}
+				"scope": "launch/patient openid fhirUser offline_access patient/*.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"}
 			got := map[string]any{}
 			for k := range want {
 				got[k] = r.body[k]
@@ -539,7 +539,32 @@ func TestStandaloneLaunch(t *testing.T) {
 			if c.Patient != tt.wantPatient || c.FHIRUser != tt.wantFHIRUser || c.Subject != tt.user || c.ClientID != "app" {
 				t.Errorf("claims = %+v", c)
 			}
+			// openid fhirUser: an OpenID Connect id_token for the app, naming the user's resource.
+			raw, _ := r.body["id_token"].(string)
+			var idc IDClaims
+			tok, err := jwt.ParseWithClaims(raw, &idc, e.s.Keyfunc(), jwt.WithValidMethods(AllowedAlgs),
+				jwt.WithIssuer(e.s.Endpoints().Issuer), jwt.WithAudience("app"), jwt.WithExpirationRequired())
+			if err != nil {
+				t.Fatalf("id_token does not verify: %v", err)
+			}
+			if tok.Header["typ"] != "JWT" || idc.Subject != tt.user || idc.Nonce != "n-123" || idc.FHIRUser != e.fhir+"/"+tt.wantFHIRUser {
+				t.Errorf("id_token = %v %+v", tok.Header, idc)
+			}
 		})
+	}
+}
+
+func TestOpenIDConfiguration(t *testing.T) {
+	e := newEnv(t)
+	res, err := http.Get(e.url + "/auth/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var doc map[string]any
+	json.NewDecoder(res.Body).Decode(&doc)
+	if res.StatusCode != 200 || doc["issuer"] != e.s.Endpoints().Issuer || doc["jwks_uri"] != e.s.Endpoints().JWKS {
+		t.Errorf("openid-configuration: %d %v", res.StatusCode, doc)
 	}
 }
 

@@ -62,6 +62,16 @@ type TokenResponse struct {
 	RefreshToken      string `json:"refresh_token,omitempty"`
 	Patient           string `json:"patient,omitempty"`
 	NeedPatientBanner *bool  `json:"need_patient_banner,omitempty"`
+	// IDToken is the OpenID Connect id_token, issued when openid was granted to a user.
+	IDToken string `json:"id_token,omitempty"`
+}
+
+// IDClaims are the claims of an OpenID Connect id_token (OpenID Connect Core §2; SMART
+// scopes-and-launch-context "fhirUser").
+type IDClaims struct {
+	jwt.RegisteredClaims
+	Nonce    string `json:"nonce,omitempty"`
+	FHIRUser string `json:"fhirUser,omitempty"`
 }
 
 // noStore sets the headers RFC 6749 §5.1 and SMART require on token responses.
@@ -283,6 +293,19 @@ func (s *Server) issue(ctx context.Context, g grant, jti, family string, ttl tim
 	if g.Patient != "" {
 		b := g.NeedBanner
 		resp.NeedPatientBanner = &b
+	}
+	if sc := ParseScopes(g.Scope); sc.Has("openid") && g.Subject != "" && g.Subject != g.ClientID {
+		idc := &IDClaims{RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: s.cfg.Issuer, Subject: g.Subject, Audience: jwt.ClaimStrings{g.ClientID},
+			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now),
+		}, Nonce: g.Nonce}
+		if sc.Has("fhirUser") && g.FHIRUser != "" {
+			// fhirUser is an absolute URL of the user's resource on our FHIR server.
+			idc.FHIRUser = s.cfg.FHIRBaseURL + "/" + g.FHIRUser
+		}
+		if resp.IDToken, err = s.keys.signTyped(idc, "JWT"); err != nil {
+			return nil, err
+		}
 	}
 	if family == "" {
 		return resp, nil

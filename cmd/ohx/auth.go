@@ -67,7 +67,7 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 		}
 		ac.Auth = v
 		ac.AuthRoutes = as.Register
-		sm = capability.BuiltInSMART(ep.Authorize, ep.Token, ep.Introspect, ep.Revoke, ep.JWKS)
+		sm = capability.BuiltInSMART(ep.Issuer, ep.Authorize, ep.Token, ep.Introspect, ep.Revoke, ep.JWKS)
 	}
 	doc, err := capability.SMARTConfiguration(sm)
 	if err != nil {
