@@ -193,7 +193,7 @@ func TestStandaloneLaunchEndToEnd(t *testing.T) {
 	verifier := "e2e-verifier-with-enough-entropy-0123456789abcdef"
 	sum := sha256.Sum256([]byte(verifier))
 	q := url.Values{"response_type": {"code"}, "client_id": {"app"}, "redirect_uri": {redirect},
-		"scope": {"launch/patient patient/*.rs offline_access"}, "state": {"s1"}, "aud": {origin + "/fhir"},
+		"scope": {"launch/patient openid fhirUser patient/*.rs offline_access"}, "state": {"s1"}, "aud": {origin + "/fhir"},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
 	res, _ := do(http.MethodGet, "/auth/authorize?"+q.Encode(), nil)
 	if res.StatusCode != http.StatusSeeOther {
@@ -220,11 +220,12 @@ func TestStandaloneLaunchEndToEnd(t *testing.T) {
 	}
 	var tr struct {
 		AccessToken string `json:"access_token"`
+		IDToken     string `json:"id_token"`
 		Patient     string `json:"patient"`
 	}
 	json.NewDecoder(tok.Body).Decode(&tr)
 	tok.Body.Close()
-	if tok.StatusCode != 200 || tr.Patient != "p1" || tr.AccessToken == "" {
+	if tok.StatusCode != 200 || tr.Patient != "p1" || tr.AccessToken == "" || tr.IDToken == "" {
 		t.Fatalf("token: %d patient %q", tok.StatusCode, tr.Patient)
 	}
 	var b bundle
