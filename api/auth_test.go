@@ -156,7 +156,10 @@ func TestTokenValidation(t *testing.T) {
 			return s
 		}},
 		{"HS256 with the public key as secret", func() string {
-			pub := elliptic.MarshalCompressed(rsaKeyPub.Curve, rsaKeyPub.X, rsaKeyPub.Y)
+			pub, err := rsaKeyPub.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
 			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": testIssuer, "aud": e.base, "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(), "scope": "system/*.rs"})
 			tok.Header["kid"] = "k1"
 			tok.Header["typ"] = "at+jwt"

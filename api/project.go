@@ -94,7 +94,9 @@ func project(typ string, obj []byte, elements []string, summaryMode string) ([]b
 			}
 			var tags []json.RawMessage
 			if t, ok := meta["tag"]; ok {
-				json.Unmarshal(t, &tags)
+				if err := json.Unmarshal(t, &tags); err != nil {
+					return nil, false, fmt.Errorf("project: meta.tag: %w", err)
+				}
 			}
 			tags = append(tags, json.RawMessage(`{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED","display":"subsetted"}`))
 			meta["tag"], _ = json.Marshal(tags)

@@ -20,8 +20,6 @@ import (
 	"github.com/openhealthexchange/ohx/store"
 )
 
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
 // base returns the FHIR base the client addressed (links and fullUrls use it).
 func (s *Server) base(c *gin.Context) string {
 	if strings.HasPrefix(c.FullPath(), "/fhir/r4/") {

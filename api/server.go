@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -160,7 +161,7 @@ func (s *Server) Capability() *fhir.CapabilityStatement { return s.cs }
 
 func (s *Server) encodeCapability() error {
 	var err error
-	if s.csJSON, err = jsonMarshal(s.cs); err != nil {
+	if s.csJSON, err = json.Marshal(s.cs); err != nil {
 		return err
 	}
 	s.cs4JSON, err = fhir.MarshalR4(s.cs, fhir.R4Options{})

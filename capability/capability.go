@@ -53,7 +53,7 @@ func Build(reg *search.Registry, cfg Config) *fhir.CapabilityStatement {
 		Mode: "server",
 		Documentation: "Search follows https://hl7.org/fhir/R5/search.html. Dates without a time zone are interpreted in UTC. " +
 			"The ap prefix widens the value by 10 % of its distance from now (at least one day). " +
-			"_count defaults to " + itoa(cfg.DefaultCount) + " and is capped at " + itoa(cfg.MaxCount) + ". " +
+			"_count defaults to " + strconv.Itoa(cfg.DefaultCount) + " and is capped at " + strconv.Itoa(cfg.MaxCount) + ". " +
 			"Paging uses opaque keyset cursors (_page) bound to the search. Unknown parameters are ignored and left out " +
 			"of the self link unless the request sends Prefer: handling=strict.",
 		Security: cfg.Security,
@@ -117,5 +117,3 @@ func appendOnce(list []string, s string) []string {
 	}
 	return append(list, s)
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

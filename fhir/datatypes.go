@@ -409,6 +409,3 @@ func SplitReference(ref string) (typ, id string, ok bool) {
 	}
 	return parts[0], parts[1], true
 }
-
-// rawJSON is used where an element's content is carried but not interpreted.
-type rawJSON = json.RawMessage

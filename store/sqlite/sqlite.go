@@ -272,7 +272,9 @@ func (s *Store) checkpointer() {
 	for {
 		select {
 		case <-s.ckStop:
-			s.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			if _, err := s.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+				s.log.Warn("final wal checkpoint", "err", err)
+			}
 			return
 		case <-t.C:
 		}

@@ -127,3 +127,11 @@ func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...a
 	}
 	return tx.QueryContext(ctx, query, args...)
 }
+
+// queryIn runs a cached query inside tx, or on the read pool when tx is nil.
+func (s *Store) queryIn(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	if tx != nil {
+		return s.txQuery(ctx, tx, query, args...)
+	}
+	return s.query(ctx, query, args...)
+}

@@ -24,13 +24,7 @@ type current struct {
 
 func (s *Store) lookup(ctx context.Context, tx *sql.Tx, typ, id string) (current, error) {
 	const q = `SELECT version, deleted, patient, last_updated, json FROM resources WHERE type = ? AND id = ?`
-	var rows *sql.Rows
-	var err error
-	if tx != nil {
-		rows, err = s.txQuery(ctx, tx, q, typ, id)
-	} else {
-		rows, err = s.query(ctx, q, typ, id)
-	}
+	rows, err := s.queryIn(ctx, tx, q, typ, id)
 	if err != nil {
 		return current{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
 	}
@@ -138,7 +132,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 		return store.Entry{}, err
 	}
 	if cur.exists {
-		if err := s.dropIndex(ctx, tx, p.Type, p.ID, cur.patient); err != nil {
+		if err := s.dropIndex(ctx, tx, p.Type, p.ID); err != nil {
 			return store.Entry{}, err
 		}
 	}
@@ -186,7 +180,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 	return store.Entry{Type: p.Type, ID: p.ID, VersionID: p.VersionID, LastUpdated: p.LastUpdated, JSON: p.JSON}, nil
 }
 
-func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id, patient string) error {
+func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id string) error {
 	for _, t := range []string{"idx_token", "idx_ref", "idx_string", "idx_date", "idx_quantity"} {
 		if _, err := s.txExec(ctx, tx, `DELETE FROM `+t+` WHERE type = ? AND id = ?`, typ, id); err != nil {
 			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
@@ -252,7 +246,7 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 		if cur.deleted {
 			return nil
 		}
-		if err := s.dropIndex(ctx, tx, typ, id, cur.patient); err != nil {
+		if err := s.dropIndex(ctx, tx, typ, id); err != nil {
 			return err
 		}
 		_, err = s.txExec(ctx, tx, `UPDATE resources SET deleted = 1, json = NULL, version = version + 1, last_updated = ?, date_lo = NULL, date_hi = NULL
@@ -276,13 +270,7 @@ func (s *Store) FindByIdentifier(ctx context.Context, typ, system, value string)
 
 func (s *Store) findByIdentifier(ctx context.Context, tx *sql.Tx, typ, system, value string) ([]string, error) {
 	const q = `SELECT id FROM idx_token WHERE type = ? AND col = 'identifier' AND code = ? AND system = ?`
-	var rows *sql.Rows
-	var err error
-	if tx != nil {
-		rows, err = s.txQuery(ctx, tx, q, typ, value, system)
-	} else {
-		rows, err = s.query(ctx, q, typ, value, system)
-	}
+	rows, err := s.queryIn(ctx, tx, q, typ, value, system)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: find %s by identifier: %w", typ, err)
 	}
