@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -90,13 +91,22 @@ func principalOf(c *gin.Context) *principal {
 	return nil
 }
 
-// binding identifies the access context for paging cursors and the result cache: a cursor or
-// cached page made for one token's view must not serve another view.
+// binding identifies the caller and its access for paging cursors and the result cache: a cursor
+// or cached page made for one token's view must not serve another caller or another view. Every
+// claim that can change what a request may see is part of it, length-prefixed so that no two
+// different claim sets give the same string.
 func (p *principal) binding() string {
 	if p == nil {
 		return ""
 	}
-	return p.claims.Patient + "|" + p.claims.Scope
+	c := p.claims
+	var b strings.Builder
+	for _, f := range []string{c.Issuer, c.ClientID, c.Subject, c.FHIRUser, c.Patient, c.Scope} {
+		b.WriteString(strconv.Itoa(len(f)))
+		b.WriteByte(':')
+		b.WriteString(f)
+	}
+	return b.String()
 }
 
 // access is what one request may see of one resource type.
@@ -108,7 +118,8 @@ type access struct {
 }
 
 // authorize checks that the principal may perform perm (c r u d s) on typ and returns the
-// confinement to apply. With auth off it allows everything.
+// confinement to apply, as smart.Claims.Compartment decides it from the granting scopes and the
+// token's user. With auth off it allows everything.
 func (s *Server) authorize(c *gin.Context, typ string, perm byte) (access, error) {
 	p := principalOf(c)
 	if p == nil {
@@ -118,14 +129,11 @@ func (s *Server) authorize(c *gin.Context, typ string, perm byte) (access, error
 	if !g.Allowed {
 		return access{}, errInsufficientScope(fmt.Sprintf("%c on %s", perm, typ))
 	}
-	a := access{constraints: g.Constraints}
-	if g.PatientOnly() {
-		if p.claims.Patient == "" {
-			return access{}, errInsufficientScope("patient/ access without a patient in context")
-		}
-		a.patient = p.claims.Patient
+	patient, err := p.claims.Compartment(g)
+	if err != nil {
+		return access{}, errInsufficientScope(fmt.Sprintf("%c on %s: %v", perm, typ, err))
 	}
-	return a, nil
+	return access{patient: patient, constraints: g.Constraints}, nil
 }
 
 // visible reports whether e may be shown under a: in the patient's compartment (Patient itself,

@@ -27,7 +27,8 @@ const testIssuer = "https://auth.ohx.test"
 
 type authEnv struct {
 	*env
-	key *ecdsa.PrivateKey
+	key      *ecdsa.PrivateKey
+	verifier *smart.Verifier
 }
 
 // newAuthEnv starts the API with token enforcement; tokens are signed with an in-test key.
@@ -60,7 +61,7 @@ func newAuthEnv(t *testing.T) *authEnv {
 	e.srv.Config.Handler = s.Handler()
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
-	ae := &authEnv{env: e, key: key}
+	ae := &authEnv{env: e, key: key, verifier: v}
 	ae.seedCompartments()
 	return ae
 }
@@ -84,6 +85,11 @@ func (e *authEnv) mint(scope, patient string, edit ...func(*smart.Claims, *jwt.T
 		e.t.Fatal(err)
 	}
 	return s
+}
+
+// withUser sets the token's fhirUser claim.
+func withUser(ref string) func(*smart.Claims, *jwt.Token) {
+	return func(c *smart.Claims, _ *jwt.Token) { c.FHIRUser = ref }
 }
 
 func (e *authEnv) as(token, path string) response {
@@ -222,8 +228,10 @@ func TestScopeMatrix(t *testing.T) {
 	types := []string{"Patient", "Device", "DeviceAssociation", "Observation"}
 	own := map[string]string{"Patient": "p1", "Device": "dev-p1", "DeviceAssociation": "da-p1", "Observation": "vs-p1"}
 	other := map[string]string{"Patient": "p2", "Device": "dev-p2", "DeviceAssociation": "da-p2", "Observation": "vs-p2"}
+	denyAll := map[string]bool{}
 	for _, sc := range []struct {
 		scope, patient string
+		fhirUser       string
 		read, search   map[string]bool // per type; nil = all true
 		confined       bool
 	}{
@@ -234,7 +242,23 @@ func TestScopeMatrix(t *testing.T) {
 			read: map[string]bool{"Observation": true}, search: map[string]bool{"Observation": true}},
 		{scope: "patient/Observation.r patient/Device.s", patient: "p1", confined: true,
 			read: map[string]bool{"Observation": true}, search: map[string]bool{"Device": true}},
-		{scope: "user/*.rs", patient: ""},
+		// user/ scopes mean what the user may see: a practitioner every patient, a patient user
+		// their own compartment (whatever else the token says), a token naming no user nothing.
+		{scope: "user/*.rs", patient: "", fhirUser: "Practitioner/d1"},
+		{scope: "user/*.read", patient: "p2", fhirUser: "Practitioner/d1"},
+		{scope: "user/*.rs", patient: "", fhirUser: "Patient/p1", confined: true},
+		{scope: "user/*.cruds", patient: "", fhirUser: "Patient/p1", confined: true},
+		{scope: "user/*.read", patient: "", fhirUser: "Patient/p1", confined: true},
+		{scope: "patient/*.rs user/*.rs", patient: "p1", fhirUser: "Patient/p1", confined: true},
+		{scope: "user/*.rs", patient: "p1", fhirUser: "Patient/p1", confined: true},
+		{scope: "user/*.rs", patient: "", fhirUser: "http://ehr.example/fhir/Patient/p1", confined: true},
+		{scope: "user/Observation.rs", patient: "", fhirUser: "Patient/p1", confined: true,
+			read: map[string]bool{"Observation": true}, search: map[string]bool{"Observation": true}},
+		{scope: "system/*.rs", patient: "", fhirUser: "Patient/p1", confined: true},
+		{scope: "user/*.rs", patient: "p2", fhirUser: "Patient/p1", read: denyAll, search: denyAll},
+		{scope: "user/*.rs", patient: "", read: denyAll, search: denyAll},
+		{scope: "user/*.rs", patient: "p1", read: denyAll, search: denyAll},
+		{scope: "user/*.rs", patient: "", fhirUser: "RelatedPerson/r1", read: denyAll, search: denyAll},
 		{scope: "system/*.read", patient: ""},
 		{scope: "system/Device.rs system/DeviceAssociation.rs", patient: "",
 			read: map[string]bool{"Device": true, "DeviceAssociation": true}, search: map[string]bool{"Device": true, "DeviceAssociation": true}},
@@ -242,11 +266,11 @@ func TestScopeMatrix(t *testing.T) {
 			read: map[string]bool{}, search: map[string]bool{}}, // patient scopes without a patient: nothing
 		{scope: "launch/patient openid", patient: "p1", read: map[string]bool{}, search: map[string]bool{}},
 	} {
-		tok := e.mint(sc.scope, sc.patient)
+		tok := e.mint(sc.scope, sc.patient, withUser(sc.fhirUser))
 		for _, typ := range types {
 			canRead := sc.read == nil || sc.read[typ]
 			canSearch := sc.search == nil || sc.search[typ]
-			name := fmt.Sprintf("%s[%s]/%s", sc.scope, sc.patient, typ)
+			name := fmt.Sprintf("%s[%s,%s]/%s", sc.scope, sc.patient, sc.fhirUser, typ)
 			t.Run(name+"/read own", func(t *testing.T) {
 				r := e.as(tok, "/fhir/"+typ+"/"+own[typ])
 				want := map[bool]int{true: 200, false: 403}[canRead]

@@ -1,10 +1,11 @@
 package api
 
 import (
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"time"
 
 	gocache "github.com/patrickmn/go-cache"
 
@@ -108,20 +109,39 @@ func searchDeps(q *search.Query, v Version) []dep {
 	return deps
 }
 
-func cacheKey(v Version, base, typ string, params []search.NameValue) string {
+// searchKey is the result cache key of a parsed search: the FHIR version and base the body is
+// rendered for, the parameters the parser applied (which determine the query and the self
+// link), the page size and cursor, and the caller's binding. Every part is length-prefixed, so
+// that no value can pose as a separator and two different searches never share a key.
+func searchKey(v Version, base string, q *search.Query, binding string) string {
 	var b strings.Builder
-	b.WriteString(v.mimeParam())
-	b.WriteByte('|')
-	b.WriteString(base)
-	b.WriteByte('|')
-	b.WriteString(typ)
-	b.WriteByte('?')
-	for _, p := range params {
-		b.WriteString(p.Name)
-		b.WriteByte('=')
-		b.WriteString(p.Value)
-		b.WriteByte('&')
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
 	}
+	field("search")
+	field(v.mimeParam())
+	field(base)
+	field(q.Type)
+	field(strconv.Itoa(len(q.Applied)))
+	for _, p := range q.Applied {
+		field(p.Name)
+		field(p.Value)
+	}
+	field(strconv.Itoa(q.Count))
+	field(strconv.FormatBool(q.SummaryCount))
+	if cur := q.Cursor; cur != nil {
+		field(strconv.FormatBool(cur.Prev))
+		field(strconv.Itoa(len(cur.Keys)))
+		for _, k := range cur.Keys {
+			field(strconv.FormatInt(k, 10))
+		}
+		field(cur.ID)
+	} else {
+		field("first")
+	}
+	field(binding)
 	return b.String()
 }
 

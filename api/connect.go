@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -57,6 +59,10 @@ type ConnectConfig struct {
 const (
 	kindConnectLink  = "connect-link"
 	kindConnectState = "connect-state"
+	// stateTTL is how long the patient has to consent at the vendor.
+	stateTTL = 15 * time.Minute
+	// browserCookie binds a connect state to the browser that opened the link.
+	browserCookie = "ohx_connect"
 )
 
 type connectLink struct {
@@ -64,6 +70,8 @@ type connectLink struct {
 	Provider string `json:"provider"`
 	Redirect string `json:"redirect,omitempty"`
 	Verifier string `json:"verifier,omitempty"`
+	// Browser is the SHA-256 of the browser's binding cookie (state records only).
+	Browser string `json:"browser,omitempty"`
 }
 
 func randomToken() string {
@@ -91,10 +99,12 @@ func (s *Server) mayManage(c *gin.Context, patient string) error {
 	if p == nil {
 		return nil // auth off
 	}
-	if g := p.scopes.Allows("Patient", 'u'); g.Allowed && !g.PatientOnly() {
+	// Across patients: a token that may update any Patient (an EHR, a practitioner).
+	if a, err := s.authorize(c, "Patient", 'u'); err == nil && a.patient == "" {
 		return nil
 	}
-	if p.claims.Patient != "" && p.claims.Patient == patient && p.scopes.Allows("Patient", 'r').Allowed {
+	// The patient's own token (or their own user's), confined to this very patient.
+	if a, err := s.authorize(c, "Patient", 'r'); err == nil && a.patient == patient {
 		return nil
 	}
 	return errInsufficientScope("managing this patient's vendor connections")
@@ -194,14 +204,52 @@ func (s *Server) startConnect(c *gin.Context) {
 	}
 	l.Verifier = randomToken()
 	state := randomToken()
+	cookie := browserBinding(c)
+	l.Browser = hashToken(cookie)
 	b, _ := json.Marshal(l)
-	if err := s.store.PutRecord(ctx, kindConnectState, state, b, time.Now().Add(15*time.Minute)); err != nil {
+	if err := s.store.PutRecord(ctx, kindConnectState, state, b, time.Now().Add(stateTTL)); err != nil {
 		s.log.Error("storing connect state", "err", err)
 		s.page(c, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
 		return
 	}
-	sum := sha256.Sum256([]byte(l.Verifier))
-	c.Redirect(http.StatusFound, p.AuthCodeURL(state, base64.RawURLEncoding.EncodeToString(sum[:])))
+	// SameSite=Lax: the vendor sends the browser back with a top-level GET, which carries it.
+	http.SetCookie(c.Writer, &http.Cookie{Name: browserCookie, Value: cookie, Path: "/connect/", MaxAge: int(stateTTL / time.Second),
+		HttpOnly: true, Secure: strings.HasPrefix(s.origin(), "https://"), SameSite: http.SameSiteLaxMode})
+	c.Redirect(http.StatusFound, p.AuthCodeURL(state, hashToken(l.Verifier)))
+}
+
+// browserBinding returns the browser's binding cookie value: the one it already carries, so
+// that two flows started in one browser (two tabs, two vendors) can both finish, or a new one.
+func browserBinding(c *gin.Context) string {
+	for _, ck := range c.Request.CookiesNamed(browserCookie) {
+		if b, err := base64.RawURLEncoding.DecodeString(ck.Value); err == nil && len(b) == 32 {
+			return ck.Value
+		}
+	}
+	return randomToken()
+}
+
+// sameBrowser reports whether the request carries the binding cookie whose hash the state keeps.
+// The state alone proves nothing about who comes back with it: a patient may forward the
+// vendor's consent URL, and whoever signs in there would link their own vendor account into
+// the patient's record.
+func sameBrowser(c *gin.Context, want string) bool {
+	if want == "" {
+		return false // a state from before browsers were bound
+	}
+	ok := false
+	for _, ck := range c.Request.CookiesNamed(browserCookie) {
+		if subtle.ConstantTimeCompare([]byte(hashToken(ck.Value)), []byte(want)) == 1 {
+			ok = true
+		}
+	}
+	return ok
+}
+
+// hashToken is base64url(SHA-256(v)): the PKCE S256 challenge, and how states keep cookies.
+func hashToken(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // connectCallback implements GET /connect/{provider}/callback: it checks the single-use state,
@@ -216,6 +264,12 @@ func (s *Server) connectCallback(c *gin.Context) {
 	var l connectLink
 	if err != nil || json.Unmarshal(doc, &l) != nil || l.Provider != name {
 		s.page(c, http.StatusBadRequest, "Link expired", "This sign-in is no longer valid. Ask for a new link.")
+		return
+	}
+	if !sameBrowser(c, l.Browser) {
+		// The state is used up either way: it was exposed outside the browser it belongs to.
+		s.log.Warn("connect callback from another browser than the one that opened the link", "provider", name)
+		s.page(c, http.StatusBadRequest, "Another browser", "This sign-in was started in another browser. Open the link again on this device.")
 		return
 	}
 	if e := c.Query("error"); e != "" {
@@ -280,7 +334,11 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 
 func (s *Server) page(c *gin.Context, code int, title, msg string) {
 	c.Header("Cache-Control", "no-store")
-	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	// Nothing loads but the inline style, and nothing may frame the page (clickjacking) or learn
+	// its URL, which carries the vendor's code and our state, through the Referer.
+	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	c.Header("X-Frame-Options", "DENY")
+	c.Header("Referrer-Policy", "no-referrer")
 	c.Status(code)
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	if err := pageTmpl.Execute(c.Writer, struct{ Title, Message string }{title, msg}); err != nil {

@@ -287,14 +287,16 @@ func (s *Server) search(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	key := cacheKey(version(c), s.base(c), typ, params) + "|" + principalOf(c).binding()
-	if body, ok := s.cache.get(key); ok {
-		s.writeJSON(c, http.StatusOK, body)
-		return nil
-	}
 	q, err := s.parseSearch(c, typ, params)
 	if err != nil {
 		return err
+	}
+	// Keyed on the parsed search (what was applied, never the raw query string) and on who asks:
+	// a page made for one caller's view never serves another.
+	key := searchKey(version(c), s.base(c), q, principalOf(c).binding())
+	if body, ok := s.cache.get(key); ok {
+		s.writeJSON(c, http.StatusOK, body)
+		return nil
 	}
 	ctx := c.Request.Context()
 	// The self and next links show the client's own parameters; the confinement below is added
@@ -499,9 +501,16 @@ func (s *Server) create(c *gin.Context) error {
 	r.Common().ID = "" // the server assigns ids on create (R5 http.html#create)
 	ctx := c.Request.Context()
 	if cond := c.GetHeader("If-None-Exist"); cond != "" {
+		// The criteria are a search, and a match is answered with the matching resource: without
+		// the right to search, the request is refused before anything is looked up, so the
+		// answer never depends on what is stored.
+		sa, err := s.authorize(c, typ, 's')
+		if err != nil {
+			return err
+		}
 		s.createMu.Lock()
 		defer s.createMu.Unlock()
-		ids, err := s.conditionalMatches(c, typ, cond)
+		ids, err := s.conditionalMatches(c, typ, cond, sa)
 		if err != nil {
 			return err
 		}
@@ -526,9 +535,9 @@ func (s *Server) create(c *gin.Context) error {
 	return nil
 }
 
-// conditionalMatches runs the search criteria of a conditional create or update. The criteria
-// must be selective: at least one filter.
-func (s *Server) conditionalMatches(c *gin.Context, typ, criteria string) ([]string, error) {
+// conditionalMatches runs the search criteria of a conditional create or update within what the
+// caller may search (a). The criteria must be selective: at least one filter.
+func (s *Server) conditionalMatches(c *gin.Context, typ, criteria string, a access) ([]string, error) {
 	params, err := search.ParseRawQuery(strings.TrimPrefix(criteria, "?"))
 	if err != nil {
 		return nil, err
@@ -541,13 +550,25 @@ func (s *Server) conditionalMatches(c *gin.Context, typ, criteria string) ([]str
 		return nil, fhir.Invalid(fhir.CodeInvalid, "conditional criteria need at least one search parameter")
 	}
 	q.Count = 2
-	res, err := s.store.Search(c.Request.Context(), q)
+	ctx := c.Request.Context()
+	postFilter, deviceIDs, err := s.confine(ctx, q, a)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(res.Matches))
-	for i, m := range res.Matches {
-		ids[i] = m.ID
+	res, err := s.store.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(res.Matches))
+	for _, m := range res.Matches {
+		if postFilter {
+			if ok, err := s.visible(ctx, a, m, deviceIDs); err != nil {
+				return nil, err
+			} else if !ok {
+				continue
+			}
+		}
+		ids = append(ids, m.ID)
 	}
 	return ids, nil
 }
@@ -608,11 +629,18 @@ func (s *Server) conditionalUpdate(c *gin.Context) error {
 	if c.Request.URL.RawQuery == "" {
 		return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "PUT needs an id or search criteria")
 	}
-	for _, perm := range []byte{'c', 'u'} {
-		if a, err := s.authorize(c, typ, perm); err != nil {
+	// Create or update, and the criteria are a search whose outcome (created or updated, and
+	// which id) the answer reveals: all three rights, checked before anything is looked up.
+	var sa access
+	for _, perm := range []byte{'c', 'u', 's'} {
+		a, err := s.authorize(c, typ, perm)
+		if err != nil {
 			return err
 		} else if a.patient != "" {
 			return errInsufficientScope("conditional updates with a patient-context token")
+		}
+		if perm == 's' {
+			sa = a
 		}
 	}
 	r, err := readBody(c, typ)
@@ -631,7 +659,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) error {
 			crit = append(crit, url.QueryEscape(p.Name)+"="+url.QueryEscape(p.Value))
 		}
 	}
-	ids, err := s.conditionalMatches(c, typ, strings.Join(crit, "&"))
+	ids, err := s.conditionalMatches(c, typ, strings.Join(crit, "&"), sa)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -54,6 +55,17 @@ type Config struct {
 	Security *fhir.CapabilitySecurity
 	// AuthRoutes, if set, mounts the built-in authorization server's endpoints.
 	AuthRoutes func(r gin.IRouter)
+	// CORSOrigins lists the origins (scheme://host[:port]) whose scripts may call the FHIR API,
+	// the connect API and CORSPaths; nil or a list holding "*" allows any origin. Credentials
+	// (cookies) are never allowed cross-origin: these endpoints take bearer tokens and PKCE.
+	CORSOrigins []string
+	// CORSPaths lists further exact paths that get CORS: the built-in authorization server's
+	// endpoints for scripts (smart.Server.CORSPaths), never its cookie-bearing pages.
+	CORSPaths []string
+	// TrustedProxies lists the reverse proxies (IPs or CIDRs) whose X-Forwarded-For and
+	// X-Real-IP are believed for the client address (sign-in throttling, logs); none by default,
+	// so the address is the TCP peer's and cannot be forged with a header.
+	TrustedProxies []string
 	// Connect, if set, enables the vendor account linking endpoints under /connect.
 	Connect *ConnectConfig
 	// Webhooks, if set, enables the vendor notification endpoints under /webhooks.
@@ -123,9 +135,18 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
+	// gin believes X-Forwarded-For from any peer unless told otherwise
+	// (https://pkg.go.dev/github.com/gin-gonic/gin#Engine.SetTrustedProxies).
+	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("api: TrustedProxies: %w", err)
+	}
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(s.requestID, s.recover, s.accessLog, s.metrics.middleware, s.limits)
+	cp, err := newCORS(cfg.CORSOrigins, cfg.CORSPaths, cfg.Connect != nil)
+	if err != nil {
+		return nil, err
+	}
+	e.Use(s.requestID, s.recover, s.accessLog, s.metrics.middleware, s.limits, cp.handle)
 	e.NoRoute(s.wrap(func(c *gin.Context) error {
 		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "no such endpoint")
 	}))

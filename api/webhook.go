@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -49,6 +50,13 @@ func (s *Server) webhook(c *gin.Context) {
 		return
 	}
 	if err := c.Request.ParseForm(); err != nil {
+		// The limits middleware caps the body (Config.MaxBodyBytes): a body beyond it is 413,
+		// not a malformed form.
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			c.AbortWithStatus(http.StatusRequestEntityTooLarge)
+			return
+		}
 		c.AbortWithStatus(http.StatusBadRequest)
 		return
 	}

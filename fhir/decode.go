@@ -8,6 +8,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 )
 
 // New returns an empty resource of the named type, or nil if ohx does not model it.
@@ -31,10 +32,13 @@ func New(resourceType string) Resource {
 	return nil
 }
 
-// Decode strictly decodes one resource from JSON: unknown elements, wrong JSON types, a wrong or
-// missing resourceType, trailing data and missing required elements are all errors. Every error is
-// an *Error (400) whose diagnostics name the offending element.
+// Decode strictly decodes one resource from JSON: invalid UTF-8, unknown elements, wrong JSON
+// types, a wrong or missing resourceType, trailing data and missing required elements are all
+// errors. Every error is an *Error (400) whose diagnostics name the offending element.
 func Decode(data []byte, wantType string) (Resource, error) {
+	if err := checkUTF8(data); err != nil {
+		return nil, err
+	}
 	var head struct {
 		ResourceType string `json:"resourceType"`
 	}
@@ -51,7 +55,7 @@ func Decode(data []byte, wantType string) (Resource, error) {
 	if r == nil {
 		return nil, Errorf(400, CodeNotSupported, "resourceType: %q is not supported", truncate(head.ResourceType, 64))
 	}
-	if err := DecodeInto(data, r); err != nil {
+	if err := decodeInto(data, r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -59,6 +63,31 @@ func Decode(data []byte, wantType string) (Resource, error) {
 
 // DecodeInto strictly decodes data into r (see Decode) and validates it.
 func DecodeInto(data []byte, r Resource) error {
+	if err := checkUTF8(data); err != nil {
+		return err
+	}
+	return decodeInto(data, r)
+}
+
+// checkUTF8 refuses bodies that are not UTF-8, which JSON exchanged between systems must be
+// (RFC 8259 §8.1): encoding/json would silently replace each invalid byte with U+FFFD, storing
+// text the client never sent.
+func checkUTF8(data []byte) error {
+	if utf8.Valid(data) {
+		return nil
+	}
+	off := 0
+	for off < len(data) {
+		r, n := utf8.DecodeRune(data[off:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		off += n
+	}
+	return Invalid(CodeStructure, "the body is not valid UTF-8 (invalid byte at offset %d)", off)
+}
+
+func decodeInto(data []byte, r Resource) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(r); err != nil {

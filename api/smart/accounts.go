@@ -51,6 +51,10 @@ type Client struct {
 	Created      time.Time `json:"created"`
 }
 
+// scriptSchemes are URL schemes that never name an app's redirect endpoint
+// (https://www.rfc-editor.org/rfc/rfc9700#section-4.1.3).
+var scriptSchemes = map[string]bool{"javascript": true, "data": true, "blob": true, "filesystem": true, "file": true, "about": true, "vbscript": true}
+
 var clientIDRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
 
 // AddClient registers c (replacing a client with the same id). For a confidential client it
@@ -68,6 +72,9 @@ func (s *Server) AddClient(ctx context.Context, c Client) (secret string, err er
 		for _, r := range c.RedirectURIs {
 			if u, err := url.Parse(r); err != nil || !u.IsAbs() || u.Fragment != "" {
 				return "", fmt.Errorf("smart: redirect URI %q must be absolute without fragment", r)
+			} else if scriptSchemes[strings.ToLower(u.Scheme)] {
+				// The code would be handed to script or a local document, not to the app.
+				return "", fmt.Errorf("smart: redirect URI %q: scheme %s cannot receive a code", r, u.Scheme)
 			}
 		}
 	case ClientBackend:
@@ -184,17 +191,25 @@ func (s *Server) AddUser(ctx context.Context, u User, password string) error {
 	if len(password) < 8 {
 		return errors.New("smart: the password must have at least 8 characters")
 	}
+	// The resource server confines user/ scopes by the token's fhirUser (Claims.Compartment), so
+	// every user has one and it says truthfully what the user is.
 	switch u.Role {
 	case RolePatient:
-		if u.Patient == "" {
-			return errors.New("smart: a patient user needs a Patient id")
+		if !validID(u.Patient) {
+			return errors.New("smart: a patient user needs a valid Patient id")
 		}
 		if u.FHIRUser == "" {
 			u.FHIRUser = "Patient/" + u.Patient
 		}
+		if u.FHIRUser != "Patient/"+u.Patient {
+			return fmt.Errorf("smart: a patient user's fhirUser is Patient/%s", u.Patient)
+		}
 	case RolePractitioner:
 		if u.Patient != "" {
 			return errors.New("smart: a practitioner is not bound to a patient")
+		}
+		if tu := (&Claims{FHIRUser: u.FHIRUser}).User(); u.FHIRUser != tu.Type+"/"+tu.ID || (tu.Type != "Practitioner" && tu.Type != "PractitionerRole") {
+			return errors.New("smart: a practitioner needs a fhirUser Practitioner/ID or PractitionerRole/ID (user/ scopes are enforced from it)")
 		}
 	default:
 		return fmt.Errorf("smart: role %q: want patient or practitioner", u.Role)
@@ -249,18 +264,20 @@ var dummyHash = sync.OnceValue(func() string {
 	return h
 })
 
-// authenticate checks a username and password; ok is false for any mismatch.
+// authenticate checks a username and password; ok is false for any mismatch. The verification
+// runs in an argon2 slot (checkSecret): an error wrapping errBusy means none came free in time.
 func (s *Server) authenticate(ctx context.Context, username, password string) (User, bool, error) {
 	var u User
 	err := s.getJSON(ctx, kindUser, strings.ToLower(username), &u)
 	if errors.Is(err, store.ErrNotFound) {
-		verifySecret(dummyHash(), password)
-		return User{}, false, nil
+		_, err := checkSecret(ctx, "", password) // the same work as for a real user
+		return User{}, false, err
 	}
 	if err != nil {
 		return User{}, false, err
 	}
-	return u, verifySecret(u.PasswordHash, password), nil
+	ok, err := checkSecret(ctx, u.PasswordHash, password)
+	return u, ok, err
 }
 
 // argon2id parameters: the OWASP password storage recommendation (19 MiB, t=2, p=1).
@@ -278,7 +295,7 @@ func hashSecret(secret string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("smart: salt: %w", err)
 	}
-	h := argon2.IDKey([]byte(secret), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	h := argonKey([]byte(secret), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	enc := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
 		enc.EncodeToString(salt), enc.EncodeToString(h)), nil
@@ -297,7 +314,7 @@ func verifySecret(encoded, secret string) bool {
 	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
 		return false
 	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m > 1<<20 || t > 10 || p == 0 {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m > 64*1024 || t > 10 || p == 0 {
 		return false
 	}
 	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
@@ -305,7 +322,7 @@ func verifySecret(encoded, secret string) bool {
 	if err1 != nil || err2 != nil || len(want) == 0 {
 		return false
 	}
-	got := argon2.IDKey([]byte(secret), salt, t, m, p, uint32(len(want)))
+	got := argonKey([]byte(secret), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 

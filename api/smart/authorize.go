@@ -59,6 +59,26 @@ func (a *authSession) needsPatient() bool {
 	return false
 }
 
+// errOtherPatient: a patient user was asked to authorize for someone else's record.
+var errOtherPatient = errors.New("the launch patient is not the signed-in patient")
+
+// bindUser applies the signed-in user's role to the authorization request a. It runs for every
+// authorization request and again at approval, whether the user has just signed in or the
+// browser's sign-in is reused: a patient user is only ever bound to their own patient (and never
+// sees the patient picker); a practitioner keeps the launch patient or picks one.
+func bindUser(a *authSession, u User) error {
+	if u.Role != RolePatient {
+		return nil
+	}
+	if a.Patient != "" && a.Patient != u.Patient {
+		return errOtherPatient
+	}
+	if a.needsPatient() {
+		a.Patient = u.Patient
+	}
+	return nil
+}
+
 var challengeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 // authorize is GET and POST /authorize (SMART authorize-post). Until the client and its
@@ -143,9 +163,16 @@ func (s *Server) authorize(c *gin.Context) {
 		return
 	}
 	sess.Scope = strings.Join(granted, " ")
-	// Keep a sign-in from the same browser session.
-	if old, _, err := s.session(c); err == nil {
-		sess.Username = old.Username
+	// Keep a sign-in from the same browser session, under the same rules as a fresh one: the
+	// user is loaded again (removed users sign in again) and bound by role to this request.
+	if old, _, err := s.session(c); err == nil && old.Username != "" {
+		if u, err := s.user(ctx, old.Username); err == nil {
+			if err := bindUser(&sess, u); err != nil {
+				fail("access_denied", err.Error())
+				return
+			}
+			sess.Username = u.Username
+		}
 	}
 	sid := randomToken(32)
 	if err := s.putJSON(ctx, kindSession, hashID(sid), sess, s.now().Add(sessionTTL)); err != nil {
@@ -204,10 +231,17 @@ func (s *Server) checkCSRF(c *gin.Context) (authSession, string, bool) {
 	return a, sid, true
 }
 
+// render writes a page outside an authorization session: its forms may go to us only.
 func (s *Server) render(c *gin.Context, status int, name string, data any) {
+	s.renderSession(c, authSession{}, status, name, data)
+}
+
+// renderSession writes a page of the authorization session a: its forms may also go to the
+// origin of a's registered redirect URI, where our answer to them redirects (pageCSP).
+func (s *Server) renderSession(c *gin.Context, a authSession, status int, name string, data any) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("X-Frame-Options", "DENY")
-	c.Header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	c.Header("Content-Security-Policy", pageCSP(a.RedirectURI))
 	c.Header("Referrer-Policy", "no-referrer")
 	c.Status(status)
 	c.Header("Content-Type", "text/html; charset=utf-8")
@@ -246,7 +280,7 @@ func (s *Server) loginPage(c *gin.Context) {
 		s.errorPage(c, http.StatusBadRequest, "No authorization is in progress. Please start again from the app.")
 		return
 	}
-	s.render(c, http.StatusOK, "login.html", map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a), "Action": s.path + "/login"})
+	s.renderSession(c, a, http.StatusOK, "login.html", map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a), "Action": s.path + "/login"})
 }
 
 func clientLabel(a authSession) string {
@@ -264,26 +298,42 @@ func (s *Server) login(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	f := c.Request.PostForm
+	again := func(status int, msg string) {
+		s.renderSession(c, a, status, "login.html", map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a),
+			"Action": s.path + "/login", "Error": msg})
+	}
+	// Throttled before the password is looked at, so that a refused guess costs no hashing.
+	account, addr := throttleKeys(f.Get("username"), c.ClientIP())
+	if wait := s.throttle.begin(account, addr); wait > 0 {
+		s.log.Info("login throttled")
+		secs, words := retryAfter(wait)
+		c.Header("Retry-After", secs)
+		again(http.StatusTooManyRequests, "Too many failed sign-ins. Try again in "+words+".")
+		return
+	}
 	u, ok, err := s.authenticate(ctx, f.Get("username"), f.Get("password"))
+	if errors.Is(err, errBusy) {
+		s.throttle.undecided(account, addr)
+		s.log.Warn("login: no argon2 slot in time")
+		c.Header("Retry-After", "1")
+		again(http.StatusServiceUnavailable, "The server is busy. Please try again in a moment.")
+		return
+	}
 	if err != nil {
+		s.throttle.undecided(account, addr)
 		s.log.Error("login", "err", err)
 		s.errorPage(c, http.StatusInternalServerError, "Something went wrong. Please try again later.")
 		return
 	}
 	if !ok {
-		s.log.Info("login failed")
-		s.render(c, http.StatusUnauthorized, "login.html", map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a),
-			"Action": s.path + "/login", "Error": "Unknown username or wrong password."})
+		s.log.Info("login failed") // counted by begin
+		again(http.StatusUnauthorized, "Unknown username or wrong password.")
 		return
 	}
-	if u.Role == RolePatient {
-		if a.Patient != "" && a.Patient != u.Patient {
-			s.redirectError(c, a.RedirectURI, a.State, "access_denied", "the launch patient is not the signed-in patient")
-			return
-		}
-		if a.needsPatient() {
-			a.Patient = u.Patient
-		}
+	s.throttle.succeeded(account, addr)
+	if err := bindUser(&a, u); err != nil {
+		s.redirectError(c, a.RedirectURI, a.State, "access_denied", err.Error())
+		return
 	}
 	// A new session id after sign-in (session fixation).
 	if err := s.st.DeleteRecord(ctx, kindSession, hashID(sid)); err != nil {
@@ -316,9 +366,23 @@ func (s *Server) consentPage(c *gin.Context) {
 		c.Redirect(http.StatusSeeOther, s.path+"/login")
 		return
 	}
+	if a.ClientID == "" {
+		s.errorPage(c, http.StatusBadRequest, "No authorization is in progress. Please start again from the app.")
+		return
+	}
 	ctx := c.Request.Context()
+	u, err := s.user(ctx, a.Username)
+	if err != nil {
+		s.errorPage(c, http.StatusBadRequest, "Please sign in again.")
+		return
+	}
+	if err := bindUser(&a, u); err != nil {
+		s.redirectError(c, a.RedirectURI, a.State, "access_denied", err.Error())
+		return
+	}
 	data := map[string]any{"CSRF": s.csrfToken(sid), "Client": clientLabel(a), "Action": s.path + "/consent"}
-	if a.needsPatient() && a.Patient == "" {
+	// Only practitioners choose a patient: a patient user is bound to their own (bindUser).
+	if a.needsPatient() && a.Patient == "" && u.Role == RolePractitioner {
 		q := strings.TrimSpace(c.Query("q"))
 		pts, err := s.searchPatients(ctx, q)
 		if err != nil {
@@ -327,12 +391,11 @@ func (s *Server) consentPage(c *gin.Context) {
 			return
 		}
 		data["Query"], data["Patients"], data["SearchAction"] = q, pts, s.path+"/consent"
-		s.render(c, http.StatusOK, "pick.html", data)
+		s.renderSession(c, a, http.StatusOK, "pick.html", data)
 		return
 	}
-	u, err := s.user(ctx, a.Username)
-	if err != nil {
-		s.errorPage(c, http.StatusBadRequest, "Please sign in again.")
+	if a.needsPatient() && a.Patient == "" {
+		s.errorPage(c, http.StatusForbidden, "This account cannot choose a patient.")
 		return
 	}
 	own := u.Role == RolePatient
@@ -340,7 +403,7 @@ func (s *Server) consentPage(c *gin.Context) {
 	if a.Patient != "" {
 		data["Patient"] = s.patientLabel(ctx, a.Patient)
 	}
-	s.render(c, http.StatusOK, "consent.html", data)
+	s.renderSession(c, a, http.StatusOK, "consent.html", data)
 }
 
 func (s *Server) user(ctx context.Context, username string) (User, error) {
@@ -356,6 +419,10 @@ func (s *Server) consent(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	if a.ClientID == "" {
+		s.errorPage(c, http.StatusBadRequest, "No authorization is in progress. Please start again from the app.")
+		return
+	}
 	if a.Username == "" {
 		c.Redirect(http.StatusSeeOther, s.path+"/login")
 		return
@@ -388,12 +455,23 @@ func (s *Server) consent(c *gin.Context) {
 		s.endSession(ctx, sid, a.Username)
 		s.redirectError(c, a.RedirectURI, a.State, "access_denied", "the user denied the request")
 	case "approve":
+		// The role rules once more at the last step: the user record may have changed since.
+		if err := bindUser(&a, u); err != nil {
+			s.endSession(ctx, sid, a.Username)
+			s.redirectError(c, a.RedirectURI, a.State, "access_denied", err.Error())
+			return
+		}
 		if a.needsPatient() && a.Patient == "" {
 			c.Redirect(http.StatusSeeOther, s.path+"/consent")
 			return
 		}
 		g := grant{ClientID: a.ClientID, Scope: a.Scope, Subject: u.Username, Patient: a.Patient, FHIRUser: u.FHIRUser,
 			RedirectURI: a.RedirectURI, Challenge: a.Challenge, Nonce: a.Nonce}
+		if u.Role == RolePatient {
+			// The resource server confines user/ scopes by fhirUser: a patient user's is always
+			// their own Patient, whatever the stored record says.
+			g.FHIRUser = "Patient/" + u.Patient
+		}
 		if a.Patient != "" {
 			g.NeedBanner = a.NeedBanner
 		}

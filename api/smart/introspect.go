@@ -34,7 +34,7 @@ func (s *Server) parseAccessToken(raw string, expiredOK bool) (*Claims, error) {
 }
 
 // introspect is POST /introspect (RFC 7662 with SMART's launch context). The caller must be an
-// authenticated confidential or backend client, or present one of our bearer tokens.
+// authenticated confidential or backend client (introspectionAllowed).
 func (s *Server) introspect(c *gin.Context) {
 	if err := limitForm(c); err != nil {
 		s.writeOAuthError(c, invalidRequest("malformed form body"))
@@ -97,13 +97,15 @@ func (s *Server) introspect(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// introspectionAllowed requires client authentication (RFC 7662 §2.1: the endpoint MUST
+// require some form of authorization, and its answer reveals a token's patient and subject):
+// client_secret_basic for a confidential client or a private_key_jwt assertion for a backend
+// client, as at the token endpoint. A bearer access token does not authorize introspection:
+// any app's (even a patient's) token would otherwise read any other token's context. Public
+// clients cannot authenticate, so they cannot introspect either.
 func (s *Server) introspectionAllowed(c *gin.Context) error {
 	if h := c.GetHeader("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		claims, err := s.parseAccessToken(strings.TrimSpace(h[7:]), false)
-		if err != nil || s.Revoked(c.Request.Context(), claims.ID) {
-			return oerr(http.StatusUnauthorized, "invalid_token", "invalid bearer token", err)
-		}
-		return nil
+		return invalidClient(errors.New("a bearer token is not client authentication"))
 	}
 	cl, err := s.authenticateClient(c)
 	if err != nil {

@@ -169,9 +169,3 @@ func (ss Scopes) Allows(typ string, perm byte) Grant {
 	}
 	return g
 }
-
-// PatientOnly reports whether every scope granting the permission is a patient/ scope, so the
-// request is confined to the token's patient compartment.
-func (g Grant) PatientOnly() bool {
-	return g.Allowed && len(g.Contexts) == 1 && g.Contexts[0] == "patient"
-}

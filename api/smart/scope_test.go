@@ -56,8 +56,9 @@ func TestAllows(t *testing.T) {
 		{"user/*.read", "Device", 's', true, 0, false},
 	} {
 		g := ParseScopes(tc.scope).Allows(tc.typ, tc.perm)
-		if g.Allowed != tc.allowed || len(g.Constraints) != tc.constraints || g.PatientOnly() != tc.patientOnly {
-			t.Errorf("%q %s %c: got %+v (patient only %v)", tc.scope, tc.typ, tc.perm, g, g.PatientOnly())
+		patientOnly := len(g.Contexts) == 1 && g.Contexts[0] == "patient"
+		if g.Allowed != tc.allowed || len(g.Constraints) != tc.constraints || patientOnly != tc.patientOnly {
+			t.Errorf("%q %s %c: got %+v (patient only %v)", tc.scope, tc.typ, tc.perm, g, patientOnly)
 		}
 	}
 	want := url.Values{"category": {"http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"}}

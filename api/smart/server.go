@@ -72,6 +72,7 @@ type Server struct {
 	tmpl     *template.Template
 	now      func() time.Time
 	pageSize int
+	throttle *loginThrottle // failed sign-ins, in memory per instance
 }
 
 // NewServer validates cfg, loads (or on first start generates) the signing keys and returns the
@@ -126,6 +127,7 @@ func NewServer(ctx context.Context, cfg Config, st store.Store, log *slog.Logger
 		now:      time.Now,
 		pageSize: 20,
 	}
+	s.throttle = newLoginThrottle(func() time.Time { return s.now() })
 	s.ep = Endpoints{
 		Issuer:     cfg.Issuer,
 		Authorize:  cfg.Issuer + "/authorize",
@@ -192,6 +194,14 @@ func (s *Server) Register(r gin.IRouter) {
 	r.GET(p+"/.well-known/openid-configuration", s.openIDConfiguration)
 }
 
+// CORSPaths returns the paths of the endpoints that browser apps on other origins call from
+// script (token, revoke, introspection, JWKS, OpenID configuration), for CORS. The authorize,
+// login and consent pages are not among them: they are navigations carrying the session cookie.
+func (s *Server) CORSPaths() []string {
+	p := s.path
+	return []string{p + "/token", p + "/revoke", p + "/introspect", p + "/jwks", p + "/.well-known/openid-configuration"}
+}
+
 // openIDConfiguration is the OpenID Connect discovery document of the issuer
 // (OpenID Connect Discovery 1.0 §4): SMART apps asking for openid fhirUser read it.
 func (s *Server) openIDConfiguration(c *gin.Context) {
@@ -211,6 +221,10 @@ func (s *Server) openIDConfiguration(c *gin.Context) {
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "private_key_jwt"},
 		"scopes_supported":                      []string{"openid", "fhirUser", "launch", "launch/patient", "offline_access"},
 		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"},
+
+		// RFC 8414 §2: without it the default would be client_secret_basic alone. Bearer tokens
+		// and public clients cannot introspect (introspectionAllowed).
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "private_key_jwt"},
 	})
 }
 

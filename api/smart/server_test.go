@@ -684,7 +684,7 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 			t.Errorf("introspection %s = %v, want %v", k, got[k], v)
 		}
 	}
-	// Public clients may not introspect; a bearer token may.
+	// Public clients and bearer tokens may not introspect.
 	if r := e.post("/auth/introspect", url.Values{"token": {at}, "client_id": {"app"}}); r.status != http.StatusUnauthorized {
 		t.Errorf("public client introspection: got %d", r.status)
 	}
@@ -882,10 +882,16 @@ func TestDescribeScopes(t *testing.T) {
 		"Keep access after you close the app, until you revoke it",
 		"Read and search your Observations (vital signs only)",
 		"Read and search your health records",
-		"Create, read, update, delete and search the patient details you have access to",
+		"Create, read, update, delete and search your patient details",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// A practitioner's user/ scopes reach every patient, and the page says so.
+	got = describeScopes("user/Observation.rs patient/Device.rs", false)
+	want = []string{"Read and search every patient's Observations", "Read and search the selected patient's Devices"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("practitioner (-want +got):\n%s", diff)
 	}
 }
 

@@ -53,6 +53,11 @@ func invalidRequest(desc string) *oauthError {
 	return oerr(http.StatusBadRequest, "invalid_request", desc, nil)
 }
 
+// busy is the answer when no argon2 slot came free in time (errBusy): 503 with Retry-After.
+func busy(err error) *oauthError {
+	return oerr(http.StatusServiceUnavailable, "temporarily_unavailable", "busy, try again", err)
+}
+
 // TokenResponse is the token endpoint's answer (RFC 6749 §5.1 with SMART launch context).
 type TokenResponse struct {
 	AccessToken       string `json:"access_token"`
@@ -93,6 +98,9 @@ func (s *Server) writeOAuthError(c *gin.Context, err error) {
 	if oe.Status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Basic realm="ohx", charset="UTF-8"`)
 	}
+	if oe.Status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "1")
+	}
 	body := gin.H{"error": oe.Code}
 	if oe.Description != "" {
 		body["error_description"] = oe.Description
@@ -128,13 +136,22 @@ func (s *Server) authenticateClient(c *gin.Context) (Client, error) {
 		}
 		cl, err := s.Client(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
-			verifySecret(dummyHash(), secret)
+			if _, err := checkSecret(ctx, "", secret); err != nil { // the same work as for a real client
+				return Client{}, busy(err)
+			}
 			return Client{}, invalidClient(err)
 		}
 		if err != nil {
 			return Client{}, err
 		}
-		if cl.Type != ClientConfidential || !verifySecret(cl.SecretHash, secret) {
+		if cl.Type != ClientConfidential {
+			return Client{}, invalidClient(errors.New("bad client secret"))
+		}
+		ok, err := checkSecret(ctx, cl.SecretHash, secret)
+		if err != nil {
+			return Client{}, busy(err)
+		}
+		if !ok {
 			return Client{}, invalidClient(errors.New("bad client secret"))
 		}
 		return cl, nil

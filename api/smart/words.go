@@ -45,7 +45,12 @@ func describeScope(f string, own bool) string {
 			whose = "your"
 		}
 	case "user":
-		whose = "the"
+		// What the user may see (Claims.Compartment): a patient only their own record, a
+		// practitioner every patient's.
+		whose = "every patient's"
+		if own {
+			whose = "your"
+		}
 	default:
 		whose = "all"
 	}
@@ -54,9 +59,6 @@ func describeScope(f string, own bool) string {
 		what = plural(sc.Resource)
 	}
 	s := verbs + " " + whose + " " + what
-	if sc.Context == "user" {
-		s += " you have access to"
-	}
 	if q := describeQuery(sc.Query); q != "" {
 		s += " (" + q + ")"
 	}

@@ -61,12 +61,13 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 		}
 		ep := as.Endpoints()
 		v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: ep.Issuer, Audience: cfg.BaseURL, Keyfunc: as.Keyfunc(),
-			RequireTyp: true, Revoked: as.Revoked, RevokedCacheTTL: 30 * time.Second})
+			RequireTyp: true, Revoked: as.Revoked, RevokedCacheTTL: cfg.RevocationCache})
 		if err != nil {
 			return err
 		}
 		ac.Auth = v
 		ac.AuthRoutes = as.Register
+		ac.CORSPaths = as.CORSPaths()
 		sm = capability.BuiltInSMART(ep.Issuer, ep.Authorize, ep.Token, ep.Introspect, ep.Revoke, ep.JWKS)
 	}
 	doc, err := capability.SMARTConfiguration(sm)

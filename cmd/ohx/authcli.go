@@ -274,7 +274,7 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 		fs.StringVar(&name, "name", "", "display name")
 		fs.StringVar(&role, "role", "", "patient or practitioner (required)")
 		fs.StringVar(&patient, "patient", "", "the Patient id of a patient user")
-		fs.StringVar(&practitioner, "practitioner", "", "the Practitioner id of a practitioner (becomes fhirUser)")
+		fs.StringVar(&practitioner, "practitioner", "", "the Practitioner id of a practitioner (required for practitioners; becomes fhirUser)")
 		fs.StringVar(&password, "password", "", "password (visible in the process list; prefer -password-stdin)")
 		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
 	case "list":

@@ -30,6 +30,9 @@ type Config struct {
 	Auth             string        // OHX_AUTH: "on" (default) or "off" (local experiments only)
 	AuthIssuer       string        // OHX_AUTH_ISSUER: an external SMART/OIDC issuer replacing the built-in one
 	AuthPatientClaim string        // OHX_AUTH_PATIENT_CLAIM: claim with the patient id in external tokens
+	RevocationCache  time.Duration // OHX_REVOCATION_CACHE: how long "not revoked" is remembered (default 30s; 0: ask the store every request)
+	CORSOrigins      string        // OHX_CORS_ORIGINS: comma-separated origins whose scripts may call the API; "*" (default) any
+	TrustedProxies   string        // OHX_TRUSTED_PROXIES: comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed
 
 	WithingsClientID     string // OHX_WITHINGS_CLIENT_ID: Withings is offered only when set
 	WithingsClientSecret string // OHX_WITHINGS_CLIENT_SECRET
@@ -58,6 +61,8 @@ func defaultConfig() Config {
 		WithingsRate:     120,
 		BackfillDays:     30,
 		AuthPatientClaim: "patient",
+		RevocationCache:  30 * time.Second,
+		CORSOrigins:      "*",
 	}
 }
 
@@ -110,6 +115,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.Auth, "auth", "OHX_AUTH", "on, or off to serve FHIR without tokens (local experiments only)")
 	str(&cfg.AuthIssuer, "auth-issuer", "OHX_AUTH_ISSUER", "external SMART/OpenID issuer URL; the built-in authorization server is used when empty")
 	str(&cfg.AuthPatientClaim, "auth-patient-claim", "OHX_AUTH_PATIENT_CLAIM", "claim naming the patient in external tokens")
+	dur(&cfg.RevocationCache, "revocation-cache", "OHX_REVOCATION_CACHE", "a revoked access token of the built-in server stops working within this time; 0 checks every request")
+	str(&cfg.TrustedProxies, "trusted-proxies", "OHX_TRUSTED_PROXIES", "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (default none: the client address is the TCP peer)")
+	str(&cfg.CORSOrigins, "cors-origins", "OHX_CORS_ORIGINS", "comma-separated origins (scheme://host[:port]) whose browser apps may call the API, * for any")
 	str(&cfg.WithingsClientID, "withings-client-id", "OHX_WITHINGS_CLIENT_ID", "Withings OAuth client id (Withings is offered only when set)")
 	str(&cfg.WithingsClientSecret, "withings-client-secret", "OHX_WITHINGS_CLIENT_SECRET", "Withings OAuth client secret")
 	str(&cfg.WithingsRedirectURL, "withings-redirect-url", "OHX_WITHINGS_REDIRECT_URL", "Withings redirect URL (default ORIGIN/connect/withings/callback)")
@@ -137,6 +145,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if cfg.Auth != "on" && cfg.Auth != "off" {
 		return cfg, fmt.Errorf("config: OHX_AUTH must be on or off")
 	}
+	if cfg.RevocationCache < 0 {
+		return cfg, fmt.Errorf("config: OHX_REVOCATION_CACHE must not be negative")
+	}
 	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
 		return cfg, fmt.Errorf("config: need 1 <= OHX_DEFAULT_COUNT <= OHX_MAX_COUNT")
 	}
@@ -156,4 +167,15 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("config: OHX_LOG_FORMAT must be json or text")
+}
+
+// commaList splits a comma-separated setting, dropping blanks.
+func commaList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,12 +150,101 @@ func TestBackendServicesEndToEnd(t *testing.T) {
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-// TestStandaloneLaunchEndToEnd drives a patient's standalone launch over HTTP: authorize → login
-// → consent → code → token → FHIR search confined to the patient.
-func TestStandaloneLaunchEndToEnd(t *testing.T) {
-	origin, env := authServer(t)
+// launchClient is a browser-like client of the built-in authorization server: it keeps cookies
+// across authorization requests (a reused sign-in) and does not follow redirects.
+type launchClient struct {
+	t        *testing.T
+	origin   string
+	redirect string
+	c        *http.Client
+}
+
+func newLaunchClient(t *testing.T, origin, redirect string) *launchClient {
+	jar, _ := cookiejar.New(nil)
+	return &launchClient{t: t, origin: origin, redirect: redirect,
+		c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (l *launchClient) do(method, path string, form url.Values) (*http.Response, string) {
+	l.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, l.origin+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	res, err := l.c.Do(req)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+func (l *launchClient) csrf(page string) string {
+	l.t.Helper()
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		l.t.Fatalf("no CSRF field:\n%s", page)
+	}
+	return m[1]
+}
+
+type launchToken struct {
+	AccessToken string `json:"access_token"`
+	IDToken     string `json:"id_token"`
+	Patient     string `json:"patient"`
+	Scope       string `json:"scope"`
+}
+
+// launch runs a standalone launch for scope as the given user (signing in unless the browser
+// already is) and exchanges the code; consent is the consent page it approved.
+func (l *launchClient) launch(scope, user string) (tok launchToken, consent string) {
+	t := l.t
+	t.Helper()
+	verifier := "e2e-verifier-with-enough-entropy-0123456789abcdef" + user
+	sum := sha256.Sum256([]byte(verifier))
+	q := url.Values{"response_type": {"code"}, "client_id": {"app"}, "redirect_uri": {l.redirect},
+		"scope": {scope}, "state": {"s1"}, "aud": {l.origin + "/fhir"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	res, _ := l.do(http.MethodGet, "/auth/authorize?"+q.Encode(), nil)
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("authorize: %d", res.StatusCode)
+	}
+	if res.Header.Get("Location") == "/auth/login" {
+		_, page := l.do(http.MethodGet, "/auth/login", nil)
+		res, _ = l.do(http.MethodPost, "/auth/login", url.Values{"csrf": {l.csrf(page)}, "username": {user}, "password": {"correct horse battery"}})
+		if res.StatusCode != http.StatusSeeOther {
+			t.Fatalf("login: %d", res.StatusCode)
+		}
+	}
+	_, consent = l.do(http.MethodGet, res.Header.Get("Location"), nil)
+	res, _ = l.do(http.MethodPost, "/auth/consent", url.Values{"csrf": {l.csrf(consent)}, "action": {"approve"}})
+	loc, err := url.Parse(res.Header.Get("Location"))
+	if err != nil || !strings.HasPrefix(loc.String(), l.redirect) || loc.Query().Get("state") != "s1" || loc.Query().Get("code") == "" {
+		t.Fatalf("approve: %d → %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	r, err := http.PostForm(l.origin+"/auth/token", url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
+		"redirect_uri": {l.redirect}, "code_verifier": {verifier}, "client_id": {"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	json.NewDecoder(r.Body).Decode(&tok)
+	if r.StatusCode != 200 || tok.AccessToken == "" {
+		t.Fatalf("token: %d", r.StatusCode)
+	}
+	return tok, consent
+}
+
+// addLaunchApp registers the public client "app" with the CLI's default scopes and the patient
+// user ann (Patient p1).
+func addLaunchApp(t *testing.T, env map[string]string, redirect string) {
+	t.Helper()
 	getenv := func(k string) string { return env[k] }
-	const redirect = "https://app.example/cb"
 	var out, errOut bytes.Buffer
 	if err := run(t.Context(), []string{"clients", "add", "-id", "app", "-type", "public", "-redirect-uri", redirect, "-name", "Weight app"}, getenv, nil, &out, &errOut); err != nil {
 		t.Fatalf("clients add: %v %s", err, errOut.String())
@@ -162,71 +252,20 @@ func TestStandaloneLaunchEndToEnd(t *testing.T) {
 	if err := run(t.Context(), []string{"users", "add", "-username", "ann", "-role", "patient", "-patient", "p1", "-password-stdin"}, getenv, strings.NewReader("correct horse battery\n"), &out, &errOut); err != nil {
 		t.Fatalf("users add: %v %s", err, errOut.String())
 	}
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	do := func(method, path string, form url.Values) (*http.Response, string) {
-		t.Helper()
-		var body io.Reader
-		if form != nil {
-			body = strings.NewReader(form.Encode())
-		}
-		req, _ := http.NewRequest(method, origin+path, body)
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		res, err := browser.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res, string(b)
+}
+
+// TestStandaloneLaunchEndToEnd drives a patient's standalone launch over HTTP: authorize → login
+// → consent → code → token → FHIR search confined to the patient.
+func TestStandaloneLaunchEndToEnd(t *testing.T) {
+	origin, env := authServer(t)
+	const redirect = "https://app.example/cb"
+	addLaunchApp(t, env, redirect)
+	tr, consent := newLaunchClient(t, origin, redirect).launch("launch/patient openid fhirUser patient/*.rs offline_access", "ann")
+	if !strings.Contains(consent, "Weight app") {
+		t.Errorf("consent page does not name the app:\n%s", consent)
 	}
-	csrf := func(page string) string {
-		t.Helper()
-		m := csrfField.FindStringSubmatch(page)
-		if m == nil {
-			t.Fatalf("no CSRF field:\n%s", page)
-		}
-		return m[1]
-	}
-	verifier := "e2e-verifier-with-enough-entropy-0123456789abcdef"
-	sum := sha256.Sum256([]byte(verifier))
-	q := url.Values{"response_type": {"code"}, "client_id": {"app"}, "redirect_uri": {redirect},
-		"scope": {"launch/patient openid fhirUser patient/*.rs offline_access"}, "state": {"s1"}, "aud": {origin + "/fhir"},
-		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
-	res, _ := do(http.MethodGet, "/auth/authorize?"+q.Encode(), nil)
-	if res.StatusCode != http.StatusSeeOther {
-		t.Fatalf("authorize: %d", res.StatusCode)
-	}
-	_, page := do(http.MethodGet, res.Header.Get("Location"), nil)
-	res, _ = do(http.MethodPost, "/auth/login", url.Values{"csrf": {csrf(page)}, "username": {"ann"}, "password": {"correct horse battery"}})
-	if res.StatusCode != http.StatusSeeOther {
-		t.Fatalf("login: %d", res.StatusCode)
-	}
-	_, page = do(http.MethodGet, res.Header.Get("Location"), nil)
-	if !strings.Contains(page, "Weight app") {
-		t.Errorf("consent page does not name the app:\n%s", page)
-	}
-	res, _ = do(http.MethodPost, "/auth/consent", url.Values{"csrf": {csrf(page)}, "action": {"approve"}})
-	loc, err := url.Parse(res.Header.Get("Location"))
-	if err != nil || !strings.HasPrefix(loc.String(), redirect) || loc.Query().Get("state") != "s1" {
-		t.Fatalf("approve: %d → %q", res.StatusCode, res.Header.Get("Location"))
-	}
-	tok, err := http.PostForm(origin+"/auth/token", url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
-		"redirect_uri": {redirect}, "code_verifier": {verifier}, "client_id": {"app"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tr struct {
-		AccessToken string `json:"access_token"`
-		IDToken     string `json:"id_token"`
-		Patient     string `json:"patient"`
-	}
-	json.NewDecoder(tok.Body).Decode(&tr)
-	tok.Body.Close()
-	if tok.StatusCode != 200 || tr.Patient != "p1" || tr.AccessToken == "" || tr.IDToken == "" {
-		t.Fatalf("token: %d patient %q", tok.StatusCode, tr.Patient)
+	if tr.Patient != "p1" || tr.IDToken == "" {
+		t.Fatalf("token: patient %q, id_token %v", tr.Patient, tr.IDToken != "")
 	}
 	var b bundle
 	if st := getJSON(t, origin+"/fhir/Observation?patient=p1", tr.AccessToken, &b); st != 200 || len(b.Entry) != 1 || b.ids()[0] != "Observation/w-p1" {
@@ -238,6 +277,33 @@ func TestStandaloneLaunchEndToEnd(t *testing.T) {
 	}
 	if st := getJSON(t, origin+"/fhir/Patient/p2", tr.AccessToken, nil); st != http.StatusNotFound {
 		t.Errorf("reading another patient: %d, want 404", st)
+	}
+}
+
+// TestPatientUserScopesEndToEnd is the audit's escape: a public client registered with the
+// CLI's defaults (which include user/*.rs) and a patient user who asks for user/ scopes, in a
+// browser that reuses its sign-in. Every token stays inside the patient's compartment.
+func TestPatientUserScopesEndToEnd(t *testing.T) {
+	origin, env := authServer(t)
+	const redirect = "https://app.example/cb"
+	addLaunchApp(t, env, redirect)
+	l := newLaunchClient(t, origin, redirect)
+	for _, scope := range []string{"user/*.rs", "patient/*.rs user/*.rs", "launch/patient user/*.read", "openid fhirUser user/*.rs"} {
+		tr, consent := l.launch(scope, "ann") // the first signs in, the others reuse the sign-in
+		if !strings.Contains(consent, "your") || strings.Contains(consent, "every patient") {
+			t.Errorf("%s: the consent page does not say it is the user's own record:\n%s", scope, consent)
+		}
+		var b bundle
+		if st := getJSON(t, origin+"/fhir/Patient", tr.AccessToken, &b); st != 200 || !slices.Equal(b.ids(), []string{"Patient/p1"}) {
+			t.Errorf("%s: GET /fhir/Patient: %d %v", scope, st, b.ids())
+		}
+		b = bundle{}
+		if st := getJSON(t, origin+"/fhir/Observation?patient=p2", tr.AccessToken, &b); st != 200 || len(b.Entry) != 0 {
+			t.Errorf("%s: another patient's observations: %d %v", scope, st, b.ids())
+		}
+		if st := getJSON(t, origin+"/fhir/Observation/w-p2", tr.AccessToken, nil); st != http.StatusNotFound {
+			t.Errorf("%s: reading another patient's observation: %d, want 404", scope, st)
+		}
 	}
 }
 

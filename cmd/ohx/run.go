@@ -80,6 +80,8 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 		CursorKey:      deriveKey(key, "ohx paging cursor"),
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
+		CORSOrigins:    commaList(cfg.CORSOrigins),
+		TrustedProxies: commaList(cfg.TrustedProxies),
 	}
 	if err := setupAuth(ctx, cfg, st, key, log, &ac); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"slices"
@@ -72,7 +73,9 @@ func TestWithingsConnectEndToEnd(t *testing.T) {
 	if res, _ := postJSON(t, origin+"/connect/links", "", map[string]string{"patient": "p1", "provider": "withings"}); res.StatusCode != 401 {
 		t.Errorf("link without a token: %d", res.StatusCode)
 	}
-	browser := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// The browser keeps cookies: the callback must come from the browser that opened the link.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	r, err := browser.Get(link["url"].(string))
 	if err != nil {
 		t.Fatal(err)

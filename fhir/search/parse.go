@@ -9,8 +9,29 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/openhealthexchange/ohx/fhir"
+)
+
+// Limits on the size of one search. Every value becomes a condition in the store's query, and
+// every parameter a subquery or a filter ANDed to the others: unbounded, a single request could
+// ask for a query no store should run (SQLite refuses an expression tree deeper than 1000, and
+// has at most 32766 bind variables). Beyond them Parse answers 400 too-costly
+// (https://hl7.org/fhir/R5/codesystem-issue-type.html#issue-type-too-costly). They are far above
+// what real clients send: a few parameters with a handful of codes each.
+const (
+	// MaxParams is the most parameters one search may have. Every occurrence of a filter
+	// parameter counts (known or not, empty or not, "code=a&code=b" is two), and so does every
+	// _include and _revinclude; the result parameters that may appear only once (_count, _sort,
+	// _summary, _total, _elements, _page) and _format and _pretty do not.
+	MaxParams = 100
+	// MaxParamValues is the most comma-separated values of one parameter: the values a filter
+	// ORs ("code=a,b,c" is three), the keys of _sort and the names of _elements.
+	MaxParamValues = 100
+	// MaxValues is the most filter values of a whole search, over all its parameters, so that
+	// MaxParams parameters of MaxParamValues values each are not allowed together.
+	MaxValues = 1000
 )
 
 // Options controls parsing.
@@ -39,27 +60,41 @@ func ParseRawQuery(raw string) ([]NameValue, error) {
 		if err != nil {
 			return nil, fhir.Invalid(fhir.CodeInvalid, "malformed query parameter name %q", truncate(k))
 		}
+		// Percent-decoding yields any bytes: refuse what is not text rather than let it reach
+		// the index and the links (where encoding/json would turn it into U+FFFD).
+		if !utf8.ValidString(name) {
+			return nil, fhir.Invalid(fhir.CodeInvalid, "a query parameter name is not valid UTF-8")
+		}
 		val, err := url.QueryUnescape(v)
 		if err != nil {
 			return nil, fhir.Invalid(fhir.CodeInvalid, "malformed value of query parameter %q", truncate(name))
+		}
+		if !utf8.ValidString(val) {
+			return nil, fhir.Invalid(fhir.CodeInvalid, "the value of query parameter %q is not valid UTF-8", truncate(name))
 		}
 		out = append(out, NameValue{Name: name, Value: val})
 	}
 	return out, nil
 }
 
+// truncate shortens s for diagnostics, never inside a UTF-8 sequence.
 func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
+	if len(s) <= 64 {
+		return s
 	}
-	return s
+	n := 64
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // resultParams are handled by the HTTP layer or below and are never "unknown".
 var formatParams = map[string]bool{"_format": true, "_pretty": true}
 
-// Parse turns the parameters of a search on typ into a Query. Invalid values are a 400 *fhir.Error;
-// unknown parameters are dropped (and left out of Applied) unless opt.Strict.
+// Parse turns the parameters of a search on typ into a Query. Invalid values are a 400 *fhir.Error,
+// and so is a search beyond MaxParams, MaxParamValues or MaxValues (code too-costly); unknown
+// parameters are dropped (and left out of Applied) unless opt.Strict.
 func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, string, error) {
 	if opt.DefaultCount <= 0 {
 		opt.DefaultCount = 50
@@ -73,6 +108,13 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 	q := &Query{Type: typ, Count: opt.DefaultCount}
 	var page string
 	seenResult := map[string]bool{}
+	var nParams, nValues int
+	countParam := func() error {
+		if nParams++; nParams > MaxParams {
+			return fhir.Invalid(fhir.CodeTooCostly, "too many search parameters: at most %d are allowed", MaxParams)
+		}
+		return nil
+	}
 	unsupported := func(name, why string) error {
 		if opt.Strict {
 			return fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %q: %s", truncate(name), why)
@@ -133,6 +175,9 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 			q.Applied = append(q.Applied, NameValue{"_total", value})
 			continue
 		case "_elements":
+			if n := strings.Count(value, ",") + 1; n > MaxParamValues {
+				return nil, "", tooManyValues("_elements", n)
+			}
 			for e := range strings.SplitSeq(value, ",") {
 				if e = strings.TrimSpace(e); e != "" {
 					q.Elements = append(q.Elements, e)
@@ -141,6 +186,9 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 			q.Applied = append(q.Applied, NameValue{"_elements", value})
 			continue
 		case "_include", "_revinclude":
+			if err := countParam(); err != nil {
+				return nil, "", err
+			}
 			rev := base == "_revinclude"
 			incs, ok := r.parseInclude(typ, name, value, rev)
 			if !ok {
@@ -157,6 +205,9 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 			q.Applied = append(q.Applied, NameValue{name, value})
 			continue
 		}
+		if err := countParam(); err != nil {
+			return nil, "", err
+		}
 		if value == "" {
 			continue // empty parameters are ignored (search.html §3.2.1.5.1)
 		}
@@ -170,6 +221,9 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 			}
 			continue
 		}
+		if nValues += max(1, len(c.Values)); nValues > MaxValues {
+			return nil, "", fhir.Invalid(fhir.CodeTooCostly, "too many search values: at most %d are allowed in all parameters together", MaxValues)
+		}
 		q.Clauses = append(q.Clauses, c)
 		q.Applied = append(q.Applied, NameValue{name, value})
 	}
@@ -182,6 +236,10 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 	return q, page, nil
 }
 
+func tooManyValues(name string, n int) error {
+	return fhir.Invalid(fhir.CodeTooCostly, "%s: %d values, at most %d are allowed", truncate(name), n, MaxParamValues)
+}
+
 func appendUnique(list []Include, add ...Include) []Include {
 	for _, a := range add {
 		if !slices.Contains(list, a) {
@@ -192,6 +250,9 @@ func appendUnique(list []Include, add ...Include) []Include {
 }
 
 func (r *Registry) parseSort(typ, value string) ([]SortKey, error) {
+	if n := strings.Count(value, ",") + 1; n > MaxParamValues {
+		return nil, tooManyValues("_sort", n)
+	}
 	var keys []SortKey
 	for k := range strings.SplitSeq(value, ",") {
 		k = strings.TrimSpace(k)
@@ -200,6 +261,9 @@ func (r *Registry) parseSort(typ, value string) ([]SortKey, error) {
 		p := r.Param(typ, k)
 		if p == nil || !p.Sortable {
 			return nil, fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "_sort: %q is not a sortable parameter of %s", truncate(k), typ)
+		}
+		if slices.ContainsFunc(keys, func(s SortKey) bool { return s.Param == k }) {
+			continue // a repeated key cannot change the order: rows still tied by then tie on it too
 		}
 		keys = append(keys, SortKey{Param: k, Desc: desc})
 		if k == "_id" {
@@ -253,7 +317,11 @@ func (r *Registry) parseClause(typ, name, value string, opt Options) (Clause, bo
 	if mod != "" && !slices.Contains(p.Modifiers, mod) && !(p.Type == Reference && slices.Contains(p.Targets, mod)) {
 		return c, false, nil
 	}
-	for _, raw := range splitEscaped(value, ',') {
+	raws := splitEscaped(value, ',')
+	if len(raws) > MaxParamValues {
+		return c, false, tooManyValues(name, len(raws))
+	}
+	for _, raw := range raws {
 		v, err := parseValue(p, mod, raw, opt)
 		if err != nil {
 			return c, false, err

@@ -38,6 +38,8 @@ type opener = func(t testing.TB) store.Store
 //   - Paging: keyset cursors forwards and backwards, and paging under concurrent inserts.
 //   - Total: _summary=count, _count=0, _total=accurate and the free total of a single page.
 //   - Include: _include and _revinclude, per page, deduplicated, unresolvable targets skipped.
+//   - Limits: searches as large as the parser accepts (search.MaxParams, MaxParamValues,
+//     MaxValues), paged.
 //   - Records: the small document store (put, create-if-absent, get, take, delete, list, expiry,
 //     atomic concurrent create and take).
 //   - Cancel: every method returns an error matching context.Canceled for a cancelled context.
@@ -50,6 +52,7 @@ func Run(t *testing.T, open func(t testing.TB) store.Store) {
 	t.Run("Paging", func(t *testing.T) { testPaging(t, open) })
 	t.Run("Total", func(t *testing.T) { testTotal(t, open) })
 	t.Run("Include", func(t *testing.T) { testInclude(t, open) })
+	t.Run("Limits", func(t *testing.T) { testLimits(t, open) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, open) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })

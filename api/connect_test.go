@@ -1,0 +1,402 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/openhealthexchange/ohx/api"
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/providers"
+	"github.com/openhealthexchange/ohx/store/sqlite"
+)
+
+// fakeVendor is a provider whose consent page is never visited: tests read the state from the
+// consent URL and call the callback themselves, as the vendor would send the browser.
+type fakeVendor struct {
+	mu        sync.Mutex
+	exchanges []string // codes
+}
+
+var _ providers.Provider = (*fakeVendor)(nil)
+
+func (f *fakeVendor) Name() string { return "vendor" }
+
+func (f *fakeVendor) AuthCodeURL(state, codeChallenge string) string {
+	return "https://vendor.test/authorize?" + url.Values{"state": {state}, "code_challenge": {codeChallenge}}.Encode()
+}
+
+// Exchange links the vendor account "user-<code>".
+func (f *fakeVendor) Exchange(_ context.Context, code, _ string) (*providers.Grant, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exchanges = append(f.exchanges, code)
+	return &providers.Grant{Token: &oauth2.Token{AccessToken: "at-" + code, RefreshToken: "rt-" + code}, UserID: "user-" + code}, nil
+}
+
+func (f *fakeVendor) codes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.exchanges...)
+}
+
+func (f *fakeVendor) Refresh(context.Context, *oauth2.Token) (*oauth2.Token, error) {
+	return nil, errors.New("fakeVendor: Refresh not used")
+}
+
+func (f *fakeVendor) Devices(context.Context, string, oauth2.TokenSource) ([]fhir.DeviceInfo, error) {
+	return nil, errors.New("fakeVendor: Devices not used")
+}
+
+func (f *fakeVendor) Fetch(context.Context, string, oauth2.TokenSource, providers.Query) (*providers.Page, error) {
+	return nil, errors.New("fakeVendor: Fetch not used")
+}
+
+// memVault is an in-memory api.ConnectVault.
+type memVault struct {
+	mu    sync.Mutex
+	conns map[string]*providers.Connection // provider/patient
+}
+
+func (v *memVault) Get(_ context.Context, provider, patient string) (*providers.Connection, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if c, ok := v.conns[provider+"/"+patient]; ok {
+		return c, nil
+	}
+	return nil, providers.ErrNotConnected
+}
+
+func (v *memVault) ByVendorUser(_ context.Context, provider, user string) (*providers.Connection, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, c := range v.conns {
+		if c.Provider == provider && c.VendorUserID == user {
+			return c, nil
+		}
+	}
+	return nil, providers.ErrNotConnected
+}
+
+func (v *memVault) Save(_ context.Context, c *providers.Connection) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.conns[c.Provider+"/"+c.PatientID] = c
+	return nil
+}
+
+type nopSyncer struct{}
+
+func (nopSyncer) Connected(context.Context, string, string) error        { return nil }
+func (nopSyncer) Disconnect(context.Context, string, string, bool) error { return nil }
+
+// memSink records webhook notifications as "provider user".
+type memSink struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (s *memSink) Notified(_ context.Context, provider, user, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, provider+" "+user)
+	return nil
+}
+
+func (s *memSink) notifications() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.got...)
+}
+
+const webhookSecret = "hook-secret"
+
+type connectEnv struct {
+	*env
+	vendor *fakeVendor
+	vault  *memVault
+	sink   *memSink
+}
+
+// newConnectEnv starts the API (authentication off) with the connect flow over fakeVendor and
+// the webhook endpoint; base is the public FHIR base URL ("" for the test server's own).
+// Patients p1, p2 and p3 exist.
+func newConnectEnv(t *testing.T, base string) *connectEnv {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &connectEnv{env: &env{t: t, store: st}, vendor: &fakeVendor{}, vault: &memVault{conns: map[string]*providers.Connection{}}, sink: &memSink{}}
+	e.srv = httptest.NewUnstartedServer(nil)
+	e.base = "http://" + e.srv.Listener.Addr().String() + "/fhir"
+	if base != "" {
+		e.base = base
+	}
+	s, err := api.New(api.Config{BaseURL: e.base, CursorKey: bytes.Repeat([]byte("k"), 32), MaxBodyBytes: 64 << 10,
+		Connect:  &api.ConnectConfig{Providers: providers.NewRegistry(e.vendor), Vault: e.vault, Sync: nopSyncer{}},
+		Webhooks: &api.WebhookConfig{Sink: e.sink, Secrets: map[string]string{"vendor": webhookSecret}},
+	}, st, search.DefaultRegistry(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Config.Handler = s.Handler()
+	e.srv.Start()
+	t.Cleanup(e.srv.Close)
+	for _, id := range []string{"p1", "p2", "p3"} {
+		if _, err := st.Create(t.Context(), &fhir.Patient{Base: fhir.Base{ResourceType: "Patient", ID: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// browser is an HTTP client that keeps cookies (nil jar: none) and does not follow redirects.
+func browser(t *testing.T, withJar bool) *http.Client {
+	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if withJar {
+		jar, err := cookiejar.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Jar = jar
+	}
+	return c
+}
+
+// link makes a one-time connect link for patient and returns its path and query.
+func (e *connectEnv) link(patient string) string {
+	e.t.Helper()
+	r := e.do("POST", "/connect/links", `{"patient":"`+patient+`","provider":"vendor"}`, "Content-Type", "application/json")
+	var out struct{ URL string }
+	if err := json.Unmarshal(r.body, &out); r.status != http.StatusCreated || err != nil {
+		e.t.Fatalf("POST /connect/links: %d %s", r.status, r.body)
+	}
+	u, err := url.Parse(out.URL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u.RequestURI()
+}
+
+// open opens a connect link in b and returns the state of the vendor consent URL it goes to and
+// the binding cookie it got.
+func (e *connectEnv) open(b *http.Client, link string) (state string, cookie *http.Cookie) {
+	e.t.Helper()
+	res, err := b.Get(e.srv.URL + link)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res.Body.Close()
+	consent, err := url.Parse(res.Header.Get("Location"))
+	if res.StatusCode != http.StatusFound || err != nil || consent.Host != "vendor.test" || consent.Query().Get("state") == "" {
+		e.t.Fatalf("GET %s: %d to %q", link, res.StatusCode, res.Header.Get("Location"))
+	}
+	for _, c := range res.Cookies() {
+		if c.Name == "ohx_connect" {
+			cookie = c
+		}
+	}
+	return consent.Query().Get("state"), cookie
+}
+
+// callback sends b back from the vendor with code and state, as the vendor's redirect would.
+func (e *connectEnv) callback(b *http.Client, state, code string) (int, string) {
+	e.t.Helper()
+	res, err := b.Get(e.srv.URL + "/connect/vendor/callback?" + url.Values{"state": {state}, "code": {code}}.Encode())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res.StatusCode, string(body)
+}
+
+func (e *connectEnv) connected(patient string) *providers.Connection {
+	c, err := e.vault.Get(e.t.Context(), "vendor", patient)
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// TestConnectStateBoundToBrowser: the consent URL a link leads to can only be completed by the
+// browser that opened the link (audit item 8). Whoever else comes back with its state, without
+// the binding cookie or with another one, links nothing and never reaches the vendor's token
+// endpoint.
+func TestConnectStateBoundToBrowser(t *testing.T) {
+	e := newConnectEnv(t, "")
+	const wrongBrowser = "This sign-in was started in another browser. Open the link again on this device."
+
+	// The patient's own browser completes the flow.
+	patient := browser(t, true)
+	state, _ := e.open(patient, e.link("p1"))
+	if code, body := e.callback(patient, state, "abc"); code != http.StatusOK || !strings.Contains(body, "Your account is connected") {
+		t.Fatalf("callback in the browser that opened the link: %d %s", code, body)
+	}
+	if c := e.connected("p1"); c == nil || c.VendorUserID != "user-abc" {
+		t.Fatalf("p1's connection: %v, want vendor user user-abc", c)
+	}
+
+	other := browser(t, true)
+	e.open(other, e.link("p3")) // a browser with a binding cookie of its own
+	forged := browser(t, true)
+	u, _ := url.Parse(e.srv.URL)
+	forged.Jar.SetCookies(u, []*http.Cookie{{Name: "ohx_connect", Value: base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)), Path: "/connect/"}})
+	malformed := browser(t, true)
+	malformed.Jar.SetCookies(u, []*http.Cookie{{Name: "ohx_connect", Value: "x", Path: "/connect/"}})
+	for _, tc := range []struct {
+		name string
+		b    *http.Client
+	}{
+		{"no cookie", browser(t, false)},
+		{"another browser's cookie", other},
+		{"a forged cookie", forged},
+		{"a malformed cookie", malformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state, _ := e.open(patient, e.link("p2"))
+			before := len(e.vendor.codes())
+			code, body := e.callback(tc.b, state, "mallory")
+			if code != http.StatusBadRequest || !strings.Contains(body, wrongBrowser) {
+				t.Errorf("callback: %d %s, want 400 %q", code, body, wrongBrowser)
+			}
+			if got := e.vendor.codes(); len(got) != before {
+				t.Errorf("the vendor's token endpoint was called: %v", got[before:])
+			}
+			if c := e.connected("p2"); c != nil {
+				t.Errorf("p2 got connected: %v", c)
+			}
+		})
+	}
+	if got := e.vendor.codes(); len(got) != 1 {
+		t.Errorf("code exchanges: %v, want only the patient's own", got)
+	}
+}
+
+// TestConnectTwoFlowsOneBrowser: a browser that opens two links before finishing either keeps
+// one binding cookie, and both flows complete.
+func TestConnectTwoFlowsOneBrowser(t *testing.T) {
+	e := newConnectEnv(t, "")
+	b := browser(t, true)
+	s2, c2 := e.open(b, e.link("p2"))
+	s3, c3 := e.open(b, e.link("p3"))
+	if c2 == nil || c3 == nil || c2.Value != c3.Value {
+		t.Errorf("binding cookies: %v then %v, want the same value", c2, c3)
+	}
+	for _, f := range []struct{ state, code, patient string }{{s3, "three", "p3"}, {s2, "two", "p2"}} {
+		if code, body := e.callback(b, f.state, f.code); code != http.StatusOK {
+			t.Errorf("callback for %s: %d %s", f.patient, code, body)
+		}
+		if c := e.connected(f.patient); c == nil || c.VendorUserID != "user-"+f.code {
+			t.Errorf("%s's connection: %v", f.patient, c)
+		}
+	}
+}
+
+// TestConnectBindingCookie: the binding cookie is 32 random bytes, for /connect/ only, HttpOnly,
+// SameSite=Lax (sent on the vendor's top-level redirect back), Secure on an https base, and lives
+// as long as the state.
+func TestConnectBindingCookie(t *testing.T) {
+	for _, tc := range []struct {
+		base   string
+		secure bool
+	}{
+		{"", false},
+		{"https://ohx.example/fhir", true},
+	} {
+		t.Run("base "+tc.base, func(t *testing.T) {
+			e := newConnectEnv(t, tc.base)
+			b := browser(t, false)
+			_, c := e.open(b, e.link("p1"))
+			if c == nil {
+				t.Fatal("no ohx_connect cookie")
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(c.Value)
+			if err != nil || len(raw) != 32 {
+				t.Errorf("value %q: want 32 bytes base64url", c.Value)
+			}
+			if c.Path != "/connect/" || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.MaxAge != 15*60 || c.Secure != tc.secure {
+				t.Errorf("cookie %+v: want Path=/connect/ HttpOnly SameSite=Lax Max-Age=900 Secure=%v", c, tc.secure)
+			}
+			if _, c2 := e.open(b, e.link("p2")); c2 == nil || c2.Value == c.Value {
+				t.Errorf("a browser without the cookie got %v again, want a new value", c2)
+			}
+		})
+	}
+}
+
+// TestConnectPageHeaders: the connect pages cannot be framed and leak no Referer (audit item 11).
+func TestConnectPageHeaders(t *testing.T) {
+	e := newConnectEnv(t, "")
+	b := browser(t, true)
+	state, _ := e.open(b, e.link("p1"))
+	for _, tc := range []struct{ name, path string }{
+		{"link expired", "/connect/vendor?link=unknown"},
+		{"unknown service", "/connect/nobody?link=x"},
+		{"connected", "/connect/vendor/callback?code=abc&state=" + state},
+		{"state used up", "/connect/vendor/callback?code=abc&state=" + state},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := b.Get(e.srv.URL + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			h := res.Header
+			if !strings.HasPrefix(h.Get("Content-Type"), "text/html") {
+				t.Fatalf("%d %s: not a page", res.StatusCode, h.Get("Content-Type"))
+			}
+			if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'none'") {
+				t.Errorf("Content-Security-Policy %q", csp)
+			}
+			for k, want := range map[string]string{"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"} {
+				if got := h.Get(k); got != want {
+					t.Errorf("%s: got %q, want %q", k, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestWebhookBodyTooLarge: a notification body beyond Config.MaxBodyBytes is 413, not 400
+// (audit item 11); a malformed form is still 400, and neither queues anything.
+func TestWebhookBodyTooLarge(t *testing.T) {
+	e := newConnectEnv(t, "")
+	hook := "/webhooks/vendor/" + webhookSecret
+	ct := "application/x-www-form-urlencoded"
+	big := "userid=42&appli=1&padding=" + strings.Repeat("a", 100<<10) // MaxBodyBytes is 64 KiB
+	if r := e.do("POST", hook, big, "Content-Type", ct); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %d, want 413", r.status)
+	}
+	if r := e.do("POST", hook, "userid=%zz", "Content-Type", ct); r.status != http.StatusBadRequest {
+		t.Errorf("malformed form: %d, want 400", r.status)
+	}
+	if got := e.sink.notifications(); len(got) != 0 {
+		t.Errorf("queued %v", got)
+	}
+	if r := e.do("POST", hook, "userid=42&appli=1", "Content-Type", ct); r.status != http.StatusOK {
+		t.Errorf("notification: %d, want 200", r.status)
+	}
+	if got := e.sink.notifications(); len(got) != 1 || got[0] != "vendor 42" {
+		t.Errorf("queued %v, want [vendor 42]", got)
+	}
+}
