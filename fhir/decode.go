@@ -74,7 +74,7 @@ func DecodeInto(data []byte, r Resource) error {
 // text the client never sent.
 func checkUTF8(data []byte) error {
 	if utf8.Valid(data) {
-		return nil
+		return checkSurrogates(data)
 	}
 	off := 0
 	for off < len(data) {
@@ -85,6 +85,62 @@ func checkUTF8(data []byte) error {
 		off += n
 	}
 	return Invalid(CodeStructure, "the body is not valid UTF-8 (invalid byte at offset %d)", off)
+}
+
+// checkSurrogates refuses \u escapes of UTF-16 surrogates that do not form a pair ("\ud800"):
+// the text is valid UTF-8 but names no character, and encoding/json would store U+FFFD instead
+// (RFC 8259 §8.2 leaves such strings' behaviour unpredictable). A backslash can only start an
+// escape (inside a string, else the JSON is invalid anyway), so a flat scan is exact.
+func checkSurrogates(data []byte) error {
+	if !bytes.Contains(data, []byte(`\u`)) {
+		return nil
+	}
+	hex4 := func(i int) (rune, bool) {
+		if i+4 > len(data) {
+			return 0, false
+		}
+		var r rune
+		for _, c := range data[i : i+4] {
+			switch {
+			case c >= '0' && c <= '9':
+				r = r<<4 | rune(c-'0')
+			case c >= 'a' && c <= 'f':
+				r = r<<4 | rune(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				r = r<<4 | rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		return r, true
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		if i+1 >= len(data) || data[i+1] != 'u' {
+			i++ // a one-character escape, e.g. \\ or \"
+			continue
+		}
+		r, ok := hex4(i + 2)
+		if !ok {
+			return nil // a malformed escape: the JSON decoder reports it
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+12 <= len(data) && data[i+6] == '\\' && data[i+7] == 'u' {
+				if lo, ok := hex4(i + 8); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+					i += 11
+					continue
+				}
+			}
+			return Invalid(CodeStructure, "the body escapes an unpaired UTF-16 surrogate (\\u%04X at offset %d)", r, i)
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return Invalid(CodeStructure, "the body escapes an unpaired UTF-16 surrogate (\\u%04X at offset %d)", r, i)
+		}
+		i += 5
+	}
+	return nil
 }
 
 func decodeInto(data []byte, r Resource) error {

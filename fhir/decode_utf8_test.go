@@ -52,3 +52,33 @@ func TestDecodeInvalidUTF8(t *testing.T) {
 		t.Errorf("family: got %q", got)
 	}
 }
+
+// TestDecodeUnpairedSurrogate: an escaped lone surrogate is valid UTF-8 but no character;
+// encoding/json would store U+FFFD, so it is refused. Pairs and escaped backslashes are fine.
+func TestDecodeUnpairedSurrogate(t *testing.T) {
+	for _, tc := range []struct {
+		family string
+		ok     bool
+	}{
+		{`M\u00fcller`, true},
+		{`\ud83d\ude00`, true},    // 😀 as a surrogate pair
+		{`\\ud800`, true},         // an escaped backslash followed by the text "ud800"
+		{`a\\\ud83d\ude00`, true}, // backslash, then a pair
+		{`\ud800`, false},         // lone high surrogate
+		{`\ud800x`, false},        // high surrogate followed by text
+		{`\ud800\u0041`, false},   // high surrogate followed by another escape
+		{`\udc00`, false},         // lone low surrogate
+		{`\ude00\ud83d`, false},   // a pair in the wrong order
+		{`ok\\\\\ud800`, false},   // escaped backslashes then a lone surrogate
+		{`\uD800\uDFFF`, true},    // upper-case hex
+	} {
+		body := []byte(`{"resourceType":"Patient","name":[{"family":"` + tc.family + `"}]}`)
+		_, err := Decode(body, "Patient")
+		if (err == nil) != tc.ok {
+			t.Errorf("family %s: err = %v, want ok=%v", tc.family, err, tc.ok)
+		}
+		if err != nil && !tc.ok && !strings.Contains(err.Error(), "surrogate") {
+			t.Errorf("family %s: %v does not say what is wrong", tc.family, err)
+		}
+	}
+}
