@@ -17,11 +17,16 @@ build:
 
 # Every test, with the race detector: the SQLite store, the MongoDB store against FerretDB
 # embedded in the test binary, R4 output through google/fhir/go's validator, the HTTP API.
-test:
+test: testdata/fhirkit/node_modules
 	$(GO) test -race -short -count=1 ./...
 
+# The npm packages of the fhir-kit-client end-to-end test, pinned by its package-lock.json (the
+# test skips without Node.js; the browser tests skip without Debian's chromium).
+testdata/fhirkit/node_modules: testdata/fhirkit/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix testdata/fhirkit --no-audit --no-fund --loglevel=error && touch $@; fi
+
 # Also the slow tests skipped by -short.
-test-all:
+test-all: testdata/fhirkit/node_modules
 	$(GO) test -race -count=1 ./...
 
 lint:

@@ -474,8 +474,8 @@ func TestR4(t *testing.T) {
 		t.Errorf("DeviceAssociation under R4: got %d, want 404", r.status)
 	}
 	b := e.get("/fhir/Observation?patient=p1&_count=2", "Accept", "application/fhir+json; fhirVersion=4.0").bundle(t)
-	if len(b.Entry) != 2 || !strings.HasPrefix(linkOf(b, "next"), e.base+"/Observation?") {
-		t.Errorf("R4 search by Accept: %d entries, next %q", len(b.Entry), linkOf(b, "next"))
+	if len(b.Entry) != 2 || !strings.HasPrefix(linkOf(b, "next"), e.base+"/r4/Observation?") {
+		t.Errorf("R4 search by Accept: %d entries, next %q, want it under the R4 base", len(b.Entry), linkOf(b, "next"))
 	}
 	b = e.get("/fhir/r4/Observation?patient=p1&_count=2").bundle(t)
 	if !strings.HasPrefix(b.Entry[0].FullURL, e.base+"/r4/Observation/") {

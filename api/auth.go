@@ -204,7 +204,9 @@ func constraintQueries(reg *search.Registry, typ string, cs []url.Values) []*sea
 			}
 		}
 		q, _, err := reg.Parse(typ, pairs, search.Options{Strict: true})
-		if err != nil || len(q.Clauses) == 0 {
+		// A chained constraint would need the targets to decide a read (visible): it grants
+		// nothing, in searches as in reads.
+		if err != nil || len(q.Clauses) == 0 || slices.ContainsFunc(q.Clauses, func(c search.Clause) bool { return c.Chain != nil }) {
 			continue
 		}
 		out[i] = q

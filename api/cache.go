@@ -97,6 +97,7 @@ func searchDeps(q *search.Query, v Version) []dep {
 		patient = "" // Patient and Device rows are not indexed by compartment in the tracker
 	}
 	deps := []dep{{q.Type, patient}}
+	deps = append(deps, chainDeps(q)...)
 	for _, i := range q.Include {
 		deps = append(deps, dep{i.Target, ""})
 	}

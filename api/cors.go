@@ -28,7 +28,7 @@ var (
 		"If-None-Exist", "If-Modified-Since", "X-Request-ID"}
 	// Response headers scripts may read besides the safelisted ones: versions, created
 	// resources, the request id for support, the reason of a 401 and when to retry a 429/503.
-	corsExposedHeaders = []string{"ETag", "Location", "Content-Location", "Last-Modified", "X-Request-ID", "WWW-Authenticate", "Retry-After"}
+	corsExposedHeaders = []string{"ETag", "Location", "Content-Location", "Last-Modified", "X-Request-ID", "WWW-Authenticate", "Retry-After", "Allow"}
 )
 
 // corsPolicy decides by path which CORS rules apply and applies them with rs/cors.
@@ -84,7 +84,7 @@ func checkOrigins(origins []string) error {
 // rules returns the CORS rules for a request path, or nil if the path gets no CORS.
 func (p *corsPolicy) rules(path string) *cors.Cors {
 	switch {
-	case strings.HasPrefix(path, "/fhir/"), p.paths[path]:
+	case strings.HasPrefix(path, "/fhir/"), path == "/fhir", p.paths[path]: // "/fhir": batch and transaction
 		return p.api
 	case !p.connect:
 		return nil

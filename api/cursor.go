@@ -25,6 +25,10 @@ func (s *Server) cursorMAC(binding string, payload []byte) []byte {
 	return m.Sum(nil)[:16]
 }
 
+// cursorBinding binds the FHIR version of the answer, not the base the client addressed: the
+// links of an R4 answer point at the R4 base whichever base served it (Server.base), so a cursor
+// minted for an R4 search chosen with Accept on /fhir pages that search on /fhir/r4, and no R4
+// cursor pages an R5 search.
 func cursorBinding(q *search.Query, v Version, principal string) string {
 	var b strings.Builder
 	b.WriteString(q.Type)

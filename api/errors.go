@@ -24,7 +24,10 @@ func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
 	var mbe *http.MaxBytesError
 	var ae *authError
 	var ue *providers.UpstreamError
+	var ee *entryError
 	switch {
+	case errors.As(err, &ee):
+		return entryOutcome(ee, requestID)
 	case errors.As(err, &ae):
 		code := fhir.CodeLogin
 		if ae.status == http.StatusForbidden {
@@ -64,6 +67,24 @@ func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
 		return statusClientClosed, nil
 	}
 	return http.StatusInternalServerError, fhir.NewOutcome("fatal", fhir.CodeException, "internal error (request id "+requestID+")")
+}
+
+// entryOutcome is the outcome of a Bundle entry that failed the whole request: the entry's own
+// status and issue, with the entry named in diagnostics and expression. A 404 (unsupported type)
+// or 405 (a method or type that cannot be written) of the entry becomes 422: the request itself,
+// POST to the base, is allowed.
+func entryOutcome(ee *entryError, requestID string) (int, *fhir.OperationOutcome) {
+	status, oo := outcomeFor(ee.err, requestID)
+	if oo == nil {
+		return status, nil
+	}
+	if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
+		status = http.StatusUnprocessableEntity
+	}
+	is := &oo.Issue[0]
+	is.Diagnostics = ee.where() + ": " + is.Diagnostics
+	is.Expression = append([]string{"Bundle.entry[" + strconv.Itoa(ee.index) + "]"}, is.Expression...)
+	return status, oo
 }
 
 // handler is the shape of every FHIR handler: errors are returned, never written.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openhealthexchange/ohx/api"
 	"github.com/openhealthexchange/ohx/api/smart"
+	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/store/sqlite"
@@ -208,5 +209,27 @@ func TestConnectManagementConfined(t *testing.T) {
 	}
 	if got := status(ae.mint("user/Patient.u", "", withUser("Practitioner/d1")), "p2"); got != http.StatusOK {
 		t.Errorf("practitioner: %d", got)
+	}
+}
+
+// TestDeviceCacheFollowsAssociations: a patient token's Device search is confined through the
+// patient's DeviceAssociations, so a cached page must not outlive a change to them.
+func TestDeviceCacheFollowsAssociations(t *testing.T) {
+	e := newAuthEnv(t)
+	tok := e.mint("patient/*.rs", "p1")
+	for i := 0; i < 2; i++ { // the second is a cache hit
+		if got := allIDs(t, e.as(tok, "/fhir/Device").bundle(t)); !slices.Equal(got, []string{"Device/dev-p1"}) {
+			t.Fatalf("p1's devices: %v", got)
+		}
+	}
+	da := &fhir.DeviceAssociation{Base: fhir.Base{ResourceType: "DeviceAssociation", ID: "da-p1-orphan"},
+		Identifier: []fhir.Identifier{{System: "urn:da", Value: "p1-orphan"}}, Device: fhir.Reference{Reference: "Device/dev-orphan"},
+		Status:  fhir.CodeableConcept{Coding: []fhir.Coding{{System: fhir.DeviceAssociationStatusSystem, Code: "attached"}}},
+		Subject: &fhir.Reference{Reference: "Patient/p1"}}
+	if _, err := e.store.Upsert(t.Context(), []fhir.Resource{da}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sortd(allIDs(t, e.as(tok, "/fhir/Device").bundle(t))); !slices.Equal(got, []string{"Device/dev-orphan", "Device/dev-p1"}) {
+		t.Errorf("after a new association the cached page was served: %v", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Projection for _elements and _summary (https://hl7.org/fhir/R5/search.html#elements). It works
@@ -32,6 +33,24 @@ var summary = map[string][]string{
 		"manufactureDate", "expirationDate", "lotNumber", "serialNumber", "name", "modelNumber", "partNumber",
 		"category", "type", "version", "owner", "contact", "url", "parent"},
 	"DeviceAssociation": {"identifier", "device", "category", "status", "subject", "bodyStructure", "period"},
+}
+
+// choice lists the top-level choice elements ([x]) of each type, in R5 and R4 alike, by the name
+// _elements gives them: without the type suffix (search.html#_elements), so that "value" keeps
+// valueQuantity, valueString or whichever type the resource holds.
+var choice = map[string][]string{
+	"Observation": {"instantiates", "effective", "value"},
+	"Patient":     {"deceased", "multipleBirth"},
+}
+
+// named reports whether the member key k is the element name: the same name, or a choice
+// element name followed by its type suffix (value → valueQuantity).
+func named(typ, k, name string) bool {
+	if k == name {
+		return true
+	}
+	rest, ok := strings.CutPrefix(k, name)
+	return ok && rest != "" && rest[0] >= 'A' && rest[0] <= 'Z' && slices.Contains(choice[typ], name)
 }
 
 type member struct {
@@ -65,7 +84,9 @@ func project(typ string, obj []byte, elements []string, summaryMode string) ([]b
 	var keep func(string) bool
 	switch {
 	case len(elements) > 0:
-		keep = func(k string) bool { return slices.Contains(elements, k) || slices.Contains(mandatory[typ], k) }
+		keep = func(k string) bool {
+			return slices.ContainsFunc(elements, func(e string) bool { return named(typ, k, e) }) || slices.Contains(mandatory[typ], k)
+		}
 	case summaryMode == "true":
 		keep = func(k string) bool { return slices.Contains(summary[typ], k) || slices.Contains(mandatory[typ], k) }
 	case summaryMode == "text":

@@ -20,9 +20,12 @@ import (
 	"github.com/openhealthexchange/ohx/store"
 )
 
-// base returns the FHIR base the client addressed (links and fullUrls use it).
+// base returns the FHIR base of the answer's version, for links, fullUrls and Location: an R4
+// answer points at the R4 base even when R4 was chosen with Accept on the R5 base, so that a
+// client following its links without the header (as fhirclient does) stays on R4 and the
+// cursor it carries, bound to the version (cursorBinding), stays valid.
 func (s *Server) base(c *gin.Context) string {
-	if strings.HasPrefix(c.FullPath(), "/fhir/r4/") {
+	if version(c) == R4 {
 		return s.cfg.BaseURL + "/r4"
 	}
 	return s.cfg.BaseURL
@@ -54,10 +57,47 @@ func (s *Server) resourceType(c *gin.Context) (string, error) {
 }
 
 func (s *Server) notAllowed(c *gin.Context) error {
+	if s.practitionerPath(c) {
+		return practitionerOnlyRead(c)
+	}
 	if _, err := s.resourceType(c); err != nil {
 		return err
 	}
-	return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "%s is not allowed on %s: this resource is read-only over REST", c.Request.Method, c.Param("type"))
+	return methodNotAllowed(c, c.Param("type"))
+}
+
+// allowedMethods lists the methods ohx serves on [base]/[type] (instance false) and
+// [base]/[type]/[id] (instance true).
+func allowedMethods(typ string, instance bool) []string {
+	switch {
+	case typ == "Patient" && instance:
+		return []string{http.MethodGet, http.MethodPut} // read, update
+	case typ == "Patient":
+		return []string{http.MethodGet, http.MethodPost, http.MethodPut} // search, create, conditional update
+	}
+	return []string{http.MethodGet} // read or search
+}
+
+// methodNotAllowed is the 405 for the request's method on typ: it lists the methods the path
+// does allow, in the message and in the Allow header RFC 9110 §15.5.6 requires.
+func methodNotAllowed(c *gin.Context, typ string) error {
+	instance := c.Param("id") != ""
+	methods := allowedMethods(typ, instance)
+	c.Header("Allow", strings.Join(methods, ", "))
+	path := typ
+	if instance {
+		path += "/{id}"
+	}
+	why := ""
+	switch typ {
+	case "Patient":
+	case "Practitioner":
+		why = " (Practitioner is the read-only view of the authorization server's practitioner users)"
+	default:
+		why = " (" + typ + " is written only by the sync pipeline)"
+	}
+	return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "%s is not allowed on %s: allowed methods are %s%s",
+		c.Request.Method, path, strings.Join(methods, ", "), why)
 }
 
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
@@ -68,6 +108,9 @@ func setVersionHeaders(c *gin.Context, e store.Entry) {
 }
 
 func (s *Server) read(c *gin.Context) error {
+	if s.practitionerPath(c) {
+		return s.readPractitioner(c)
+	}
 	typ, err := s.resourceType(c)
 	if err != nil {
 		return err
@@ -271,10 +314,16 @@ func (s *Server) parseSearch(c *gin.Context, typ string, params []search.NameVal
 		}
 		q.Cursor = cur
 	}
+	if err := s.confineChains(c, q); err != nil {
+		return nil, err
+	}
 	return q, nil
 }
 
 func (s *Server) search(c *gin.Context) error {
+	if s.practitionerPath(c) {
+		return practitionerOnlyRead(c)
+	}
 	typ, err := s.resourceType(c)
 	if err != nil {
 		return err
@@ -309,6 +358,11 @@ func (s *Server) search(c *gin.Context) error {
 	var gens []uint64
 	if s.cache != nil {
 		deps = searchDeps(q, version(c))
+		if deviceIDs != nil {
+			// The confinement itself came from the patient's associations (devicesOf): a new
+			// or ended association changes which Devices the caller may see.
+			deps = append(deps, dep{"DeviceAssociation", ""})
+		}
 		gens = s.cache.snapshot(deps) // before the search: a write racing it invalidates the entry
 	}
 	res, err := s.store.Search(ctx, q)
@@ -441,12 +495,15 @@ func appendJSONString(buf []byte, s string) []byte {
 // --- writes (Patient only) ---
 
 func (s *Server) writableType(c *gin.Context) (string, error) {
+	if s.practitionerPath(c) {
+		return "", practitionerOnlyRead(c)
+	}
 	typ, err := s.resourceType(c)
 	if err != nil {
 		return "", err
 	}
 	if typ != "Patient" {
-		return "", fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "%s is read-only over REST: it is written by the sync pipeline", typ)
+		return "", methodNotAllowed(c, typ)
 	}
 	return typ, nil
 }
@@ -489,102 +546,26 @@ func (s *Server) create(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if a, err := s.authorize(c, typ, 'c'); err != nil {
+	cond := c.GetHeader("If-None-Exist")
+	// Refused before anything is read or looked up, so the answer never depends on what is
+	// stored (write.go).
+	sa, err := s.authorizeCreate(c, typ, cond != "")
+	if err != nil {
 		return err
-	} else if a.patient != "" {
-		return errInsufficientScope("a patient-context token to register patients")
 	}
 	r, err := readBody(c, typ)
 	if err != nil {
 		return err
 	}
-	r.Common().ID = "" // the server assigns ids on create (R5 http.html#create)
-	ctx := c.Request.Context()
-	if cond := c.GetHeader("If-None-Exist"); cond != "" {
-		// The criteria are a search, and a match is answered with the matching resource: without
-		// the right to search, the request is refused before anything is looked up, so the
-		// answer never depends on what is stored.
-		sa, err := s.authorize(c, typ, 's')
-		if err != nil {
-			return err
-		}
-		s.createMu.Lock()
-		defer s.createMu.Unlock()
-		ids, err := s.conditionalMatches(c, typ, cond, sa)
-		if err != nil {
-			return err
-		}
-		switch len(ids) {
-		case 0:
-		case 1:
-			e, err := s.store.Read(ctx, typ, ids[0])
-			if err != nil {
-				return err
-			}
-			s.respondWrite(c, http.StatusOK, e)
-			return nil
-		default:
-			return fhir.Errorf(http.StatusPreconditionFailed, fhir.CodeDuplicate, "If-None-Exist matches %d resources", len(ids))
-		}
-	}
-	e, err := s.store.Create(ctx, r)
+	status, e, err := s.createOne(c.Request.Context(), typ, r, cond, sa)
 	if err != nil {
 		return err
 	}
-	s.respondWrite(c, http.StatusCreated, e)
+	s.respondWrite(c, status, e)
 	return nil
 }
 
-// conditionalMatches runs the search criteria of a conditional create or update within what the
-// caller may search (a). The criteria must be selective: at least one filter.
-func (s *Server) conditionalMatches(c *gin.Context, typ, criteria string, a access) ([]string, error) {
-	params, err := search.ParseRawQuery(strings.TrimPrefix(criteria, "?"))
-	if err != nil {
-		return nil, err
-	}
-	q, _, err := s.reg.Parse(typ, params, search.Options{BaseURL: s.cfg.BaseURL, Strict: true, MaxCount: 2, DefaultCount: 2})
-	if err != nil {
-		return nil, err
-	}
-	if len(q.Clauses) == 0 {
-		return nil, fhir.Invalid(fhir.CodeInvalid, "conditional criteria need at least one search parameter")
-	}
-	q.Count = 2
-	ctx := c.Request.Context()
-	postFilter, deviceIDs, err := s.confine(ctx, q, a)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.store.Search(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, 0, len(res.Matches))
-	for _, m := range res.Matches {
-		if postFilter {
-			if ok, err := s.visible(ctx, a, m, deviceIDs); err != nil {
-				return nil, err
-			} else if !ok {
-				continue
-			}
-		}
-		ids = append(ids, m.ID)
-	}
-	return ids, nil
-}
-
-func ifMatch(c *gin.Context) (int64, error) {
-	h := c.GetHeader("If-Match")
-	if h == "" {
-		return 0, nil
-	}
-	v := strings.Trim(strings.TrimPrefix(strings.TrimSpace(h), "W/"), `"`)
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fhir.Invalid(fhir.CodeInvalid, "If-Match: %q is not a version ETag", truncate(h))
-	}
-	return n, nil
-}
+func ifMatch(c *gin.Context) (int64, error) { return parseIfMatch(c.GetHeader("If-Match")) }
 
 func (s *Server) update(c *gin.Context) error {
 	typ, err := s.writableType(c)
@@ -595,27 +576,22 @@ func (s *Server) update(c *gin.Context) error {
 	if !fhir.ValidID(id) {
 		return fhir.Invalid(fhir.CodeValue, "invalid id %q", truncate(id))
 	}
-	if a, err := s.authorize(c, typ, 'u'); err != nil {
+	if err := s.authorizeUpdate(c, typ, id); err != nil {
 		return err
-	} else if a.patient != "" && a.patient != id {
-		return errInsufficientScope("updating another patient")
 	}
 	r, err := readBody(c, typ)
 	if err != nil {
 		return err
 	}
-	if r.Common().ID != id {
-		return fhir.Invalid(fhir.CodeInvalid, "%s.id must be present and equal the id in the URL", typ)
-	}
 	im, err := ifMatch(c)
 	if err != nil {
 		return err
 	}
-	e, created, err := s.store.Put(c.Request.Context(), r, store.WriteOptions{IfMatch: im})
+	status, e, err := s.updateOne(c.Request.Context(), typ, id, r, im)
 	if err != nil {
 		return err
 	}
-	s.respondWrite(c, map[bool]int{true: http.StatusCreated, false: http.StatusOK}[created], e)
+	s.respondWrite(c, status, e)
 	return nil
 }
 
@@ -629,67 +605,26 @@ func (s *Server) conditionalUpdate(c *gin.Context) error {
 	if c.Request.URL.RawQuery == "" {
 		return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "PUT needs an id or search criteria")
 	}
-	// Create or update, and the criteria are a search whose outcome (created or updated, and
-	// which id) the answer reveals: all three rights, checked before anything is looked up.
-	var sa access
-	for _, perm := range []byte{'c', 'u', 's'} {
-		a, err := s.authorize(c, typ, perm)
-		if err != nil {
-			return err
-		} else if a.patient != "" {
-			return errInsufficientScope("conditional updates with a patient-context token")
-		}
-		if perm == 's' {
-			sa = a
-		}
+	sa, err := s.authorizeConditionalUpdate(c, typ)
+	if err != nil {
+		return err
 	}
 	r, err := readBody(c, typ)
 	if err != nil {
 		return err
 	}
-	s.createMu.Lock()
-	defer s.createMu.Unlock()
-	params, err := search.ParseRawQuery(c.Request.URL.RawQuery)
+	crit, err := conditionalCriteria(c.Request.URL.RawQuery)
 	if err != nil {
 		return err
 	}
-	var crit []string
-	for _, p := range params {
-		if p.Name != "_format" && p.Name != "_pretty" {
-			crit = append(crit, url.QueryEscape(p.Name)+"="+url.QueryEscape(p.Value))
-		}
-	}
-	ids, err := s.conditionalMatches(c, typ, strings.Join(crit, "&"), sa)
+	im, err := ifMatch(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request.Context()
-	switch len(ids) {
-	case 0:
-		if r.Common().ID == "" {
-			r.Common().ID = store.NewID()
-		}
-		e, created, err := s.store.Put(ctx, r, store.WriteOptions{})
-		if err != nil {
-			return err
-		}
-		s.respondWrite(c, map[bool]int{true: http.StatusCreated, false: http.StatusOK}[created], e)
-	case 1:
-		if id := r.Common().ID; id != "" && id != ids[0] {
-			return fhir.Invalid(fhir.CodeInvalid, "%s.id does not match the resource the criteria select", typ)
-		}
-		r.Common().ID = ids[0]
-		im, err := ifMatch(c)
-		if err != nil {
-			return err
-		}
-		e, _, err := s.store.Put(ctx, r, store.WriteOptions{IfMatch: im})
-		if err != nil {
-			return err
-		}
-		s.respondWrite(c, http.StatusOK, e)
-	default:
-		return fhir.Errorf(http.StatusPreconditionFailed, fhir.CodeDuplicate, "the criteria match %d resources", len(ids))
+	status, e, err := s.conditionalUpdateOne(c.Request.Context(), typ, r, crit, im, sa)
+	if err != nil {
+		return err
 	}
+	s.respondWrite(c, status, e)
 	return nil
 }

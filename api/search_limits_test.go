@@ -97,7 +97,8 @@ func TestSearchAtLimits(t *testing.T) {
 		{"MaxValues values in MaxParams parameters", "patient=p1,Patient/p1,p1,p1,p1,p1,p1,p1,p1,p1&" +
 			joinN(params-1, "&", func(i int) string { return p1Weight(i, total/params) })},
 	} {
-		for how, r := range e.searchBoth("Observation", tc.query+"&_count=5") {
+		// _total=none: the count is not what is tested, and it would prepare each search twice.
+		for how, r := range e.searchBoth("Observation", tc.query+"&_count=5&_total=none") {
 			t.Run(tc.name+"/"+how, func(t *testing.T) {
 				var ids []string
 				for page := 0; ; page++ {

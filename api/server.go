@@ -70,6 +70,9 @@ type Config struct {
 	Connect *ConnectConfig
 	// Webhooks, if set, enables the vendor notification endpoints under /webhooks.
 	Webhooks *WebhookConfig
+	// Practitioners, if set, serves GET [base]/Practitioner/{id}: the practitioner users of the
+	// built-in authorization server, so that a token's fhirUser can be read (smart.Server).
+	Practitioners Practitioners
 }
 
 // Server holds the API's dependencies.
@@ -87,8 +90,10 @@ type Server struct {
 	auth      Authenticator
 	ridPrefix string
 	ridSeq    atomic.Uint64
-	// createMu serialises conditional creates and updates in this process so that two
-	// concurrent registrations of the same identifier cannot both create a Patient.
+	// createMu serialises conditional creates and updates (and transactions) in this process,
+	// so that two concurrent registrations matching the same criteria cannot both create a
+	// Patient. Criteria of exactly one identifier hold across instances too: the store makes
+	// the create atomic (store.Store.CreateUnique, TxOp.UniqueSystem).
 	createMu sync.Mutex
 }
 
@@ -128,7 +133,8 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 		cache: newResultCache(st, cfg.CacheTTL, cfg.CacheEntries, 1<<20, promReg), auth: cfg.Auth}
 	s.cs = capability.Build(reg, capability.Config{
 		BaseURL: cfg.BaseURL, Version: cfg.Version, DefaultCount: cfg.DefaultCount, MaxCount: cfg.MaxCount, Started: time.Now(),
-		Security: cfg.Security,
+		Security: cfg.Security, Practitioners: cfg.Practitioners != nil,
+		MaxBundleEntries: maxBundleEntries, Transactions: isTransactor(st),
 	})
 	if err := s.encodeCapability(); err != nil {
 		return nil, err
@@ -185,7 +191,15 @@ func (s *Server) encodeCapability() error {
 	if s.csJSON, err = json.Marshal(s.cs); err != nil {
 		return err
 	}
-	s.cs4JSON, err = fhir.MarshalR4(s.cs, fhir.R4Options{})
+	// The R4 statement describes the R4 base, where the links of R4 answers point.
+	cs4 := *s.cs
+	cs4.URL = s.cfg.BaseURL + "/r4/metadata"
+	if cs4.Implementation != nil {
+		impl := *cs4.Implementation
+		impl.URL = s.cfg.BaseURL + "/r4"
+		cs4.Implementation = &impl
+	}
+	s.cs4JSON, err = fhir.MarshalR4(&cs4, fhir.R4Options{})
 	return err
 }
 
@@ -196,9 +210,15 @@ func (s *Server) fhirRoutes(g *gin.RouterGroup) {
 	g.GET("/:type", a, s.wrap(s.search))
 	g.POST("/:type/_search", a, s.wrap(s.search))
 	g.GET("/:type/:id", a, s.wrap(s.read))
+	g.GET("/:type/:id/:sub", a, s.wrap(s.instanceOperation)) // Patient compartment, $everything (compartment.go)
+	g.GET("/:type/:id/_history", a, s.wrap(s.history))       // history.go
+	g.GET("/:type/:id/_history/:vid", a, s.wrap(s.vread))    // history.go
+	g.GET("/Observation/$lastn", a, s.wrap(s.lastN))         // lastn.go
 	g.POST("/:type", a, s.wrap(s.create))
+	g.POST("/:type/:id/:sub/_search", a, s.wrap(s.instanceOperation))
 	g.PUT("/:type/:id", a, s.wrap(s.update))
 	g.PUT("/:type", a, s.wrap(s.conditionalUpdate))
+	g.POST("", a, s.wrap(s.bundleTx)) // batch and transaction (bundle_tx.go)
 	for _, m := range []string{http.MethodDelete, http.MethodPatch} {
 		g.Handle(m, "/:type/:id", a, s.wrap(s.notAllowed))
 		g.Handle(m, "/:type", a, s.wrap(s.notAllowed))

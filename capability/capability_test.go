@@ -40,7 +40,7 @@ func TestBuildFromRegistry(t *testing.T) {
 		for _, i := range r.Interaction {
 			inter = append(inter, i.Code)
 		}
-		want := []string{"read", "search-type"}
+		want := []string{"read", "vread", "history-instance", "search-type"}
 		if r.Type == "Patient" {
 			want = append(want, "create", "update")
 		}

@@ -2,7 +2,8 @@ package fhir
 
 import "encoding/json"
 
-// Bundle is a container for a collection of resources; ohx emits searchset bundles.
+// Bundle is a container for a collection of resources; ohx emits searchset bundles and the
+// responses to batch and transaction bundles, which it accepts.
 type Bundle struct {
 	Base
 	Identifier *Identifier   `json:"identifier,omitempty"`
@@ -20,11 +21,35 @@ type BundleLink struct {
 }
 
 // BundleEntry is one entry of a bundle. Resource is kept raw: search results are served from the
-// stored bytes without re-encoding.
+// stored bytes without re-encoding, and each entry of a batch or transaction is decoded for its
+// own resource type.
 type BundleEntry struct {
 	FullURL  string          `json:"fullUrl,omitempty"`
 	Resource json.RawMessage `json:"resource,omitempty"`
 	Search   *BundleSearch   `json:"search,omitempty"`
+	Request  *BundleRequest  `json:"request,omitempty"`
+	Response *BundleResponse `json:"response,omitempty"`
+}
+
+// BundleRequest is the HTTP request of a batch or transaction entry.
+type BundleRequest struct {
+	Method          string `json:"method"`
+	URL             string `json:"url"`
+	IfNoneMatch     string `json:"ifNoneMatch,omitempty"`
+	IfModifiedSince string `json:"ifModifiedSince,omitempty"`
+	IfMatch         string `json:"ifMatch,omitempty"`
+	IfNoneExist     string `json:"ifNoneExist,omitempty"`
+}
+
+// BundleResponse is the outcome of one entry of a batch or transaction.
+type BundleResponse struct {
+	Status       string `json:"status"`
+	Location     string `json:"location,omitempty"`
+	Etag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+	// Outcome is an OperationOutcome, raw like BundleEntry.Resource (already in the version
+	// being served).
+	Outcome json.RawMessage `json:"outcome,omitempty"`
 }
 
 // BundleSearch tells why an entry is in a searchset.

@@ -41,6 +41,8 @@ type CapabilityRest struct {
 	Interaction   []CapabilityInteraction `json:"interaction,omitempty"`
 	SearchParam   []CapabilitySearchParam `json:"searchParam,omitempty"`
 	Operation     []CapabilityOperation   `json:"operation,omitempty"`
+	// Compartment lists the canonical URLs of the compartments served (compartment search).
+	Compartment []string `json:"compartment,omitempty"`
 }
 
 // CapabilitySecurity describes how the endpoint is secured.
@@ -66,6 +68,7 @@ type CapabilityResource struct {
 	SearchInclude     []string                `json:"searchInclude,omitempty"`
 	SearchRevInclude  []string                `json:"searchRevInclude,omitempty"`
 	SearchParam       []CapabilitySearchParam `json:"searchParam,omitempty"`
+	Operation         []CapabilityOperation   `json:"operation,omitempty"`
 }
 
 // CapabilityInteraction is a supported RESTful interaction.
@@ -84,8 +87,9 @@ type CapabilitySearchParam struct {
 
 // CapabilityOperation is a supported operation.
 type CapabilityOperation struct {
-	Name       string `json:"name"`
-	Definition string `json:"definition"`
+	Name          string `json:"name"`
+	Definition    string `json:"definition"`
+	Documentation string `json:"documentation,omitempty"`
 }
 
 // Type implements Resource.

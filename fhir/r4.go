@@ -51,6 +51,7 @@ func MarshalR4(r Resource, opt R4Options) ([]byte, error) {
 //     replaced by dataAbsentReason "unsupported" rather than failing the whole resource.
 //   - Device: R5 name → R4 deviceName, type[] → the first type, version and property reshaped,
 //     R5-only elements dropped, Device.patient from opt (see r4Device for every rule).
+//   - Practitioner: same shape (only identifier, active and name are modelled).
 //   - OperationOutcome: same shape; the R5-only severity and issue codes are mapped to R4 codes.
 //   - Bundle: same shape; entries are raw JSON and stay untouched — the caller converts each
 //     entry's resource before building the bundle.
@@ -85,6 +86,11 @@ func ToR4(r Resource, opt R4Options) (any, error) {
 		return deviceToR4(x, opt)
 	case *DeviceAssociation:
 		return nil, noR4Type("DeviceAssociation")
+	case *Practitioner:
+		if x == nil {
+			return nil, errors.New("fhir: ToR4 of a nil *Practitioner")
+		}
+		return x, nil // identifier, active and name are the same in R4
 	case *OperationOutcome:
 		if x == nil {
 			return nil, errors.New("fhir: ToR4 of a nil *OperationOutcome")

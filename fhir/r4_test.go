@@ -470,11 +470,13 @@ func testCapabilityStatement() *CapabilityStatement {
 						{Name: "date", Type: "date", Documentation: "Dates without a zone are UTC."},
 						{Name: "_in", Type: "resource"},
 					},
+					Operation: []CapabilityOperation{{Name: "lastn", Definition: "http://hl7.org/fhir/OperationDefinition/Observation-lastn", Documentation: "max per code"}},
 				},
 			},
 			Interaction: []CapabilityInteraction{{Code: "search-system"}},
 			SearchParam: []CapabilitySearchParam{{Name: "_lastUpdated", Type: "date"}},
 			Operation:   []CapabilityOperation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}},
+			Compartment: []string{"http://hl7.org/fhir/CompartmentDefinition/patient"},
 		}},
 	}
 }
@@ -531,6 +533,11 @@ func TestToR4CapabilityStatement(t *testing.T) {
 	}
 	if strings.Contains(string(b), "DeviceAssociation") {
 		t.Errorf("R4 statement still mentions DeviceAssociation:\n%s", b)
+	}
+	// Operations and compartments have the same shape in R4 and pass its validator.
+	rest := got.GetRest()[0]
+	if len(rest.GetCompartment()) != 1 || len(rest.GetResource()[2].GetOperation()) != 1 {
+		t.Errorf("R4 statement lost rest.compartment or Observation's operation:\n%s", b)
 	}
 }
 

@@ -105,6 +105,31 @@ func (p *Patient) Validate() error {
 	return errOrNil(v.err)
 }
 
+// Practitioner is the read-only view of a practitioner user of the built-in authorization
+// server (the resource its fhirUser names). Only the elements ohx fills are modelled; they have
+// the same shape in R4 and R5.
+type Practitioner struct {
+	Base
+	Identifier []Identifier `json:"identifier,omitempty"`
+	Active     *bool        `json:"active,omitempty"`
+	Name       []HumanName  `json:"name,omitempty"`
+}
+
+// UsernameSystem is the identifier system of a Practitioner's sign-in username.
+const UsernameSystem = "urn:ohx:username"
+
+// Type implements Resource.
+func (*Practitioner) Type() string { return "Practitioner" }
+
+// Validate implements Resource.
+func (p *Practitioner) Validate() error {
+	var v validator
+	for _, n := range p.Name {
+		v.code("Practitioner.name.use", n.Use, "usual", "official", "temp", "nickname", "anonymous", "old", "maiden")
+	}
+	return errOrNil(v.err)
+}
+
 // Device (R5) is a wearable, scale, cuff or other instrument. R5 Device has no patient element:
 // the link to a patient is a DeviceAssociation.
 type Device struct {

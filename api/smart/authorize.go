@@ -126,9 +126,9 @@ func (s *Server) authorize(c *gin.Context) {
 	case client.Type == ClientBackend:
 		fail("unauthorized_client", "backend clients cannot use the authorization code grant")
 		return
-	case strings.TrimSuffix(q.Get("aud"), "/") != s.cfg.FHIRBaseURL:
-		// SMART: aud is the FHIR base URL the app will use; a mismatch must not yield a token.
-		fail("invalid_request", "aud must be the FHIR base URL "+s.cfg.FHIRBaseURL)
+	case !s.validAudience(q.Get("aud")):
+		// SMART: aud is the FHIR base URL the app will use (R5 or R4); a mismatch must not yield a token.
+		fail("invalid_request", s.audienceError())
 		return
 	case q.Get("code_challenge_method") != "S256":
 		fail("invalid_request", "PKCE with code_challenge_method S256 is required")

@@ -18,7 +18,7 @@ import (
 // exp/nbf/iat with one minute of leeway. With expiredOK the time checks are skipped (revocation).
 func (s *Server) parseAccessToken(raw string, expiredOK bool) (*Claims, error) {
 	opts := []jwt.ParserOption{jwt.WithValidMethods(AllowedAlgs), jwt.WithIssuer(s.cfg.Issuer),
-		jwt.WithAudience(s.cfg.FHIRBaseURL), jwt.WithLeeway(time.Minute), jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired()}
+		jwt.WithAudience(s.audiences()...), jwt.WithLeeway(time.Minute), jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired()}
 	if expiredOK {
 		opts = append(opts, jwt.WithoutClaimsValidation())
 	}
@@ -59,7 +59,7 @@ func (s *Server) introspect(c *gin.Context) {
 			return
 		}
 		out := gin.H{"active": true, "token_type": "Bearer", "scope": claims.Scope, "client_id": claims.ClientID,
-			"exp": claims.ExpiresAt.Unix(), "iss": claims.Issuer, "sub": claims.Subject, "aud": s.cfg.FHIRBaseURL, "jti": claims.ID}
+			"exp": claims.ExpiresAt.Unix(), "iss": claims.Issuer, "sub": claims.Subject, "aud": []string(claims.Audience), "jti": claims.ID}
 		if claims.IssuedAt != nil {
 			out["iat"] = claims.IssuedAt.Unix()
 		}

@@ -35,8 +35,13 @@ type Config struct {
 	// Issuer is the absolute URL of the server, e.g. "https://ohx.example/auth"; its path
 	// prefixes every endpoint and it is the iss of every access token.
 	Issuer string
-	// FHIRBaseURL is the only accepted aud at authorize and the aud of every access token.
+	// FHIRBaseURL is the FHIR (R5) base URL: an accepted aud at authorize and an aud of every
+	// access token.
 	FHIRBaseURL string
+	// R4BaseURL is the FHIR R4 base of the same server (default FHIRBaseURL + "/r4", where ohx
+	// serves it): accepted as aud too, and the other aud of every access token. Both bases serve
+	// the same resources under the same access rules, so a token is valid on either.
+	R4BaseURL string
 	// SecretKey is at least 32 bytes of key material; sub-keys (private-key encryption at rest,
 	// CSRF tokens) are derived from it with HMAC.
 	SecretKey []byte
@@ -94,6 +99,12 @@ func NewServer(ctx context.Context, cfg Config, st store.Store, log *slog.Logger
 	}
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
 	cfg.FHIRBaseURL = strings.TrimSuffix(cfg.FHIRBaseURL, "/")
+	if cfg.R4BaseURL == "" {
+		cfg.R4BaseURL = cfg.FHIRBaseURL + "/r4"
+	} else if _, err := parseBase(cfg.R4BaseURL); err != nil {
+		return nil, fmt.Errorf("smart: R4BaseURL: %w", err)
+	}
+	cfg.R4BaseURL = strings.TrimSuffix(cfg.R4BaseURL, "/")
 	if len(cfg.SecretKey) < 32 {
 		return nil, errors.New("smart: SecretKey must be at least 32 bytes")
 	}

@@ -202,16 +202,24 @@ func (s *Server) token(c *gin.Context) {
 
 func (s *Server) tokenRequest(c *gin.Context) (*TokenResponse, error) {
 	form := c.Request.PostForm
-	for _, p := range []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id"} {
+	for _, p := range []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "aud"} {
 		if len(form[p]) > 1 {
 			return nil, invalidRequest("parameter " + p + " repeated")
 		}
 	}
-	client, err := s.authenticateClient(c)
+	ctx := c.Request.Context()
+	var client Client
+	var err error
+	if form.Get("grant_type") == "refresh_token" && !clientIdentified(c) {
+		// RFC 6749 §6: only confidential clients authenticate to refresh, and a public client
+		// need not repeat its client_id (fhirclient does not): the refresh token names its client.
+		client, err = s.refreshClient(ctx, form.Get("refresh_token"))
+	} else {
+		client, err = s.authenticateClient(c)
+	}
 	if err != nil {
 		return nil, err
 	}
-	ctx := c.Request.Context()
 	switch gt := form.Get("grant_type"); gt {
 	case "authorization_code":
 		if client.Type == ClientBackend {
@@ -223,6 +231,11 @@ func (s *Server) tokenRequest(c *gin.Context) (*TokenResponse, error) {
 	case "client_credentials":
 		if client.Type != ClientBackend {
 			return nil, oerr(http.StatusBadRequest, "unauthorized_client", "client_credentials needs a backend client with private_key_jwt", nil)
+		}
+		if form.Has("aud") && !s.validAudience(form.Get("aud")) {
+			// Backend Services defines no aud parameter; one that is sent must name one of our
+			// bases (the token lists both).
+			return nil, invalidRequest(s.audienceError())
 		}
 		return s.clientCredentials(ctx, client, form.Get("scope"), form.Has("scope"))
 	case "":
@@ -293,7 +306,7 @@ func (s *Server) issue(ctx context.Context, g grant, jti, family string, ttl tim
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.cfg.Issuer,
 			Subject:   g.Subject,
-			Audience:  jwt.ClaimStrings{s.cfg.FHIRBaseURL},
+			Audience:  s.audiences(),
 			ExpiresAt: jwt.NewNumericDate(exp),
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        jti,
@@ -364,14 +377,7 @@ func (s *Server) refresh(ctx context.Context, client Client, token, scope string
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
-		var family string
-		if err := s.getJSON(ctx, kindRotated, id, &family); err == nil {
-			s.log.Warn("rotated refresh token reused: revoking its family", "client_id", client.ID)
-			if err := s.revokeFamily(ctx, family); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return nil, err
-			}
-		}
-		return nil, invalidGrant("invalid refresh token", nil)
+		return nil, s.unknownRefresh(ctx, id, client.ID)
 	}
 	var f familyDoc
 	if err := s.getJSON(ctx, kindFamily, rd.Family, &f); err != nil || f.Revoked {
@@ -405,6 +411,59 @@ func (s *Server) refresh(ctx context.Context, client Client, token, scope string
 		}
 	}
 	return s.issue(ctx, g, randomToken(16), rd.Family, s.cfg.AccessTokenTTL)
+}
+
+// unknownRefresh is the answer to a refresh token that is not (or no longer) valid. A rotated
+// token presented again has leaked: its whole family is revoked (OAuth 2.0 Security BCP
+// §4.14.2), whoever presents it.
+func (s *Server) unknownRefresh(ctx context.Context, id, clientID string) error {
+	var family string
+	if err := s.getJSON(ctx, kindRotated, id, &family); err == nil {
+		s.log.Warn("rotated refresh token reused: revoking its family", "client_id", clientID)
+		if err := s.revokeFamily(ctx, family); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return invalidGrant("invalid refresh token", nil)
+}
+
+// clientIdentified reports whether a token request says who its client is: HTTP Basic, a
+// client_secret, a client assertion or a client_id.
+func clientIdentified(c *gin.Context) bool {
+	form := c.Request.PostForm
+	_, _, basic := c.Request.BasicAuth()
+	return basic || form.Has("client_id") || form.Has("client_secret") || form.Has("client_assertion") || form.Has("client_assertion_type")
+}
+
+// refreshClient finds the client of a refresh token presented without client identification.
+// The token is bound to the client it was issued to (refreshDoc.ClientID), so that client is
+// the caller, provided it is a public client: a confidential client's refresh token still needs
+// its client authentication (invalid_client, the token stays usable). The token is only looked
+// at here; refresh consumes it. An unknown token is invalid_grant, and a rotated one revokes its
+// family, exactly as with client identification.
+func (s *Server) refreshClient(ctx context.Context, token string) (Client, error) {
+	if token == "" {
+		return Client{}, invalidRequest("refresh_token required")
+	}
+	id := hashID(token)
+	var rd refreshDoc
+	if err := s.getJSON(ctx, kindRefresh, id, &rd); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return Client{}, err
+		}
+		return Client{}, s.unknownRefresh(ctx, id, "")
+	}
+	cl, err := s.Client(ctx, rd.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Client{}, invalidGrant("client no longer registered", err)
+	}
+	if err != nil {
+		return Client{}, err
+	}
+	if cl.Type != ClientPublic {
+		return Client{}, invalidClient(errors.New("confidential client did not authenticate"))
+	}
+	return cl, nil
 }
 
 // clientCredentials is SMART Backend Services: system scopes only, no refresh token, ≤ 300 s.

@@ -24,8 +24,12 @@ var ErrInvalidToken = errors.New("invalid access token")
 type VerifierConfig struct {
 	// Issuer is the only accepted iss.
 	Issuer string
-	// Audience is our FHIR base URL, the only accepted aud.
+	// Audience is our FHIR base URL, an accepted aud.
 	Audience string
+	// Audiences are further accepted aud values: the R4 base of the same FHIR server. A token
+	// for either base is valid on both, since both serve the same resources under the same
+	// access rules (see Config.R4BaseURL).
+	Audiences []string
 	// Keyfunc selects the verification key by kid (the built-in server's keys, or an external
 	// issuer's JWKS; see RemoteKeyfunc).
 	Keyfunc jwt.Keyfunc
@@ -77,7 +81,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(AllowedAlgs), // never none, never HMAC
 		jwt.WithIssuer(cfg.Issuer),
-		jwt.WithAudience(cfg.Audience),
+		jwt.WithAudience(append([]string{cfg.Audience}, cfg.Audiences...)...), // any one of them
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(cfg.Leeway),

@@ -29,7 +29,8 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 		if err != nil {
 			return err
 		}
-		v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: cfg.AuthIssuer, Audience: cfg.BaseURL, Keyfunc: kf, PatientClaim: cfg.AuthPatientClaim})
+		v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: cfg.AuthIssuer, Audience: cfg.BaseURL, Audiences: []string{r4Base(cfg)},
+			Keyfunc: kf, PatientClaim: cfg.AuthPatientClaim})
 		if err != nil {
 			return err
 		}
@@ -60,12 +61,13 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 			}
 		}
 		ep := as.Endpoints()
-		v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: ep.Issuer, Audience: cfg.BaseURL, Keyfunc: as.Keyfunc(),
-			RequireTyp: true, Revoked: as.Revoked, RevokedCacheTTL: cfg.RevocationCache})
+		v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: ep.Issuer, Audience: cfg.BaseURL, Audiences: []string{r4Base(cfg)},
+			Keyfunc: as.Keyfunc(), RequireTyp: true, Revoked: as.Revoked, RevokedCacheTTL: cfg.RevocationCache})
 		if err != nil {
 			return err
 		}
 		ac.Auth = v
+		ac.Practitioners = as // fhirUser Practitioner/… of the practitioner users is readable
 		ac.AuthRoutes = as.Register
 		ac.CORSPaths = as.CORSPaths()
 		sm = capability.BuiltInSMART(ep.Issuer, ep.Authorize, ep.Token, ep.Introspect, ep.Revoke, ep.JWKS)
@@ -78,3 +80,7 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 	ac.Security = capability.Security(sm)
 	return nil
 }
+
+// r4Base is the FHIR R4 base the API serves next to cfg.BaseURL: tokens for either are valid on
+// both (smart.Config.R4BaseURL).
+func r4Base(cfg Config) string { return cfg.BaseURL + "/r4" }

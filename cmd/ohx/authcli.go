@@ -46,6 +46,7 @@ func authConfig(cfg Config, key []byte) (smart.Config, error) {
 	return smart.Config{
 		Issuer:      u.Scheme + "://" + u.Host + "/auth",
 		FHIRBaseURL: cfg.BaseURL,
+		R4BaseURL:   r4Base(cfg),
 		SecretKey:   deriveKey(key, "ohx smart authorization server"),
 	}, nil
 }

@@ -19,6 +19,7 @@ type Config struct {
 	DataDir          string        // OHX_DATA_DIR: embedded store and key files
 	MongoURI         string        // OHX_MONGODB_URI: use MongoDB instead of the embedded store
 	MongoDatabase    string        // OHX_MONGODB_DATABASE
+	HistoryVersions  int           // OHX_HISTORY_VERSIONS: versions kept per resource, the current one included (0: all)
 	LogLevel         string        // OHX_LOG_LEVEL: debug, info, warn, error
 	LogFormat        string        // OHX_LOG_FORMAT: json or text
 	DefaultCount     int           // OHX_DEFAULT_COUNT: search page size
@@ -103,6 +104,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.DataDir, "data-dir", "OHX_DATA_DIR", "directory of the embedded store and key files")
 	str(&cfg.MongoURI, "mongodb-uri", "OHX_MONGODB_URI", "MongoDB connection URI; the embedded SQLite store is used when empty")
 	str(&cfg.MongoDatabase, "mongodb-database", "OHX_MONGODB_DATABASE", "MongoDB database name")
+	num(&cfg.HistoryVersions, "history-versions", "OHX_HISTORY_VERSIONS", "versions of each resource kept for vread and _history, the current one included; 0 keeps all")
 	str(&cfg.LogLevel, "log-level", "OHX_LOG_LEVEL", "log level: debug, info, warn, error")
 	str(&cfg.LogFormat, "log-format", "OHX_LOG_FORMAT", "log format: json or text")
 	num(&cfg.DefaultCount, "default-count", "OHX_DEFAULT_COUNT", "default search page size")
@@ -144,6 +146,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.Auth != "on" && cfg.Auth != "off" {
 		return cfg, fmt.Errorf("config: OHX_AUTH must be on or off")
+	}
+	if cfg.HistoryVersions < 0 {
+		return cfg, fmt.Errorf("config: OHX_HISTORY_VERSIONS must not be negative")
 	}
 	if cfg.RevocationCache < 0 {
 		return cfg, fmt.Errorf("config: OHX_REVOCATION_CACHE must not be negative")

@@ -145,7 +145,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	if cfg.MongoURI != "" {
 		return openMongo(ctx, cfg, log)
 	}
-	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{}, log)
+	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{HistoryVersions: cfg.HistoryVersions}, log)
 }
 
 // secretKey returns the deployment's key material: OHX_SECRET_KEY, or a random key kept in

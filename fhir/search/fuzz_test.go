@@ -14,6 +14,7 @@ func FuzzParse(f *testing.F) {
 		"name:contains=é&family:exact=Doe&birthdate=eb1980-05&_include=*",
 		"_count=0&_total=accurate&_elements=code,subject&date=2026-02-03T10:00%2B02:00",
 		"%zz=1&=&&a=b=c",
+		`patient.identifier=urn:mrn|42,\|x&subject:Device.identifier=W-1&device.identifier=a.b:c`,
 	} {
 		f.Add("Observation", s)
 	}

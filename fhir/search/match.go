@@ -8,17 +8,28 @@ import "slices"
 // case-sensitive) and _lastUpdated treats meta.lastUpdated as the range [t, t+1µs).
 
 // Matches reports whether a resource with the given id, lastUpdated (Unix µs) and index satisfies
-// every clause of q.
+// every clause of q. A chained clause needs the targets' indexes: here it matches nothing (see
+// MatchesWith).
 func Matches(q *Query, id string, lastUpdated int64, idx Index) bool {
+	return MatchesWith(q, id, lastUpdated, idx, nil)
+}
+
+// Resolver returns the index of the live resource typ/id; ok is false when there is none (never
+// stored, or deleted).
+type Resolver func(typ, id string) (idx Index, ok bool)
+
+// MatchesWith is Matches with chained clauses decided on the targets resolve returns. A nil
+// resolve resolves nothing, so that chained clauses match nothing.
+func MatchesWith(q *Query, id string, lastUpdated int64, idx Index, resolve Resolver) bool {
 	for _, c := range q.Clauses {
-		if !clauseMatches(c, id, lastUpdated, idx) {
+		if !clauseMatches(c, id, lastUpdated, idx, resolve) {
 			return false
 		}
 	}
 	return true
 }
 
-func clauseMatches(c Clause, id string, lastUpdated int64, idx Index) bool {
+func clauseMatches(c Clause, id string, lastUpdated int64, idx Index, resolve Resolver) bool {
 	var entries []Entry
 	switch c.Param.Name {
 	case "_id":
@@ -33,6 +44,9 @@ func clauseMatches(c Clause, id string, lastUpdated int64, idx Index) bool {
 				}
 			}
 		}
+	}
+	if c.Chain != nil {
+		return chainMatches(c.Chain, entries, resolve)
 	}
 	if c.Modifier == "missing" {
 		// :missing=true matches resources with no value for the parameter.
@@ -52,6 +66,31 @@ func clauseMatches(c Clause, id string, lastUpdated int64, idx Index) bool {
 		return !any
 	}
 	return any
+}
+
+// chainMatches: some entry is a local reference (Type/id) to a live resource of one of the
+// chain's target types that has a value of the target parameter matching one of the chain's
+// values. Absolute URLs never resolve (they name no stored resource), and a reference to a
+// deleted or missing resource matches nothing, so a chain whose value no target has matches
+// nothing (https://hl7.org/fhir/R5/search.html#chaining).
+func chainMatches(ch *Chain, entries []Entry, resolve Resolver) bool {
+	if resolve == nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.RefURL != "" || e.RefID == "" {
+			continue
+		}
+		for _, tp := range ch.Targets {
+			if e.RefType != tp.Resource {
+				continue
+			}
+			if tidx, ok := resolve(e.RefType, e.RefID); ok && clauseMatches(Clause{Param: tp, Values: ch.Values}, e.RefID, 0, tidx, nil) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // entryMatches decides one value against one entry; ne and :not are handled by the caller

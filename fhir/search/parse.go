@@ -221,7 +221,11 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 			}
 			continue
 		}
-		if nValues += max(1, len(c.Values)); nValues > MaxValues {
+		n := len(c.Values)
+		if c.Chain != nil {
+			n = len(c.Chain.Values) // a chain's values are searched like the target's own
+		}
+		if nValues += max(1, n); nValues > MaxValues {
 			return nil, "", fhir.Invalid(fhir.CodeTooCostly, "too many search values: at most %d are allowed in all parameters together", MaxValues)
 		}
 		q.Clauses = append(q.Clauses, c)
@@ -298,6 +302,9 @@ func (r *Registry) parseInclude(typ, name, value string, rev bool) ([]Include, b
 
 // parseClause parses one filter parameter; ok is false for unknown parameters or modifiers.
 func (r *Registry) parseClause(typ, name, value string, opt Options) (Clause, bool, error) {
+	if ref, chained, ok := strings.Cut(name, "."); ok {
+		return r.parseChain(typ, name, ref, chained, value, opt)
+	}
 	pname, mod, _ := strings.Cut(name, ":")
 	p := r.Param(typ, pname)
 	if p == nil {
@@ -329,6 +336,44 @@ func (r *Registry) parseClause(typ, name, value string, opt Options) (Clause, bo
 		c.Values = append(c.Values, v)
 	}
 	return c, true, nil
+}
+
+// parseChain parses a chained parameter ref.chained, where ref is a reference parameter with an
+// optional type modifier ("patient", "subject:Patient") and chained a parameter of the target
+// type (https://hl7.org/fhir/R5/search.html#chaining). Only the chains of
+// Registry.ChainTargets are answered; deeper chains (patient.organization.name), modifiers on
+// the chained parameter (patient.identifier:not) and chains on other parameter types are
+// unsupported: ok is false, or under opt.Strict a 400 not-supported.
+func (r *Registry) parseChain(typ, name, ref, chained, value string, opt Options) (Clause, bool, error) {
+	pname, typeMod, _ := strings.Cut(ref, ":")
+	p := r.Param(typ, pname)
+	var targets []*Param
+	if !strings.ContainsAny(chained, ".:") {
+		targets = r.ChainTargets(p, typeMod, chained)
+	}
+	if len(targets) == 0 {
+		if opt.Strict {
+			return Clause{}, false, fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported,
+				"parameter %q: unsupported chained search; supported are a reference parameter to Patient or Device followed by .identifier (patient.identifier, subject:Patient.identifier, device.identifier), with no modifier after the chain", truncate(name))
+		}
+		return Clause{}, false, nil
+	}
+	raws := splitEscaped(value, ',')
+	if len(raws) > MaxParamValues {
+		return Clause{}, false, tooManyValues(name, len(raws))
+	}
+	// The values are the target parameter's; diagnostics name the chain as the client wrote it.
+	named := *targets[0]
+	named.Name = name
+	ch := &Chain{Targets: targets}
+	for _, raw := range raws {
+		v, err := parseValue(&named, "", raw, opt)
+		if err != nil {
+			return Clause{}, false, err
+		}
+		ch.Values = append(ch.Values, v)
+	}
+	return Clause{Param: p, Chain: ch}, true, nil
 }
 
 // splitEscaped splits s on sep, honouring the FHIR escapes \, \| \$ and \\.

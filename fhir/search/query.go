@@ -36,6 +36,25 @@ type Clause struct {
 	Values   []Value
 	// Missing is the :missing value when Modifier is "missing".
 	Missing bool
+	// Chain, when set, makes this a chained clause ("patient.identifier=urn:mrn|42"): Param is
+	// the reference parameter followed, Values and Modifier are empty (a type modifier, as in
+	// subject:Patient.identifier, only narrows Chain.Targets), and the clause matches resources
+	// whose Param refers to a live resource that satisfies the chain.
+	Chain *Chain
+}
+
+// Chain is the chained part of a clause, one level deep
+// (https://hl7.org/fhir/R5/search.html#chaining): the clause matches resources whose parameter
+// holds a local reference (Type/id) to a live resource of a Targets type that has a value of
+// that type's target parameter matching one of Values (see MatchesWith).
+type Chain struct {
+	// Targets holds the chained parameter of each resource type the chain may reach, Resource
+	// naming the type: [Patient.identifier] for patient.identifier and
+	// subject:Patient.identifier, [Patient.identifier, Device.identifier] for subject.identifier.
+	// All have the same name and type.
+	Targets []*Param
+	// Values are ORed, parsed as values of the target parameter.
+	Values []Value
 }
 
 // Value is one parsed search value. Which fields are set depends on the parameter type.

@@ -166,6 +166,44 @@ func (r *Registry) Params(typ string) []*Param { return r.params[typ] }
 // Param returns a parameter by resource type and name, or nil.
 func (r *Registry) Param(typ, name string) *Param { return r.byName[typ][name] }
 
+// chainable lists the parameters a chain may end in. ohx answers a chain from the target
+// type's own index, one level deep, and only for token parameters, which every store matches
+// with the same index lookups as a plain search of the target: identifier is the chain
+// clients need (an EHR knows its MRN, not our ids).
+var chainable = []string{"identifier"}
+
+// ChainTargets returns, for the chain p[:typeMod].name, the parameter name of every target type
+// it may reach: the targets of p (only typeMod when given) that ohx serves and whose name
+// parameter may end a chain. It returns nil when ohx cannot answer that chain.
+func (r *Registry) ChainTargets(p *Param, typeMod, name string) []*Param {
+	if p == nil || p.Type != Reference || !slices.Contains(chainable, name) {
+		return nil
+	}
+	if typeMod != "" && !slices.Contains(p.Targets, typeMod) {
+		return nil
+	}
+	var out []*Param
+	for _, t := range p.Targets {
+		if typeMod != "" && t != typeMod {
+			continue
+		}
+		if tp := r.Param(t, name); tp != nil && tp.Type == Token {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
+// Chains returns every chained parameter reachable from the reference parameter p, one per
+// target type and chainable name (for the CapabilityStatement), or nil.
+func (r *Registry) Chains(p *Param) []*Param {
+	var out []*Param
+	for _, name := range chainable {
+		out = append(out, r.ChainTargets(p, "", name)...)
+	}
+	return out
+}
+
 // Includes returns the _include values supported on searches of typ.
 func (r *Registry) Includes(typ string) []Include {
 	var out []Include

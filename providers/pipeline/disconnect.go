@@ -59,7 +59,7 @@ func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge
 }
 
 // purge deletes the patient's Observations that came from the provider (their identifier
-// system is under the provider's namespace).
+// system is under the provider's namespace), with their version history.
 func (r *Runner) purge(ctx context.Context, provider, patient string) error {
 	prefix := fhir.Canonical + "/sid/" + provider + "/"
 	q, _, err := r.sreg.Parse("Observation", []search.NameValue{{Name: "patient", Value: "Patient/" + patient}, {Name: "_count", Value: "1000"}}, search.Options{MaxCount: 1000})
@@ -93,6 +93,11 @@ func (r *Runner) purge(ctx context.Context, provider, patient string) error {
 	}
 	for _, id := range ids {
 		if err := r.st.Delete(ctx, "Observation", id); err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		// A purge removes the data: its prior versions must not stay readable through vread
+		// and _history (only the deletion remains).
+		if err := r.st.PurgeHistory(ctx, "Observation", id); err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
 	}

@@ -35,6 +35,7 @@ type Store interface {
 	Read(ctx context.Context, typ, id string) (store.Entry, error)
 	Search(ctx context.Context, q *search.Query) (*store.Result, error)
 	Delete(ctx context.Context, typ, id string) error
+	PurgeHistory(ctx context.Context, typ, id string) error
 }
 
 // Config configures a Runner.

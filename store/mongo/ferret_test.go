@@ -26,10 +26,16 @@ func dbName(t testing.TB) string { return mongotest.DBName(t) }
 // when the test ends.
 func openAt(t testing.TB, uri string) *Store {
 	t.Helper()
+	return openAtWith(t, uri, Options{})
+}
+
+// openAtWith is openAt with store options.
+func openAtWith(t testing.TB, uri string, opt Options) *Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := dbName(t)
-	s, err := Open(ctx, uri, name, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	s, err := Open(ctx, uri, name, opt, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", name, err)
 	}

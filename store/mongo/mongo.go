@@ -46,13 +46,28 @@ type Store struct {
 	colls  map[string]*mongo.Collection
 	log    *slog.Logger
 	locks  *docLocks
+	keep   int // Options.HistoryVersions
 	// recordWrites paces the sweeps of expired records.
 	recordWrites atomic.Int64
+	// chainLimit is the most targets a chained clause may reach (0: maxChainTargets); tests
+	// lower it.
+	chainLimit int
+	// slotKey caches the key of CreateUnique's derived ids (see unique.go).
+	slotKey atomic.Pointer[[]byte]
+	// totalBound is store.TotalBound; tests lower it.
+	totalBound int
+}
+
+// Options tunes the store.
+type Options struct {
+	// HistoryVersions is how many versions of each resource are kept, the current one included:
+	// 0 keeps every version, N prunes older ones when the resource is written (history.go).
+	HistoryVersions int
 }
 
 // Open connects to the MongoDB deployment at uri, uses database, and creates the indexes of
 // every resource type (idempotent). A nil log discards log output.
-func Open(ctx context.Context, uri, database string, log *slog.Logger) (*Store, error) {
+func Open(ctx context.Context, uri, database string, opt Options, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -70,7 +85,10 @@ func Open(ctx context.Context, uri, database string, log *slog.Logger) (*Store, 
 		colls:  map[string]*mongo.Collection{},
 		log:    log,
 		locks:  &docLocks{seed: maphash.MakeSeed()},
+
+		totalBound: store.TotalBound,
 	}
+	s.keep = max(opt.HistoryVersions, 0)
 	if err := client.Ping(ctx, nil); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, fmt.Errorf("mongo: ping: %w", err)
@@ -117,9 +135,13 @@ func (s *Store) Close() error {
 // not needed by this model.
 func (s *Store) ensureIndexes(ctx context.Context) error {
 	for _, typ := range s.reg.Types() {
-		models := indexModels(s.reg, typ)
-		if _, err := s.colls[typ].Indexes().CreateMany(ctx, models); err != nil {
-			return fmt.Errorf("mongo: create indexes of %s: %w", typ, err)
+		// One index per call: FerretDB v1 panics on a createIndexes of several indexes some of
+		// which exist (validateIndexesForCreation deletes from its list by the original
+		// positions), i.e. whenever a second instance opens the same database.
+		for _, m := range indexModels(s.reg, typ) {
+			if _, err := s.colls[typ].Indexes().CreateOne(ctx, m); err != nil {
+				return fmt.Errorf("mongo: create indexes of %s: %w", typ, err)
+			}
 		}
 	}
 	// ListRecords reads one kind in id order.
@@ -127,6 +149,12 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		Keys: bson.D{{Key: "k", Value: 1}, {Key: "i", Value: 1}}, Options: options.Index().SetName("k_i"),
 	}); err != nil {
 		return fmt.Errorf("mongo: create indexes of records: %w", err)
+	}
+	// History and vread read one resource's versions, newest first (history.go).
+	if _, err := s.history().Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "t", Value: 1}, {Key: "i", Value: 1}, {Key: fVersion, Value: -1}}, Options: options.Index().SetName("t_i_v"),
+	}); err != nil {
+		return fmt.Errorf("mongo: create indexes of history: %w", err)
 	}
 	return nil
 }
@@ -161,6 +189,9 @@ func indexModels(reg *search.Registry, typ string) []mongo.IndexModel {
 		name, keys := "pat_tk", []bson.E{asc(fPatient), asc(fTok)}
 		if sp := search.SortDateParam(typ); sp != "" {
 			name, keys = "pat_tk_"+sp, append(keys, asc(fDate+"."+sp+".lo"))
+			// Newest first per code, in _sort=-date order with its _id tie-breaker: a LastN
+			// group, and patient + code + _sort=-date, read in index order with no sort stage.
+			models = append(models, idx("pat_tk_sd_id", asc(fPatient), asc(fTok), desc(fSort), desc(fID)))
 		}
 		models = append(models, idx(name, keys...))
 	}
@@ -350,7 +381,7 @@ func (s *Store) Put(ctx context.Context, r fhir.Resource, opt store.WriteOptions
 // putAttempt is one optimistic try of Put; done is false when another writer won the race.
 // The caller holds the document lock.
 func (s *Store) putAttempt(ctx context.Context, c *mongo.Collection, r fhir.Resource, typ, id string, opt store.WriteOptions) (e store.Entry, created, done bool, err error) {
-	cur, found, err := readHead(ctx, c, id)
+	cur, prior, found, err := s.readPrior(ctx, c, id)
 	if err != nil {
 		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
 	}
@@ -375,11 +406,15 @@ func (s *Store) putAttempt(ctx context.Context, c *mongo.Collection, r fhir.Reso
 	if err != nil {
 		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
 	}
+	if err := s.keepPriors(ctx, []historyDoc{priorOf(typ, cur, prior)}); err != nil {
+		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
+	}
 	res, err := c.ReplaceOne(ctx, versionFilter(cur), d)
 	if err != nil {
 		return store.Entry{}, false, false, fmt.Errorf("mongo: put %s/%s: %w", typ, id, err)
 	}
 	if res.MatchedCount == 1 {
+		s.prune(ctx, typ, written{id, d.Version})
 		return entryOf(typ, d), cur.Deleted, true, nil
 	}
 	return store.Entry{}, false, false, nil
@@ -417,7 +452,7 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 		return fmt.Errorf("mongo: delete: %w", err)
 	}
 	for attempt := range maxAttempts {
-		cur, found, err := readHead(ctx, c, id)
+		cur, prior, found, err := s.readPrior(ctx, c, id)
 		if err != nil {
 			return fmt.Errorf("mongo: delete %s/%s: %w", typ, id, err)
 		}
@@ -428,11 +463,15 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 			return nil
 		}
 		tomb := &document{ID: id, Version: cur.Version + 1, LastUpd: now(cur.LastUpd), Deleted: true, Patient: cur.Patient, Sort: fhir.MinTime}
+		if err := s.keepPriors(ctx, []historyDoc{priorOf(typ, cur, prior)}); err != nil {
+			return fmt.Errorf("mongo: delete %s/%s: %w", typ, id, err)
+		}
 		res, err := s.replace(ctx, c, typ, cur, tomb)
 		if err != nil {
 			return fmt.Errorf("mongo: delete %s/%s: %w", typ, id, err)
 		}
 		if res.MatchedCount == 1 {
+			s.prune(ctx, typ, written{id, tomb.Version})
 			return nil
 		}
 		s.log.DebugContext(ctx, "mongo: delete lost a race, retrying", "type", typ, "attempt", attempt+1)

@@ -25,6 +25,15 @@ func TestConformanceMongoDB(t *testing.T) {
 	storetest.Run(t, func(t testing.TB) store.Store { return openAt(t, uri) })
 }
 
+// TestTotalBound runs the bounded-total conformance check with a small bound.
+func TestTotalBound(t *testing.T) {
+	storetest.RunTotalBound(t, 5, func(t testing.TB) store.Store {
+		s := openFerret(t)
+		s.totalBound = 5
+		return s
+	})
+}
+
 // TestKeys checks that composite keys stay unambiguous whatever the components hold.
 func TestKeys(t *testing.T) {
 	for _, tc := range []struct{ system, code string }{

@@ -143,12 +143,16 @@ func (c cond) doc() bson.D {
 	return c.d
 }
 
-// count counts the documents matching f.
-func count(ctx context.Context, c *mongo.Collection, f cond) (int, error) {
+// count counts the documents matching f, stopping after limit of them when limit > 0.
+func count(ctx context.Context, c *mongo.Collection, f cond, limit int) (int, error) {
 	if f.none {
 		return 0, nil
 	}
-	n, err := c.CountDocuments(ctx, f.doc())
+	opts := options.Count()
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	n, err := c.CountDocuments(ctx, f.doc(), opts)
 	if err != nil {
 		return 0, err
 	}
@@ -164,13 +168,16 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Result, err
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mongo: search %s: %w", q.Type, err)
 	}
+	if q, err = s.resolveChains(ctx, q); err != nil {
+		return nil, err
+	}
 	f, err := filterOf(q)
 	if err != nil {
 		return nil, fmt.Errorf("mongo: search %s: %w", q.Type, err)
 	}
 	res := &store.Result{Total: -1}
 	if q.SummaryCount || q.Count <= 0 {
-		if res.Total, err = count(ctx, c, f); err != nil {
+		if res.Total, err = count(ctx, c, f, 0); err != nil {
 			return nil, fmt.Errorf("mongo: count %s: %w", q.Type, err)
 		}
 		return res, nil
@@ -244,8 +251,17 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Result, err
 	case cur == nil && !more:
 		res.Total = len(rows) // free: the first page holds every match
 	case q.Total == "accurate":
-		if res.Total, err = count(ctx, c, f); err != nil {
+		if res.Total, err = count(ctx, c, f, 0); err != nil {
 			return nil, fmt.Errorf("mongo: count %s: %w", q.Type, err)
+		}
+	case q.Total != "none":
+		// Cheap when it is small: the count stops after totalBound+1 documents (store.TotalBound).
+		n, err := count(ctx, c, f, s.totalBound+1)
+		if err != nil {
+			return nil, fmt.Errorf("mongo: count %s: %w", q.Type, err)
+		}
+		if n <= s.totalBound {
+			res.Total = n
 		}
 	}
 	if len(rows) > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0) {

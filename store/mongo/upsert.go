@@ -136,6 +136,12 @@ type upsertOp struct {
 	i       int // index into rs
 	model   mongo.WriteModel
 	replace bool
+	// prev is the stored version a replacement replaces (its copy goes to history first).
+	prev head
+	// deferred ops are not in the bulk write: with history kept, a resource written twice in
+	// one call is written the second time by upsertOne, after the bulk write, so that the
+	// version it replaces is copied once it really exists (history.go).
+	deferred bool
 }
 
 // planUpsert looks up the stored resources matching rs[idxs] (all of type typ) in one query and
@@ -159,8 +165,15 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 	}
 	lu := now(0)
 	var ops []upsertOp
+	planned, deferred := map[string]bool{}, map[string]bool{}
 	for _, i := range idxs {
 		r, key := rs[i], keys[i]
+		if deferred[key] || (planned[key] && s.historyOn()) {
+			deferred[key] = true
+			ops = append(ops, upsertOp{i: i, deferred: true})
+			continue
+		}
+		planned[key] = true
 		h, err := contentHash(r)
 		if err != nil {
 			return nil, err
@@ -189,7 +202,7 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 		if err != nil {
 			return nil, err
 		}
-		ops = append(ops, upsertOp{i: i, replace: true, model: mongo.NewReplaceOneModel().SetFilter(versionFilter(st)).SetReplacement(d)})
+		ops = append(ops, upsertOp{i: i, replace: true, prev: st, model: mongo.NewReplaceOneModel().SetFilter(versionFilter(st)).SetReplacement(d)})
 		state[key] = head{ID: st.ID, Version: d.Version, LastUpd: d.LastUpd, Patient: d.Patient, Hash: d.Hash}
 		out[i] = store.UpsertResult{ID: st.ID, VersionID: d.Version, Changed: true}
 	}
@@ -200,8 +213,45 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 // upsertOne the writes that lost a race.
 func (s *Store) runUpsert(ctx context.Context, typ string, ops []upsertOp, rs []fhir.Resource, keys, orig []string, out []store.UpsertResult) error {
 	c := s.colls[typ]
+	var later []upsertOp
+	ops = slices.DeleteFunc(slices.Clone(ops), func(o upsertOp) bool {
+		if o.deferred {
+			later = append(later, o)
+		}
+		return o.deferred
+	})
+	if err := s.bulkUpsert(ctx, c, typ, ops, rs, keys, orig, out); err != nil {
+		return err
+	}
+	for _, o := range later {
+		r, err := s.upsertOne(ctx, c, typ, rs[o.i], keys[o.i], orig[o.i])
+		if err != nil {
+			return err
+		}
+		r.Created = r.Created || out[o.i].Created
+		out[o.i] = r
+	}
+	var ws []written
+	for _, o := range append(ops, later...) {
+		if r := out[o.i]; r.Created || r.Changed {
+			ws = append(ws, written{r.ID, r.VersionID})
+		}
+	}
+	s.prune(ctx, typ, ws...)
+	return nil
+}
+
+// bulkUpsert runs the bulk part of runUpsert.
+func (s *Store) bulkUpsert(ctx context.Context, c *mongo.Collection, typ string, ops []upsertOp, rs []fhir.Resource, keys, orig []string, out []store.UpsertResult) error {
 	if len(ops) == 0 {
 		return nil
+	}
+	priors, err := s.priorsOf(ctx, c, typ, ops)
+	if err != nil {
+		return err
+	}
+	if err := s.keepPriors(ctx, priors); err != nil {
+		return err
 	}
 	models := make([]mongo.WriteModel, len(ops))
 	for j, o := range ops {
@@ -284,12 +334,18 @@ func (s *Store) upsertOne(ctx context.Context, c *mongo.Collection, typ string, 
 			if err != nil {
 				return store.UpsertResult{}, err
 			}
-			res, err := s.replace(ctx, c, typ, st, d)
+			saved, err := s.keepPriorAt(ctx, c, typ, st)
 			if err != nil {
 				return store.UpsertResult{}, err
 			}
-			if res.MatchedCount == 1 {
-				return store.UpsertResult{ID: st.ID, VersionID: d.Version, Changed: true}, nil
+			if saved {
+				res, err := s.replace(ctx, c, typ, st, d)
+				if err != nil {
+					return store.UpsertResult{}, err
+				}
+				if res.MatchedCount == 1 {
+					return store.UpsertResult{ID: st.ID, VersionID: d.Version, Changed: true}, nil
+				}
 			}
 		} else {
 			id := origID
@@ -305,6 +361,9 @@ func (s *Store) upsertOne(ctx context.Context, c *mongo.Collection, typ string, 
 				// The resource was deleted; the upsert brings it back with its next version.
 				d, err := s.prepare(r, id, cur.Version+1, now(cur.LastUpd))
 				if err != nil {
+					return store.UpsertResult{}, err
+				}
+				if err := s.keepPriors(ctx, []historyDoc{priorOf(typ, cur, "")}); err != nil {
 					return store.UpsertResult{}, err
 				}
 				res, err := s.replace(ctx, c, typ, cur, d)

@@ -29,7 +29,7 @@ var (
 	tblDate     = table{name: "idx_date", cols: []string{"type", "col", "lo", "hi", "id"}, verb: "INSERT OR IGNORE"}
 	tblQuantity = table{name: "idx_quantity", cols: []string{"type", "col", "num", "system", "code", "unit", "id"}, verb: "INSERT OR IGNORE"}
 	tblClinical = table{name: "obs_clinical", cols: []string{"patient", "system", "code", "sort_date", "id", "version", "last_updated", "date_lo", "date_hi", "json"}, verb: "INSERT OR IGNORE"}
-	tables      = []*table{&tblResources, &tblToken, &tblRef, &tblString, &tblDate, &tblQuantity, &tblClinical}
+	tables      = []*table{&tblResources, &tblToken, &tblRef, &tblString, &tblDate, &tblQuantity, &tblClinical, &tblHistory}
 )
 
 func (t *table) insertSQL(rows int) string {

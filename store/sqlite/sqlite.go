@@ -37,6 +37,14 @@ type Store struct {
 
 	mu      sync.RWMutex
 	maxSpan map[string]int64 // per resource type: the longest date range stored (see dateBounds)
+	keep    int              // Options.HistoryVersions
+
+	// subqueryChains makes Search leave every chained clause a subquery (see chain.go), so that
+	// tests reach that path with few targets.
+	subqueryChains bool
+
+	// totalBound is store.TotalBound; tests lower it.
+	totalBound int
 }
 
 var (
@@ -49,6 +57,9 @@ type Options struct {
 	// Readers is the size of the read pool (default GOMAXPROCS: more readers than cores only adds
 	// contention).
 	Readers int
+	// HistoryVersions is how many versions of each resource are kept, the current one included:
+	// 0 keeps every version, N prunes older ones when the resource is written.
+	HistoryVersions int
 }
 
 // Open opens (creating if needed) the database file ohx.db in dir and migrates its schema.
@@ -98,7 +109,8 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	}
 	ck.SetMaxOpenConns(1)
 	s := &Store{w: w, r: r, ck: ck, ckStop: make(chan struct{}), ckDone: make(chan struct{}), log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{},
-		rstmts: newStmtCache(r), wstmts: newStmtCache(w)}
+		rstmts: newStmtCache(r), wstmts: newStmtCache(w), totalBound: store.TotalBound}
+	s.keep = max(opt.HistoryVersions, 0)
 	go s.checkpointer()
 	if err := s.loadSpans(ctx); err != nil {
 		s.Close()
@@ -178,6 +190,11 @@ var migrations = []string{
 	`CREATE TABLE records (kind TEXT NOT NULL, id TEXT NOT NULL, doc BLOB NOT NULL, expires INTEGER NOT NULL,
 		PRIMARY KEY (kind, id)) WITHOUT ROWID;
 	CREATE INDEX records_expires ON records (expires) WHERE expires > 0;`,
+	// Prior versions of resources (history.go); json NULL is a deletion. A rowid table: copies
+	// are appended at its end and only the small index takes random inserts (a table clustered
+	// on (type, id, version) would dirty a page of JSON per copied resource in every commit).
+	`CREATE TABLE history (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated INTEGER NOT NULL, json TEXT);
+	CREATE UNIQUE INDEX history_version ON history (type, id, version);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

@@ -136,6 +136,9 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 			return store.Entry{}, err
 		}
 	}
+	if err := s.keepPrior(ctx, tx, w, p.Type, p.ID, cur); err != nil {
+		return store.Entry{}, err
+	}
 	w.pending[p.Type+"/"+p.ID] = true
 	var dateLo, dateHi sql.NullInt64
 	if sp := search.SortDateParam(p.Type); sp != "" {
@@ -247,6 +250,13 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 			return nil
 		}
 		if err := s.dropIndex(ctx, tx, typ, id); err != nil {
+			return err
+		}
+		w := newWriteBuf()
+		if err := s.keepPrior(ctx, tx, w, typ, id, cur); err != nil {
+			return err
+		}
+		if err := s.flush(ctx, tx, w); err != nil {
 			return err
 		}
 		_, err = s.txExec(ctx, tx, `UPDATE resources SET deleted = 1, json = NULL, version = version + 1, last_updated = ?, date_lo = NULL, date_hi = NULL

@@ -197,6 +197,16 @@ func loadFixture(t testing.TB, s store.Store) *fixture {
 	return f
 }
 
+// resolve is the search.Resolver of the live fixture resources.
+func (f *fixture) resolve(typ, id string) (search.Index, bool) {
+	for _, r := range f.live {
+		if r.typ == typ && r.id == id {
+			return r.idx, true
+		}
+	}
+	return search.Index{}, false
+}
+
 // add indexes a stored entry the way search.Matches expects.
 func (f *fixture) add(t testing.TB, e store.Entry) {
 	t.Helper()
@@ -207,11 +217,12 @@ func (f *fixture) add(t testing.TB, e store.Entry) {
 	f.live = append(f.live, indexed{typ: e.Type, id: e.ID, lastUpdated: e.LastUpdated.UnixMicro(), idx: idx})
 }
 
-// oracle returns the sorted ids of the live fixture resources that search.Matches accepts for q.
+// oracle returns the sorted ids of the live fixture resources that search.Matches accepts for q
+// (search.MatchesWith, chains resolved among the live fixture resources).
 func (f *fixture) oracle(q *search.Query) []string {
 	var out []string
 	for _, r := range f.live {
-		if r.typ == q.Type && search.Matches(q, r.id, r.lastUpdated, r.idx) {
+		if r.typ == q.Type && search.MatchesWith(q, r.id, r.lastUpdated, r.idx, f.resolve) {
 			out = append(out, r.id)
 		}
 	}

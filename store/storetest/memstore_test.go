@@ -26,6 +26,11 @@ type memStore struct {
 	last time.Time
 	reg  *search.Registry
 	recs map[string]store.Record // by kind + "\x00" + id
+	// hist holds prior versions by "Type/id", oldest first; keep is the retention (0: all).
+	hist map[string][]*memRes
+	keep int
+	// totalBound is store.TotalBound (lowered for RunTotalBound).
+	totalBound int
 }
 
 type memRes struct {
@@ -42,7 +47,7 @@ type memRes struct {
 var _ store.Store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{res: map[string]*memRes{}, reg: search.DefaultRegistry(), recs: map[string]store.Record{}}
+	return &memStore{res: map[string]*memRes{}, reg: search.DefaultRegistry(), recs: map[string]store.Record{}, totalBound: store.TotalBound}
 }
 
 func (m *memStore) now() time.Time {
@@ -94,6 +99,7 @@ func (m *memStore) write(r fhir.Resource, id string, v int64) (*memRes, error) {
 	if ids := identifiers(c); len(ids) > 0 {
 		mr.firstIdent = &ids[0]
 	}
+	m.keepPrior(r.Type()+"/"+id, v)
 	m.res[r.Type()+"/"+id] = mr
 	return mr, nil
 }
@@ -187,6 +193,7 @@ func (m *memStore) Delete(ctx context.Context, typ, id string) error {
 	case r.deleted:
 		return nil
 	}
+	m.keepPrior(typ+"/"+id, r.version+1)
 	m.res[typ+"/"+id] = &memRes{typ: typ, id: id, version: r.version + 1, lastUpdated: m.now(), deleted: true}
 	return nil
 }
@@ -308,7 +315,7 @@ func (m *memStore) Search(ctx context.Context, q *search.Query) (*store.Result, 
 	defer m.mu.Unlock()
 	var rows []*memRes
 	for _, r := range m.res {
-		if r.typ == q.Type && !r.deleted && search.Matches(q, r.id, r.lastUpdated.UnixMicro(), r.idx) {
+		if r.typ == q.Type && !r.deleted && search.MatchesWith(q, r.id, r.lastUpdated.UnixMicro(), r.idx, m.resolve) {
 			rows = append(rows, r)
 		}
 	}
@@ -346,7 +353,7 @@ func (m *memStore) Search(ctx context.Context, q *search.Query) (*store.Result, 
 		hasPrev, hasNext = len(before) > q.Count, i < len(rows)
 	}
 	res := &store.Result{Total: -1}
-	if q.Total == "accurate" || (q.Cursor == nil && !hasNext) {
+	if q.Total == "accurate" || (q.Cursor == nil && !hasNext) || (q.Total != "none" && len(rows) <= m.totalBound) {
 		res.Total = len(rows)
 	}
 	if len(page) > 0 {
@@ -394,6 +401,14 @@ func (m *memStore) Search(ctx context.Context, q *search.Query) (*store.Result, 
 		}
 	}
 	return res, nil
+}
+
+// resolve is the search.Resolver of the live resources; the caller holds m.mu.
+func (m *memStore) resolve(typ, id string) (search.Index, bool) {
+	if r, ok := m.res[typ+"/"+id]; ok && !r.deleted {
+		return r.idx, true
+	}
+	return search.Index{}, false
 }
 
 func pageHas(page []*memRes, id string) bool {
@@ -487,5 +502,110 @@ func (m *memStore) ListRecords(ctx context.Context, kind string) ([]store.Record
 		}
 	}
 	slices.SortFunc(out, func(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (m *memStore) CreateUnique(ctx context.Context, r fhir.Resource, system, value string) (store.Entry, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Entry{}, false, fmt.Errorf("memstore: %w", err)
+	}
+	if !store.CarriesIdentifier(r, system, value) {
+		return store.Entry{}, false, errors.New("memstore: CreateUnique of a resource without the identifier")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ids := m.find(r.Type(), system, value); len(ids) {
+	case 0:
+	case 1:
+		return m.entry(m.res[r.Type()+"/"+ids[0]]), false, nil
+	default:
+		return store.Entry{}, false, store.ErrDuplicate
+	}
+	m.seq++
+	mr, err := m.write(r, fmt.Sprintf("m%d", m.seq), 1)
+	if err != nil {
+		return store.Entry{}, false, err
+	}
+	return m.entry(mr), true, nil
+}
+
+var _ store.Transactor = (*memStore)(nil)
+
+// Transact checks every op against the state the earlier ones leave before writing any, so
+// that it is all or nothing without undoing writes.
+func (m *memStore) Transact(ctx context.Context, ops []store.TxOp) ([]store.TxResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	type state struct {
+		exists, deleted bool
+		version         int64
+	}
+	states := map[string]state{}          // by Type/id, after the ops checked so far
+	written := map[string]fhir.Resource{} // by Type/id: the last op's resource
+	stateOf := func(key string) state {
+		if st, ok := states[key]; ok {
+			return st
+		}
+		r, ok := m.res[key]
+		if !ok {
+			return state{}
+		}
+		return state{exists: true, deleted: r.deleted, version: r.version}
+	}
+	before := make([]state, len(ops))
+	for i, op := range ops {
+		r := op.Resource
+		typ, id := r.Type(), r.Common().ID
+		key := typ + "/" + id
+		fail := func(err error) ([]store.TxResult, error) { return nil, &store.TxError{Index: i, Err: err} }
+		if id == "" {
+			return fail(errors.New("memstore: transaction op without id"))
+		}
+		cur := stateOf(key)
+		if op.Create && cur.exists {
+			return fail(store.ErrDuplicate)
+		}
+		if op.IfMatch != 0 && (!cur.exists || cur.deleted || cur.version != op.IfMatch) {
+			return fail(store.ErrVersionConflict)
+		}
+		if op.UniqueSystem != "" || op.UniqueValue != "" {
+			if !store.CarriesIdentifier(r, op.UniqueSystem, op.UniqueValue) {
+				return fail(errors.New("memstore: transaction op without its unique identifier"))
+			}
+			var holders []string
+			for _, h := range m.find(typ, op.UniqueSystem, op.UniqueValue) {
+				if _, ok := written[typ+"/"+h]; !ok {
+					holders = append(holders, h)
+				}
+			}
+			for _, w := range written {
+				if w.Type() == typ && store.CarriesIdentifier(w, op.UniqueSystem, op.UniqueValue) {
+					holders = append(holders, w.Common().ID)
+				}
+			}
+			for _, h := range holders {
+				if h != id {
+					return fail(store.ErrDuplicate)
+				}
+			}
+		}
+		if _, err := search.Extract(r); err != nil {
+			return fail(err)
+		}
+		before[i] = cur
+		states[key] = state{exists: true, version: cur.version + 1}
+		written[key] = r
+	}
+	out := make([]store.TxResult, len(ops))
+	for i, op := range ops {
+		mr, err := m.write(op.Resource, op.Resource.Common().ID, before[i].version+1)
+		if err != nil {
+			return nil, err // checked above: cannot happen
+		}
+		out[i] = store.TxResult{Entry: m.entry(mr), Created: !before[i].exists || before[i].deleted}
+	}
 	return out, nil
 }

@@ -220,8 +220,10 @@ func testTotal(t *testing.T, open opener) {
 		{query: "code=P", total: 10, matches: 10},           // the first page holds every match
 		{query: "code=P&_count=10", total: 10, matches: 10}, // exactly
 		{query: "code=Q", total: 0, matches: 0},
-		{query: "code=P&_count=3", total: -1, matches: 3, wantNext: true},
-		{query: "code=P&_count=3&_total=none", total: -1, matches: 3, wantNext: true},
+		// Below store.TotalBound the total is counted unasked, on every page.
+		{query: "code=P&_count=3", total: 10, matches: 3, wantNext: true, nextQuery: true},
+		{query: "code=P&_count=3&_total=estimate", total: 10, matches: 3, wantNext: true, nextQuery: true},
+		{query: "code=P&_count=3&_total=none", total: -1, matches: 3, wantNext: true, nextQuery: true},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			res := page(t, s, "Observation", tc.query, nil)
@@ -246,11 +248,15 @@ func testTotal(t *testing.T, open opener) {
 		})
 	}
 	t.Run("LaterPages", func(t *testing.T) {
-		// Unasked, a later page may compute the total or not, but never a wrong one.
-		for _, p := range walkNext(t, s, "Observation", "code=P&_count=3")[1:] {
-			if p.Total != -1 && p.Total != 10 {
-				t.Errorf("later page: Total = %d, want -1 or 10", p.Total)
+		// Unasked and below the bound, every page, forwards and backwards, carries the total.
+		pages := walkNext(t, s, "Observation", "code=P&_count=3")
+		for i, p := range pages {
+			if p.Total != 10 {
+				t.Errorf("page %d: Total = %d, want 10", i+1, p.Total)
 			}
+		}
+		if back := page(t, s, "Observation", "code=P&_count=3", pages[len(pages)-1].Prev); back.Total != 10 {
+			t.Errorf("previous page: Total = %d, want 10", back.Total)
 		}
 	})
 }

@@ -321,6 +321,39 @@ func searchCases(f *fixture) []searchCase {
 		{"DeviceAssociation", "identifier=https://ohx.test/da|1", da(1)},
 		{"DeviceAssociation", "identifier:missing=true", da(3, 4, 5)},
 		{"DeviceAssociation", "patient=pat-1&status=attached", da(1)},
+
+		// ---- Chains: a reference parameter followed to the target's identifier ----
+		{"Observation", "patient.identifier=" + mrnSystem + "|1001", obs(1, 2, 3, 4)},
+		{"Observation", "subject:Patient.identifier=" + mrnSystem + "|1002", obs(5, 6, 11)},
+		{"Observation", "patient.identifier=http://ssn.example|123-45-6789", obs(5, 6, 11)}, // any identifier, not only the first
+		{"Observation", "patient.identifier=1001", obs(1, 2, 3, 4)},                         // pat-1, pat-4, pat-5: only pat-1 has observations
+		{"Observation", "patient.identifier=|1001", nil},                                    // pat-5 (no system) has none
+		{"Observation", "patient.identifier=" + mrnSystem + "|", obs(1, 2, 3, 4, 5, 6, 9, 10, 11)},
+		{"Observation", "patient.identifier=" + mrnSystem + "|1001," + mrnSystem + "|1003", obs(1, 2, 3, 4, 9, 10)},
+		{"Observation", "patient.identifier=" + mrnSystem + "|9999", nil}, // no such patient: nothing, not everything
+		{"Observation", "patient.identifier=F-1", nil},                    // dev-3's identifier: a device is no patient
+		{"Observation", "subject.identifier=F-1", obs(7)},                 // untyped: Patients and Devices
+		{"Observation", "subject.identifier=1002", obs(5, 6, 11)},
+		{"Observation", "subject:Device.identifier=F-1", obs(7)},
+		{"Observation", "subject:Device.identifier=" + devSystem + "|W-1", nil},
+		{"Observation", "device.identifier=" + devSystem + "|W-2", obs(1, 2)},
+		{"Observation", "device.identifier=" + devSystem + "|", obs(1, 2, 3, 4)}, // not obs-11: dev-5 is deleted
+		{"Observation", "device.identifier=W-5", nil},                            // the deleted dev-5's identifier
+		{"Observation", "device.identifier=W-1,F-1", obs(3, 4, 5, 6, 7)},
+		{"Observation", "patient.identifier=" + mrnSystem + "|1001&code=" + codeWeight, obs(1, 2)},
+		{"Observation", "patient.identifier=" + mrnSystem + "|1001&device.identifier=W-1", obs(3, 4)},
+		{"Observation", "patient.identifier=" + mrnSystem + "|1001&patient.identifier=" + mrnSystem + "|1002", nil},
+		{"Observation", "patient.identifier=" + mrnSystem + "|1001&patient=pat-1", obs(1, 2, 3, 4)},
+		{"Observation", "patient.identifier=" + mrnSystem + "|1001&patient=pat-2", nil},
+		{"DeviceAssociation", "patient.identifier=" + mrnSystem + "|1001", da(1, 2)},
+		{"DeviceAssociation", "patient.identifier=" + mrnSystem + "|1003", da(5)},
+		{"DeviceAssociation", "subject:Patient.identifier=1002", da(3)},
+		{"DeviceAssociation", "device.identifier=" + devSystem + "|W-1", da(1)},
+		{"DeviceAssociation", "device.identifier=" + devSystem + "|", da(1, 2)}, // not da-5: dev-5 is deleted
+		{"DeviceAssociation", "device.identifier=W-5", nil},
+		{"DeviceAssociation", "device.identifier=X-1", nil}, // dev-4 has no association
+		{"DeviceAssociation", "patient.identifier=" + mrnSystem + "|1001&device.identifier=W-2", da(2)},
+		{"DeviceAssociation", "patient.identifier=" + mrnSystem + "|1001&status=attached", da(1)},
 	}
 }
 

@@ -32,12 +32,26 @@ type opener = func(t testing.TB) store.Store
 //   - CRUD: Create, Put (update-as-create), If-Match, Read, Delete, resurrection, ids per type,
 //     FindByIdentifier, and meta.versionId / meta.lastUpdated inside the stored JSON.
 //   - Upsert: bulk writes matched by first identifier, idempotence, version bumps, ErrDuplicate.
+//   - CreateUnique: create unless the identifier is held, holders found by any identifier,
+//     released identifiers, concurrent registrations (RunShared races two handles).
+//   - Transact (stores implementing store.Transactor): commit, all-or-nothing roll back for each
+//     kind of failing op, later ops seeing earlier ones.
+//   - History: vread of every version, history newest first, paging, _since/_at bounds,
+//     deletions as versions, upserts (unchanged: no version), PurgeHistory, concurrent writers
+//     (RunHistoryRetention checks the retention setting).
 //   - Search: one case per supported parameter, prefix and modifier, each checked against its
 //     expected ids and against search.Matches.
 //   - Sort: _sort on every sortable parameter, ascending, descending and multi-key.
 //   - Paging: keyset cursors forwards and backwards, and paging under concurrent inserts.
-//   - Total: _summary=count, _count=0, _total=accurate and the free total of a single page.
+//   - Total: _summary=count, _count=0, _total=accurate, the free total of a single page, the
+//     bounded total of every page below store.TotalBound and _total=none (RunTotalBound checks
+//     the bound itself).
 //   - Include: _include and _revinclude, per page, deduplicated, unresolvable targets skipped.
+//   - Chain: chained searches (patient.identifier=…) paged both ways, totals, includes, and
+//     following the targets' current identifiers, never a deleted target (the Search cases
+//     cover every chain and value form).
+//   - LastN: the newest Observations per coding of one patient ($lastn), n per group, ties by
+//     id, filters, named codings, an Observation with two codings in both groups.
 //   - Limits: searches as large as the parser accepts (search.MaxParams, MaxParamValues,
 //     MaxValues), paged.
 //   - Records: the small document store (put, create-if-absent, get, take, delete, list, expiry,
@@ -47,11 +61,16 @@ type opener = func(t testing.TB) store.Store
 func Run(t *testing.T, open func(t testing.TB) store.Store) {
 	t.Run("CRUD", func(t *testing.T) { testCRUD(t, open) })
 	t.Run("Upsert", func(t *testing.T) { testUpsert(t, open) })
+	t.Run("History", func(t *testing.T) { testHistory(t, open) })
+	t.Run("CreateUnique", func(t *testing.T) { testCreateUnique(t, open) })
+	t.Run("Transact", func(t *testing.T) { testTransact(t, open) })
 	t.Run("Search", func(t *testing.T) { testSearch(t, open) })
 	t.Run("Sort", func(t *testing.T) { testSort(t, open) })
 	t.Run("Paging", func(t *testing.T) { testPaging(t, open) })
 	t.Run("Total", func(t *testing.T) { testTotal(t, open) })
 	t.Run("Include", func(t *testing.T) { testInclude(t, open) })
+	t.Run("Chain", func(t *testing.T) { testChain(t, open) })
+	t.Run("LastN", func(t *testing.T) { testLastN(t, open) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, open) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, open) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, open) })

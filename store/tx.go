@@ -1,0 +1,39 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/openhealthexchange/ohx/fhir"
+)
+
+// TxError is the error of a failed Transactor.Transact: Index is the op that failed.
+type TxError struct {
+	Index int
+	Err   error
+}
+
+func (e *TxError) Error() string { return fmt.Sprintf("transaction op %d: %v", e.Index, e.Err) }
+
+func (e *TxError) Unwrap() error { return e.Err }
+
+// CarriesIdentifier reports whether r has the identifier (system, value) — what CreateUnique
+// and TxOp.UniqueSystem require of the resource they write.
+func CarriesIdentifier(r fhir.Resource, system, value string) bool {
+	var ids []fhir.Identifier
+	switch x := r.(type) {
+	case *fhir.Observation:
+		ids = x.Identifier
+	case *fhir.Patient:
+		ids = x.Identifier
+	case *fhir.Device:
+		ids = x.Identifier
+	case *fhir.DeviceAssociation:
+		ids = x.Identifier
+	}
+	for _, id := range ids {
+		if id.System == system && id.Value == value {
+			return true
+		}
+	}
+	return false
+}
