@@ -28,7 +28,8 @@ import (
 // the patient (compartmentdefinition-patient.html lists both through subject; Observation's
 // performer is not part of ohx's compartment), and the Devices associated with the patient
 // through DeviceAssociation — R5 Device is in no compartment, so /Patient/{id}/Device is ohx's
-// way of asking for the devices fhir-smart.md §3.4 lets the patient see.
+// way of asking for the devices the patient may see (SMART: patient-level scopes reach the
+// patient compartment, https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html).
 //
 // A compartment search is a search of the type with the compartment added as a filter after
 // parsing, authorized exactly as that search (authorize, then confine). A token confined to

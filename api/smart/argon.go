@@ -14,7 +14,7 @@ import (
 // argonConcurrency is how many argon2id computations may run at once in the process: one per
 // CPU the Go scheduler uses, at most four. Each takes argonMemory (19 MiB) and one CPU for tens
 // of milliseconds, so more at once buys no throughput, only memory: unbounded, 60 concurrent
-// sign-ins took the server from 63 MiB to 1.2 GiB (security audit item 7). Four slots keep the
+// sign-ins took the server from 63 MiB to 1.2 GiB. Four slots keep the
 // hashing memory under 80 MiB on any machine and still verify over a hundred passwords a second.
 var argonConcurrency = int64(max(1, min(runtime.GOMAXPROCS(0), 4)))
 

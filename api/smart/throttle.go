@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Sign-in throttling (security audit item 7). Without it every guess costs us an argon2id
+// Sign-in throttling (https://cheatsheetseries.owasp.org/cheatsheets/Authentication_Cheat_Sheet.html#protect-against-automated-attacks). Without it every guess costs us an argon2id
 // verification and costs the attacker nothing, so an online password guess is only as slow as
 // our CPUs.
 //
