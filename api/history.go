@@ -56,18 +56,7 @@ func (s *Server) vread(c *gin.Context) error {
 	} else if !ok {
 		return fmt.Errorf("vread %s/%s/_history/%d: not visible to the caller: %w", typ, id, vid, store.ErrNotFound)
 	}
-	setVersionHeaders(c, e)
-	if notModified(c.Request, e) {
-		c.Status(http.StatusNotModified)
-		c.Writer.WriteHeaderNow()
-		return nil
-	}
-	body, err := s.render(ctx, c, e, parseProjection(c))
-	if err != nil {
-		return err
-	}
-	s.writeJSON(c, http.StatusOK, body)
-	return nil
+	return s.writeEntry(ctx, c, e)
 }
 
 // historyVisible answers whether the caller may see the versions of typ/id at all, as read

@@ -154,6 +154,12 @@ func (s *Server) read(c *gin.Context) error {
 	} else if !ok {
 		return fmt.Errorf("read %s/%s: not visible to the caller: %w", typ, id, store.ErrNotFound)
 	}
+	return s.writeEntry(ctx, c, e)
+}
+
+// writeEntry answers a read or vread with the stored entry: version headers, 304 for a matching
+// conditional read, else the rendered body.
+func (s *Server) writeEntry(ctx context.Context, c *gin.Context, e store.Entry) error {
 	setVersionHeaders(c, e)
 	if notModified(c.Request, e) {
 		c.Status(http.StatusNotModified)

@@ -68,20 +68,25 @@ func SameContent(r fhir.Resource, stored Entry) (bool, error) {
 	return bytes.Equal(data, stored.JSON), nil
 }
 
+// identifiers returns the identifiers of the resource types ohx stores.
+func identifiers(r fhir.Resource) []fhir.Identifier {
+	switch x := r.(type) {
+	case *fhir.Observation:
+		return x.Identifier
+	case *fhir.Patient:
+		return x.Identifier
+	case *fhir.Device:
+		return x.Identifier
+	case *fhir.DeviceAssociation:
+		return x.Identifier
+	}
+	return nil
+}
+
 // FirstIdentifier returns the first identifier of a resource, used to match bulk upserts; ok
 // is false unless it has both a system and a value.
 func FirstIdentifier(r fhir.Resource) (system, value string, ok bool) {
-	var ids []fhir.Identifier
-	switch x := r.(type) {
-	case *fhir.Observation:
-		ids = x.Identifier
-	case *fhir.Patient:
-		ids = x.Identifier
-	case *fhir.Device:
-		ids = x.Identifier
-	case *fhir.DeviceAssociation:
-		ids = x.Identifier
-	}
+	ids := identifiers(r)
 	if len(ids) == 0 || ids[0].Value == "" || ids[0].System == "" {
 		return "", "", false
 	}

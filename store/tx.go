@@ -19,18 +19,7 @@ func (e *TxError) Unwrap() error { return e.Err }
 // CarriesIdentifier reports whether r has the identifier (system, value) — what CreateUnique
 // and TxOp.UniqueSystem require of the resource they write.
 func CarriesIdentifier(r fhir.Resource, system, value string) bool {
-	var ids []fhir.Identifier
-	switch x := r.(type) {
-	case *fhir.Observation:
-		ids = x.Identifier
-	case *fhir.Patient:
-		ids = x.Identifier
-	case *fhir.Device:
-		ids = x.Identifier
-	case *fhir.DeviceAssociation:
-		ids = x.Identifier
-	}
-	for _, id := range ids {
+	for _, id := range identifiers(r) {
 		if id.System == system && id.Value == value {
 			return true
 		}

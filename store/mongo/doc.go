@@ -132,20 +132,12 @@ func stringKey(col, s string) string { return col + "|" + s }
 
 // splitRefKey parses a local reference key; ok is false for absolute URLs.
 func splitRefKey(k string) (col, typ, id string, ok bool) {
-	col, rest, found := strings.Cut(k, "|")
-	if !found || strings.HasPrefix(rest, "|") {
+	// An absolute URL is stored with an empty type component ("col||url").
+	if _, rest, found := strings.Cut(k, "|"); !found || strings.HasPrefix(rest, "|") {
 		return "", "", "", false
 	}
-	// The type component holds no escapes in practice, but honour them anyway.
-	for i := 0; i < len(rest); i++ {
-		switch rest[i] {
-		case '\\':
-			i++
-		case '|':
-			return col, unesc(rest[:i]), unesc(rest[i+1:]), true
-		}
-	}
-	return "", "", "", false
+	// The same escaped two-component layout as a token key.
+	return splitTokenKey(k)
 }
 
 // quoteRE escapes s for a regular expression that MongoDB (PCRE) and FerretDB (Go RE2) read the
