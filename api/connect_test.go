@@ -35,6 +35,8 @@ var _ providers.Provider = (*fakeVendor)(nil)
 
 func (f *fakeVendor) Name() string { return "vendor" }
 
+func (f *fakeVendor) Kinds() []fhir.SampleKind { return []fhir.SampleKind{fhir.KindWeight} }
+
 func (f *fakeVendor) AuthCodeURL(state, codeChallenge string) string {
 	return "https://vendor.test/authorize?" + url.Values{"state": {state}, "code_challenge": {codeChallenge}}.Encode()
 }

@@ -19,6 +19,9 @@ import (
 type Provider interface {
 	// Name is the adapter's stable name ("withings"), used in URLs, identifiers and storage.
 	Name() string
+	// Kinds lists the data kinds this deployment reads from the vendor (the enabled ones, top-level
+	// kinds only), sorted. Every one of them must produce samples fhir.MapSample codes.
+	Kinds() []fhir.SampleKind
 	// AuthCodeURL is the vendor consent page URL for the connect flow. codeChallenge is the
 	// PKCE S256 challenge, ignored by vendors without PKCE.
 	AuthCodeURL(state, codeChallenge string) string

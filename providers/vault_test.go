@@ -33,6 +33,7 @@ type httpProvider struct {
 }
 
 func (p *httpProvider) Name() string { return "fake" }
+func (p *httpProvider) Kinds() []fhir.SampleKind { return []fhir.SampleKind{fhir.KindWeight} }
 func (p *httpProvider) AuthCodeURL(state, _ string) string {
 	return p.base + "/authorize?state=" + state
 }

@@ -237,3 +237,13 @@ func (c *Client) instant(unix int64, tz string) time.Time {
 	}
 	return t.UTC()
 }
+
+// Kinds lists the enabled top-level kinds, sorted.
+func (c *Client) Kinds() []fhir.SampleKind {
+	ks := make([]fhir.SampleKind, 0, len(c.kinds))
+	for k := range c.kinds {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

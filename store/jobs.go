@@ -1,0 +1,183 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// ErrLeaseLost means the caller no longer holds the job's lease: it expired and another worker
+// claimed the job, or the job was completed, failed or never existed. The caller must stop
+// writing on the job's behalf.
+var ErrLeaseLost = errors.New("job lease lost")
+
+// Job is one unit of durable background work (a vendor sync, a webhook subscription). The store
+// keeps it from EnqueueJob until CompleteJob, or as a dead letter after a final FailJob: an
+// accepted job is never dropped.
+type Job struct {
+	// ID is assigned by EnqueueJob when empty.
+	ID string
+	// Type names the handler that runs the job.
+	Type string
+	// Key, if set, is the job's idempotency key: at most one pending job holds a key, and an
+	// EnqueueJob with the key of a pending job coalesces into it (see Jobs.EnqueueJob).
+	Key string
+	// Priority orders due jobs: higher first.
+	Priority int
+	// NotBefore is the earliest time the job may run (zero: at once).
+	NotBefore time.Time
+	// Payload is the handler's own description of the work (JSON), opaque to the store.
+	Payload []byte
+	// Attempt counts the failed runs so far; LastError is the last failure's public text.
+	Attempt   int
+	LastError string
+	// Created is when the job was first enqueued (set by EnqueueJob when zero).
+	Created time.Time
+	// Owner and LeaseUntil describe the current lease (zero when the job waits).
+	Owner      string
+	LeaseUntil time.Time
+	// Rerun marks a running job that was enqueued again while it ran: CompleteJob puts it back
+	// in the queue once instead of removing it, so data announced mid-run is fetched too.
+	Rerun bool
+	// Dead is set on dead letters (DeadJobs).
+	Dead bool
+}
+
+// JobFailure is what FailJob records.
+type JobFailure struct {
+	// Error is the failure's public text (never tokens, PHI or raw vendor text).
+	Error string
+	// RetryAt is when the job may run again. Ignored when Dead is set.
+	RetryAt time.Time
+	// Dead moves the job to the dead letters: retrying cannot help, or the attempts are used up.
+	Dead bool
+}
+
+// JobStats counts the jobs by state.
+type JobStats struct {
+	// Waiting jobs are due or scheduled; Running ones hold an unexpired lease; Dead are dead letters.
+	Waiting, Running, Dead int
+}
+
+// Jobs is the durable job queue. Claims are atomic across every store handle on one database
+// (several ohx processes may share a MongoDB): no job is leased to two owners at once. All
+// times are the caller's clock, passed in, so that leases and backoff are testable.
+type Jobs interface {
+	// EnqueueJob stores j durably before returning. If j.Key is empty, or no pending (waiting
+	// or running) job holds j.Key, a new job is stored and coalesced is false. Otherwise nothing
+	// new is stored, coalesced is true and id is the pending job's: a waiting job keeps its
+	// place, takes the earlier of the two NotBefore times and the higher priority; a running job
+	// is marked Rerun. The payload of a coalesced enqueue is dropped: jobs sharing a key must
+	// describe the same work.
+	EnqueueJob(ctx context.Context, j Job, now time.Time) (id string, coalesced bool, err error)
+	// ClaimJobs leases up to max due jobs to owner until now+lease: jobs whose NotBefore is at
+	// or before now that are waiting or whose lease expired (an abandoned job is taken over),
+	// highest Priority first, then earliest NotBefore, then earliest Created. It must not list
+	// the whole queue: an index gives the due jobs in claim order.
+	ClaimJobs(ctx context.Context, owner string, max int, lease time.Duration, now time.Time) ([]Job, error)
+	// RenewJob extends owner's lease on the job to now+lease. ErrLeaseLost if owner does not
+	// hold it.
+	RenewJob(ctx context.Context, id, owner string, lease time.Duration, now time.Time) error
+	// CompleteJob removes a finished job, or, if it is marked Rerun, puts it back in the queue
+	// (due at once, Attempt 0, Rerun cleared). ErrLeaseLost if owner does not hold it.
+	CompleteJob(ctx context.Context, id, owner string) error
+	// FailJob records a failed run: Attempt is incremented, LastError set and the lease
+	// released; the job waits until f.RetryAt, or becomes a dead letter when f.Dead. A Rerun
+	// mark is kept (the retry covers it). ErrLeaseLost if owner does not hold it.
+	FailJob(ctx context.Context, id, owner string, f JobFailure) error
+	// GetJob returns a pending job or a dead letter by id, or ErrNotFound.
+	GetJob(ctx context.Context, id string) (Job, error)
+	// PendingJobs lists up to limit waiting and running jobs in claim order.
+	PendingJobs(ctx context.Context, limit int) ([]Job, error)
+	// DeadJobs lists up to limit dead letters, most recently failed first.
+	DeadJobs(ctx context.Context, limit int) ([]Job, error)
+	// RetryDeadJob puts a dead letter back in the queue (due at once, Attempt 0). ErrNotFound
+	// if there is no such dead letter; ErrDuplicate if a pending job holds its key.
+	RetryDeadJob(ctx context.Context, id string, now time.Time) error
+	// JobStats counts the jobs by state at now.
+	JobStats(ctx context.Context, now time.Time) (JobStats, error)
+}
+
+// CoverageKey names one stream of synced data: a patient's data of one kind from one provider.
+type CoverageKey struct {
+	Provider, Patient, Kind string
+}
+
+// Interval is the half-open time range [Start, End).
+type Interval struct {
+	Start, End time.Time
+}
+
+// Coverage records what has been synced of one stream: the time ranges fetched completely, and
+// the vendor's incremental-sync position.
+type Coverage struct {
+	CoverageKey
+	// Intervals are the ranges fetched completely, sorted, disjoint and not adjacent (Add keeps
+	// them so).
+	Intervals []Interval
+	// Cursor is the vendor's incremental-sync position (an opaque string the adapter chose; ""
+	// before the first incremental sync).
+	Cursor string
+	// Updated is when the coverage last changed.
+	Updated time.Time
+}
+
+// Add merges [start, end) into the intervals. Empty or inverted ranges are ignored.
+func (c *Coverage) Add(start, end time.Time) {
+	if !start.Before(end) {
+		return
+	}
+	out := make([]Interval, 0, len(c.Intervals)+1)
+	n := Interval{Start: start, End: end}
+	placed := false
+	for _, iv := range c.Intervals {
+		switch {
+		case iv.End.Before(n.Start):
+			out = append(out, iv)
+		case n.End.Before(iv.Start):
+			if !placed {
+				out = append(out, n)
+				placed = true
+			}
+			out = append(out, iv)
+		default: // overlapping or adjacent: merge into n
+			if iv.Start.Before(n.Start) {
+				n.Start = iv.Start
+			}
+			if iv.End.After(n.End) {
+				n.End = iv.End
+			}
+		}
+	}
+	if !placed {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Interval) int { return a.Start.Compare(b.Start) })
+	c.Intervals = out
+}
+
+// Covers reports whether [start, end) lies inside one synced interval.
+func (c Coverage) Covers(start, end time.Time) bool {
+	for _, iv := range c.Intervals {
+		if !start.Before(iv.Start) && !end.After(iv.End) {
+			return true
+		}
+	}
+	return false
+}
+
+// Coverages stores the sync coverage of every stream.
+type Coverages interface {
+	// Coverage returns the coverage of every kind of one patient's connection to provider,
+	// ordered by kind (none: an empty slice).
+	Coverage(ctx context.Context, provider, patient string) ([]Coverage, error)
+	// UpdateCoverage changes one stream's coverage atomically: fn gets the stored coverage (the
+	// zero Coverage with k set when there is none) and changes it in place; the result is
+	// stored with Updated = now and returned. Concurrent updates of one key through any number
+	// of store handles do not lose each other's changes: fn may be called more than once, so it
+	// must only change its argument. An error from fn stores nothing and is returned.
+	UpdateCoverage(ctx context.Context, k CoverageKey, now time.Time, fn func(*Coverage) error) (Coverage, error)
+	// DeleteCoverage forgets every stream of one patient's connection to provider.
+	DeleteCoverage(ctx context.Context, provider, patient string) error
+}
