@@ -56,7 +56,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 			}
 		}
 		w, err := withings.New(withings.Config{ClientID: cfg.WithingsClientID, ClientSecret: cfg.WithingsClientSecret,
-			RedirectURL: redirect, APIURL: cfg.WithingsAPIURL, AuthURL: cfg.WithingsAuthURL, Kinds: kinds}, caller, nil, log)
+			RedirectURL: redirect, APIURL: cfg.WithingsAPIURL, AuthURL: cfg.WithingsAuthURL, Kinds: kinds}, caller, log)
 		if err != nil {
 			return nil, err
 		}

@@ -78,7 +78,7 @@ func benchPipeline(ctx context.Context, groups int) error {
 		return err
 	}
 	kinds := []fhir.SampleKind{fhir.KindWeight, fhir.KindFatFreeMass, fhir.KindFatRatio, fhir.KindFatMass, fhir.KindMuscleMass, fhir.KindBoneMass}
-	w, err := withings.New(withings.Config{ClientID: "c", ClientSecret: "s", RedirectURL: "http://x/cb", APIURL: fake.URL, Kinds: kinds}, caller, nil, log)
+	w, err := withings.New(withings.Config{ClientID: "c", ClientSecret: "s", RedirectURL: "http://x/cb", APIURL: fake.URL, Kinds: kinds}, caller, log)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func newRig(t *testing.T, routes map[string]providertest.Route) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := withings.New(withings.Config{ClientID: "c", ClientSecret: "s", RedirectURL: "https://ohx.test/cb", APIURL: fake.URL()}, caller, nil, nil)
+	w, err := withings.New(withings.Config{ClientID: "c", ClientSecret: "s", RedirectURL: "https://ohx.test/cb", APIURL: fake.URL()}, caller, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func newFixture(t *testing.T, routes map[string]providertest.Route, o fixtureOpt
 		RedirectURL:  "https://ohx.example/connect/withings/callback",
 		APIURL:       srv.URL(),
 		Kinds:        o.kinds,
-	}, rec, nil, nil)
+	}, rec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

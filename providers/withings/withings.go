@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -70,11 +69,10 @@ var (
 	_ providers.Revoker    = (*Client)(nil)
 )
 
-// New returns the adapter. Every vendor request, the token endpoint included, goes through caller;
-// hc is not used (the resilient client owns the HTTP client) and may be nil. log may be nil.
-// It returns an error when a required setting is missing or a kind is not supported.
-func New(cfg Config, caller providers.Caller, hc *http.Client, log *slog.Logger) (*Client, error) {
-	_ = hc
+// New returns the adapter. Every vendor request, the token endpoint included, goes through caller
+// (the resilient client owns the HTTP client). log may be nil. It returns an error when a
+// required setting is missing or a kind is not supported.
+func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error) {
 	if caller == nil {
 		return nil, errors.New("withings: a caller is required")
 	}
