@@ -21,7 +21,7 @@ type SMART struct {
 	Scopes          []string
 }
 
-// BuiltInSMART is what ohx's own authorization server supports (fhir-smart.md §1.1 "ohx:"),
+// BuiltInSMART is what ohx's own authorization server supports (SMART App Launch 2.2 capabilities, https://hl7.org/fhir/smart-app-launch/conformance.html#capabilities),
 // including OpenID Connect id_tokens with fhirUser (sso-openid-connect).
 func BuiltInSMART(issuer, authorize, token, introspect, revoke, jwks string) SMART {
 	return SMART{

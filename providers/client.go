@@ -27,7 +27,7 @@ type ClientConfig struct {
 
 	// AppRate and AppBurst limit requests of the whole application (all users together).
 	// Zero AppRate means no application limit. Withings allows 120 requests per minute per
-	// application (providers.md §1.9): StrictLimit(120, time.Minute, 10) with burst 10.
+	// application (https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/): StrictLimit(120, time.Minute, 10) with burst 10.
 	// The limiter lives in this process: with N instances, give each 1/N of the budget.
 	AppRate  rate.Limit
 	AppBurst int

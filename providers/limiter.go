@@ -167,7 +167,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // StrictLimit is the token-bucket rate that never exceeds n requests in any window of length
 // per, burst included: a bucket can spend its burst and then refill at rate r, so at most
 // burst + r·per requests fit in one window. Withings (120 requests per minute per application,
-// providers.md §1.9) with burst 10: StrictLimit(120, time.Minute, 10) = 110/min.
+// https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/) with burst 10: StrictLimit(120, time.Minute, 10) = 110/min.
 func StrictLimit(n int, per time.Duration, burst int) rate.Limit {
 	if n <= burst || per <= 0 {
 		return rate.Limit(math.SmallestNonzeroFloat64)

@@ -89,7 +89,7 @@ var (
 	ErrConsentRevoked = errors.New("vendor consent revoked")
 )
 
-// ErrorKind classifies vendor failures (providers.md §0).
+// ErrorKind classifies vendor failures by what the caller should do about them.
 type ErrorKind string
 
 // Error kinds.

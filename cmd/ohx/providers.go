@@ -38,7 +38,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		}
 		caller, err := providers.NewClient(providers.ClientConfig{
 			Provider: withings.Name,
-			// Withings allows 120 requests per minute per application (providers.md §1.9).
+			// Withings allows 120 requests per minute per application (https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/).
 			AppRate:  providers.StrictLimit(cfg.WithingsRate, time.Minute, 10),
 			AppBurst: 10,
 		}, &http.Client{}, reg, log)

@@ -2,7 +2,7 @@
 // Observations (timing the write path), serves it with the real ohx API on loopback, and measures
 // the same requests against a bare net/http handler that serves the identical response bytes, in
 // the same run, with the same load generator (vegeta). It prints each throughput and the ratio
-// that DESIGN.md sets targets for.
+// each scenario has a target for (the ratio to bare, printed).
 package main
 
 import (

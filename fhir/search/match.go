@@ -154,7 +154,7 @@ func ReferenceMatches(v Value, e Entry) bool {
 }
 
 // DateMatches applies a date prefix to search range [sLo, sHi) and target range [tLo, tHi)
-// (half-open; see reference/fhir-smart.md §2.2 and https://hl7.org/fhir/R5/search.html#prefix).
+// (half-open; https://hl7.org/fhir/R5/search.html#prefix).
 // For ap the search range arrives already widened and ap means overlap.
 func DateMatches(prefix string, sLo, sHi, tLo, tHi int64) bool {
 	eq := sLo <= tLo && tHi <= sHi

@@ -153,7 +153,7 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-// TestDateMatches checks every prefix against the table in reference/fhir-smart.md §2.2, with
+// TestDateMatches checks every prefix against the prefix table of https://hl7.org/fhir/R5/search.html#prefix, with
 // the search range [10, 20).
 func TestDateMatches(t *testing.T) {
 	for _, tc := range []struct {

@@ -18,14 +18,14 @@ import (
 )
 
 // envelope is every Withings answer: HTTP 200 with {"status": <int>, "body": {…}, "error": "…"}
-// (providers.md §1.3). Only status 0 is success.
+// (response_status in the API reference, https://developer.withings.com/api-reference). Only status 0 is success.
 type envelope struct {
 	Status flexInt         `json:"status"`
 	Body   json.RawMessage `json:"body"`
 	Error  string          `json:"error"`
 }
 
-// Withings status codes with a meaning of their own (providers.md §1.3; the response_status
+// Withings status codes with a meaning of their own (https://developer.withings.com/api-reference; the response_status
 // section of the Withings API reference).
 const (
 	statusOK              = 0

@@ -89,7 +89,7 @@ func (c *Client) Exchange(ctx context.Context, code, codeVerifier string) (*prov
 
 // Refresh uses t.RefreshToken with action=requesttoken grant_type=refresh_token. Withings rotates
 // the refresh token on every refresh; the previous one stays valid until the new access token is
-// first used or for 8 h (providers.md §1.2), so the caller must persist the result before using it.
+// first used or for 8 h (https://developer.withings.com/developer-guide/v3/integration-guide/public-health-data-api/get-access/access-and-refresh-tokens-no-recover), so the caller must persist the result before using it.
 // A definitive refusal — an auth status (100–102, 200, 401, 214, 277), or 503 "Invalid Params" naming
 // the refresh token, which is what Withings answers for an unknown, revoked or expired refresh
 // token — returns an *UpstreamError of kind auth matching providers.ErrConsentRevoked. An answer

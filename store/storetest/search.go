@@ -363,7 +363,7 @@ func searchCases(f *fixture) []searchCase {
 // is fixed, the oracle agrees and the case runs.
 var knownIssues = map[string]string{
 	// parseNumber gives 1e2 the range [50, 150) (half of 10^2); the specification's table
-	// (search.html#number) and reference/fhir-smart.md §2.2 say [95, 105).
+	// (https://hl7.org/fhir/R5/search.html#number) says [95, 105).
 	"Observation?value-quantity=1e2": "parse.go: 1e2 must cover [95, 105)",
 	// Extract indexes token(col, fixedSystem, "") for an absent code (gender, Device.status), so
 	// an absent value looks present.

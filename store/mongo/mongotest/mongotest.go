@@ -1,5 +1,5 @@
 // Package mongotest runs FerretDB v1 embedded in a test binary as the MongoDB stand-in of CI
-// (toolchain.md §3): no mongod can be installed on the project's machines. Import it only from
+// (https://docs.ferretdb.io/): no mongod can be installed on the project's machines. Import it only from
 // tests: it pulls FerretDB into the binary that imports it.
 //
 // FerretDB runs on its SQLite backend in a temporary directory (never ?mode=memory: the second
