@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/store"
 )
@@ -23,9 +21,10 @@ import (
 // or nothing in one store transaction (store.Transactor) and is offered only by stores that have
 // them: the embedded SQLite store, not MongoDB.
 
-// maxBundleEntries bounds the entries of one batch or transaction (README "Batch and
-// transaction"). An entry may be a conditional write — a search and a write — so 100 keeps one
-// request to a few hundred store calls; MaxBodyBytes bounds the body as for every request.
+// maxBundleEntries bounds the entries of one batch or transaction (a server may refuse large
+// Bundles, https://hl7.org/fhir/R5/http.html#transaction). An entry may be a conditional write —
+// a search and a write — so 100 keeps one request to a few hundred store calls; MaxBodyBytes
+// bounds the body as for every request.
 const maxBundleEntries = 100
 
 // isTransactor reports whether st writes several resources atomically.
@@ -72,38 +71,38 @@ type txEntry struct {
 	sa                    access // what the criteria may see
 }
 
-func (s *Server) bundleTx(c *gin.Context) error {
-	r, err := readBody(c, "Bundle")
+func (s *Server) bundleTx(r *request) (result, error) {
+	res, err := r.readBody("Bundle")
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	b := r.(*fhir.Bundle)
+	b := res.(*fhir.Bundle)
 	if b.BundleType != "batch" && b.BundleType != "transaction" {
-		return fhir.Invalid(fhir.CodeInvalid, "POST to the base takes a batch or transaction Bundle, not one of type %q", truncate(b.BundleType))
+		return result{}, fhir.Invalid(fhir.CodeInvalid, "POST to the base takes a batch or transaction Bundle, not one of type %q", truncate(b.BundleType))
 	}
 	if len(b.Entry) > maxBundleEntries {
-		return fhir.Invalid(fhir.CodeTooCostly, "a %s Bundle may hold at most %d entries; this one has %d", b.BundleType, maxBundleEntries, len(b.Entry))
+		return result{}, fhir.Invalid(fhir.CodeTooCostly, "a %s Bundle may hold at most %d entries; this one has %d", b.BundleType, maxBundleEntries, len(b.Entry))
 	}
 	if b.BundleType == "batch" {
-		return s.batch(c, b)
+		return s.batch(r, b)
 	}
-	return s.transaction(c, b)
+	return s.transaction(r, b)
 }
 
 // batch runs the entries in order, each on its own: a failed entry is answered with its status
 // and OperationOutcome and the others go on.
-func (s *Server) batch(c *gin.Context, b *fhir.Bundle) error {
-	ctx := c.Request.Context()
+func (s *Server) batch(r *request, b *fhir.Bundle) (result, error) {
+	ctx := r.ctx
 	out := make([]fhir.BundleEntry, len(b.Entry))
 	for i := range b.Entry {
 		if err := ctx.Err(); err != nil {
 			// Out of time: the entries left are not attempted, and say so.
-			out[i] = s.failedEntry(c, err)
+			out[i] = s.failedEntry(r, err)
 			continue
 		}
-		e, err := s.checkEntry(c, i, b.Entry[i])
+		e, err := s.checkEntry(r, i, b.Entry[i])
 		if err != nil {
-			out[i] = s.failedEntry(c, err)
+			out[i] = s.failedEntry(r, err)
 			continue
 		}
 		var status int
@@ -117,31 +116,30 @@ func (s *Server) batch(c *gin.Context, b *fhir.Bundle) error {
 			status, stored, err = s.conditionalUpdateOne(ctx, e.typ, e.r, e.criteria, e.ifMatch, e.sa)
 		}
 		if err != nil {
-			out[i] = s.failedEntry(c, err)
+			out[i] = s.failedEntry(r, err)
 			continue
 		}
-		out[i] = s.entryResponse(c, status, stored)
+		out[i] = s.entryResponse(r, status, stored)
 	}
-	s.writeResource(c, http.StatusOK, &fhir.Bundle{Base: fhir.Base{ResourceType: "Bundle"}, BundleType: "batch-response", Entry: out})
-	return nil
+	return result{status: http.StatusOK, resource: &fhir.Bundle{Base: fhir.Base{ResourceType: "Bundle"}, BundleType: "batch-response", Entry: out}}, nil
 }
 
 // transaction resolves every entry first (authorization, bodies, conditions), then writes them
 // all in one store transaction: any failure fails the whole request with the entry's status and
 // an OperationOutcome naming it, and nothing is written.
-func (s *Server) transaction(c *gin.Context, b *fhir.Bundle) error {
+func (s *Server) transaction(r *request, b *fhir.Bundle) (result, error) {
 	tx, ok := s.store.(store.Transactor)
 	if !ok {
-		return fhir.Errorf(http.StatusUnprocessableEntity, fhir.CodeNotSupported,
+		return result{}, fhir.Errorf(http.StatusUnprocessableEntity, fhir.CodeNotSupported,
 			"transactions are not available on this server's store (MongoDB, without multi-document transactions): send a batch Bundle; "+
 				"its conditional creates and updates can be sent again safely if it fails part-way")
 	}
-	ctx := c.Request.Context()
+	ctx := r.ctx
 	entries := make([]txEntry, len(b.Entry))
 	for i := range b.Entry {
-		e, err := s.checkEntry(c, i, b.Entry[i])
+		e, err := s.checkEntry(r, i, b.Entry[i])
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		entries[i] = e
 	}
@@ -173,7 +171,7 @@ func (s *Server) transaction(c *gin.Context, b *fhir.Bundle) error {
 			p, err = s.planConditionalUpdate(ctx, e.typ, e.r, e.criteria, e.ifMatch, e.sa)
 		}
 		if err != nil {
-			return &entryError{index: i, label: e.label, err: err}
+			return result{}, &entryError{index: i, label: e.label, err: err}
 		}
 		if p.match == nil && p.op.Resource.Common().ID == "" {
 			p.op.Resource.Common().ID = store.NewID()
@@ -181,10 +179,10 @@ func (s *Server) transaction(c *gin.Context, b *fhir.Bundle) error {
 		plans[i] = p
 	}
 	if err := checkOverlap(entries, plans, order); err != nil {
-		return err
+		return result{}, err
 	}
 	if err := resolveURNs(entries, plans, order); err != nil {
-		return err
+		return result{}, err
 	}
 	var ops []store.TxOp
 	var opEntry []int
@@ -199,30 +197,29 @@ func (s *Server) transaction(c *gin.Context, b *fhir.Bundle) error {
 		var te *store.TxError
 		if errors.As(err, &te) && te.Index >= 0 && te.Index < len(opEntry) {
 			i := opEntry[te.Index]
-			return &entryError{index: i, label: entries[i].label, err: te.Err}
+			return result{}, &entryError{index: i, label: entries[i].label, err: te.Err}
 		}
-		return err
+		return result{}, err
 	}
 	out := make([]fhir.BundleEntry, len(entries))
-	for k, r := range res {
+	for k, tr := range res {
 		status := http.StatusOK
-		if r.Created {
+		if tr.Created {
 			status = http.StatusCreated
 		}
-		out[opEntry[k]] = s.entryResponse(c, status, r.Entry)
+		out[opEntry[k]] = s.entryResponse(r, status, tr.Entry)
 	}
 	for i, p := range plans {
 		if p.match != nil {
-			out[i] = s.entryResponse(c, http.StatusOK, *p.match)
+			out[i] = s.entryResponse(r, http.StatusOK, *p.match)
 		}
 	}
-	s.writeResource(c, http.StatusOK, &fhir.Bundle{Base: fhir.Base{ResourceType: "Bundle"}, BundleType: "transaction-response", Entry: out})
-	return nil
+	return result{status: http.StatusOK, resource: &fhir.Bundle{Base: fhir.Base{ResourceType: "Bundle"}, BundleType: "transaction-response", Entry: out}}, nil
 }
 
 // checkEntry parses entry i's request, authorizes it as the single request would be (before
 // its resource is decoded), and decodes the resource. Errors are *entryError.
-func (s *Server) checkEntry(c *gin.Context, i int, en fhir.BundleEntry) (txEntry, error) {
+func (s *Server) checkEntry(r *request, i int, en fhir.BundleEntry) (txEntry, error) {
 	e := txEntry{index: i, fullURL: en.FullURL, raw: en.Resource}
 	fail := func(err error) (txEntry, error) { return txEntry{}, &entryError{index: i, label: e.label, err: err} }
 	rq := en.Request
@@ -271,7 +268,7 @@ func (s *Server) checkEntry(c *gin.Context, i int, en fhir.BundleEntry) (txEntry
 		if t, q, ok := strings.Cut(e.ifNoneExist, "?"); ok && (t == "" || t == typ) {
 			e.ifNoneExist = q
 		}
-		e.sa, err = s.authorizeCreate(c, typ, e.ifNoneExist != "")
+		e.sa, err = s.authorizeCreate(r.principal, typ, e.ifNoneExist != "")
 	case instance:
 		if rq.IfNoneExist != "" {
 			return fail(fhir.Invalid(fhir.CodeInvalid, "request.ifNoneExist applies to POST only"))
@@ -279,7 +276,7 @@ func (s *Server) checkEntry(c *gin.Context, i int, en fhir.BundleEntry) (txEntry
 		if !fhir.ValidID(id) {
 			return fail(fhir.Invalid(fhir.CodeValue, "invalid id %q", truncate(id)))
 		}
-		err = s.authorizeUpdate(c, typ, id)
+		err = s.authorizeUpdate(r.principal, typ, id)
 	default:
 		if rq.IfNoneExist != "" {
 			return fail(fhir.Invalid(fhir.CodeInvalid, "request.ifNoneExist applies to POST only"))
@@ -290,7 +287,7 @@ func (s *Server) checkEntry(c *gin.Context, i int, en fhir.BundleEntry) (txEntry
 		if e.criteria == "" {
 			return fail(fhir.Invalid(fhir.CodeInvalid, "PUT needs an id or search criteria in request.url"))
 		}
-		e.sa, err = s.authorizeConditionalUpdate(c, typ)
+		e.sa, err = s.authorizeConditionalUpdate(r.principal, typ)
 	}
 	if err != nil {
 		return fail(err)
@@ -423,26 +420,26 @@ func rewriteReferences(r fhir.Resource, ids map[string]string) (fhir.Resource, e
 
 // entryResponse is the response entry of a stored write: status, Location, ETag and
 // Last-Modified as the single request answers them, and the body per the Prefer header.
-func (s *Server) entryResponse(c *gin.Context, status int, e store.Entry) fhir.BundleEntry {
-	url := s.base(c) + "/" + e.Type + "/" + e.ID
+func (s *Server) entryResponse(r *request, status int, e store.Entry) fhir.BundleEntry {
+	url := r.base + "/" + e.Type + "/" + e.ID
 	en := fhir.BundleEntry{FullURL: url, Response: &fhir.BundleResponse{
 		Status:       statusLine(status),
 		Location:     url + "/_history/" + strconv.FormatInt(e.VersionID, 10),
 		Etag:         etag(e.VersionID),
 		LastModified: fhir.Instant(e.LastUpdated),
 	}}
-	switch c.GetHeader("Prefer") {
-	case "return=minimal":
-	case "return=OperationOutcome":
-		en.Response.Outcome = s.outcomeJSON(c, fhir.NewOutcome("information", fhir.CodeInformational, fmt.Sprintf("%s/%s version %d stored", e.Type, e.ID, e.VersionID)))
+	switch r.preferReturn {
+	case "minimal":
+	case "OperationOutcome":
+		en.Response.Outcome = s.outcomeJSON(r.version, fhir.NewOutcome("information", fhir.CodeInformational, fmt.Sprintf("%s/%s version %d stored", e.Type, e.ID, e.VersionID)))
 	default:
-		body, err := s.render(c.Request.Context(), c, e, projection{})
+		body, err := s.render(r, e, projection{})
 		if err != nil {
 			// Stored, but this representation cannot show it (an R4 answer, say).
-			_, oo := outcomeFor(err, requestID(c))
+			_, oo := outcomeFor(err, r.requestID)
 			if oo != nil {
 				oo.Issue[0].Severity = "warning"
-				en.Response.Outcome = s.outcomeJSON(c, oo)
+				en.Response.Outcome = s.outcomeJSON(r.version, oo)
 			}
 			break
 		}
@@ -452,8 +449,8 @@ func (s *Server) entryResponse(c *gin.Context, status int, e store.Entry) fhir.B
 }
 
 // failedEntry is the response entry of a batch entry that failed.
-func (s *Server) failedEntry(c *gin.Context, err error) fhir.BundleEntry {
-	rid := requestID(c)
+func (s *Server) failedEntry(r *request, err error) fhir.BundleEntry {
+	rid := r.requestID
 	var ee *entryError
 	if errors.As(err, &ee) {
 		err = ee.err // the entry answers for itself, with the status its single request would get
@@ -467,20 +464,20 @@ func (s *Server) failedEntry(c *gin.Context, err error) fhir.BundleEntry {
 	default:
 		s.log.Debug("batch entry rejected", "request_id", rid, "status", status, "err", err)
 	}
-	return fhir.BundleEntry{Response: &fhir.BundleResponse{Status: statusLine(status), Outcome: s.outcomeJSON(c, oo)}}
+	return fhir.BundleEntry{Response: &fhir.BundleResponse{Status: statusLine(status), Outcome: s.outcomeJSON(r.version, oo)}}
 }
 
 // outcomeJSON encodes an OperationOutcome for the version being served.
-func (s *Server) outcomeJSON(c *gin.Context, oo *fhir.OperationOutcome) json.RawMessage {
+func (s *Server) outcomeJSON(v Version, oo *fhir.OperationOutcome) json.RawMessage {
 	var b []byte
 	var err error
-	if version(c) == R4 {
+	if v == R4 {
 		b, err = fhir.MarshalR4(oo, fhir.R4Options{})
 	} else {
 		b, err = json.Marshal(oo)
 	}
 	if err != nil {
-		s.log.Error("encode outcome", append(logAttrs(c), "err", err)...)
+		s.log.Error("encode outcome", "err", err)
 		return json.RawMessage(`{"resourceType":"OperationOutcome","issue":[{"severity":"fatal","code":"exception","diagnostics":"internal error"}]}`)
 	}
 	return b

@@ -3,16 +3,11 @@ package api
 import (
 	"cmp"
 	"context"
-	"errors"
-	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/gin-gonic/gin"
 
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
@@ -23,18 +18,19 @@ import (
 // search, https://hl7.org/fhir/R5/http.html#vsearch) and GET [base]/Patient/{id}/$everything
 // (https://hl7.org/fhir/R5/patient-operation-everything.html).
 //
-// Which resources are in a patient's compartment is the one rule of README "Compartment", the
-// rule authorization confines tokens to: Observations and DeviceAssociations whose subject is
-// the patient (compartmentdefinition-patient.html lists both through subject; Observation's
+// Which resources are in a patient's compartment is one rule, the one authorization confines
+// tokens to (authz.Policy.InCompartment): Observations and DeviceAssociations whose subject is
+// the patient (https://hl7.org/fhir/R5/compartmentdefinition-patient.html lists both through
+// subject; Observation's
 // performer is not part of ohx's compartment), and the Devices associated with the patient
 // through DeviceAssociation — R5 Device is in no compartment, so /Patient/{id}/Device is ohx's
 // way of asking for the devices the patient may see (SMART: patient-level scopes reach the
 // patient compartment, https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html).
 //
 // A compartment search is a search of the type with the compartment added as a filter after
-// parsing, authorized exactly as that search (authorize, then confine). A token confined to
-// another patient gets an empty searchset, never a 404: these are searches, which filter
-// silently (README "Compartment"), and an empty answer does not depend on whether the other
+// parsing, authorized exactly as that search (authorize, then authz.Policy.Confine). A token
+// confined to another patient gets an empty searchset, never a 404: these are searches, which
+// filter silently (https://hl7.org/fhir/R5/search.html), and an empty answer does not depend on whether the other
 // patient exists, so it is no oracle; no extra read is needed to give it.
 
 // compartmentTypes are the types searched in a Patient compartment.
@@ -45,45 +41,30 @@ var everythingTypes = []string{"Patient", "Device", "DeviceAssociation", "Observ
 
 // instanceOperation serves GET [base]/{type}/{id}/{sub} — compartment searches and $everything —
 // and POST [base]/{type}/{id}/{sub}/_search, the compartment search with a form body.
-func (s *Server) instanceOperation(c *gin.Context) error {
-	typ, id, sub := c.Param("type"), c.Param("id"), c.Param("sub")
+func (s *Server) instanceOperation(r *request) (result, error) {
+	typ, id, sub := r.typ, r.id, r.sub
 	if typ != "Patient" {
-		if _, err := s.resourceType(c); err != nil {
-			return err
+		if _, err := s.resourceType(r); err != nil {
+			return result{}, err
 		}
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "%s/{id}/%s is not served: ohx serves the Patient compartment (Patient/{id}/{type}) and Patient/{id}/$everything", typ, truncate(sub))
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "%s/{id}/%s is not served: ohx serves the Patient compartment (Patient/{id}/{type}) and Patient/{id}/$everything", typ, truncate(sub))
 	}
 	if !fhir.ValidID(id) {
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
 	}
 	switch {
-	case strings.HasPrefix(sub, "$") && c.Request.Method == http.MethodPost:
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "no such endpoint: POST …/%s/_search", truncate(sub))
+	case strings.HasPrefix(sub, "$") && r.http.Method == http.MethodPost:
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "no such endpoint: POST …/%s/_search", truncate(sub))
 	case sub == "$everything":
-		return s.everything(c, id)
-	case sub == "DeviceAssociation" && version(c) == R4:
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "DeviceAssociation exists only in FHIR R5; R4 clients find the patient's devices at Patient/{id}/Device")
+		return s.everything(r, id)
+	case sub == "DeviceAssociation" && r.version == R4:
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "DeviceAssociation exists only in FHIR R5; R4 clients find the patient's devices at Patient/{id}/Device")
 	case slices.Contains(compartmentTypes, sub):
-		return s.compartmentSearch(c, id, sub)
+		return s.compartmentSearch(r, id, sub)
 	case strings.HasPrefix(sub, "$"):
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "operation %s is not supported on Patient (Patient/{id}/$everything is)", truncate(sub))
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "operation %s is not supported on Patient (Patient/{id}/$everything is)", truncate(sub))
 	}
-	return fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "%s is not searched in the Patient compartment: ohx serves Patient/{id}/Observation, /DeviceAssociation and /Device", truncate(sub))
-}
-
-// compartmentClause is the filter "in patient's compartment" for a search of typ. For Device it
-// is the ids of the associated devices, found anew on every page, and returned as deviceIDs.
-func (s *Server) compartmentClause(ctx context.Context, typ, patient string) (c search.Clause, deviceIDs []string, err error) {
-	switch typ {
-	case "Patient":
-		return idClause(s.reg, typ, []string{patient}), nil, nil
-	case "Device":
-		if deviceIDs, err = s.devicesOf(ctx, patient); err != nil {
-			return search.Clause{}, nil, err
-		}
-		return idClause(s.reg, typ, deviceIDs), deviceIDs, nil
-	}
-	return search.Clause{Param: s.reg.Param(typ, "patient"), Values: []search.Value{{RefType: "Patient", RefID: patient}}}, nil, nil
+	return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "%s is not searched in the Patient compartment: ohx serves Patient/{id}/Observation, /DeviceAssociation and /Device", truncate(sub))
 }
 
 // compartmentQuery is the query that shapes the links of an answer about the compartment (or
@@ -98,83 +79,61 @@ func compartmentQuery(q *search.Query, path string) *search.Query {
 }
 
 // compartmentSearch serves GET [base]/Patient/{id}/{typ}.
-func (s *Server) compartmentSearch(c *gin.Context, patient, typ string) error {
-	params, err := searchParams(c)
+func (s *Server) compartmentSearch(r *request, patient, typ string) (result, error) {
+	params, err := r.searchParams()
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	a, err := s.authorize(c, typ, 's')
+	a, err := r.authorize(typ, 's')
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	q, page, err := s.reg.Parse(typ, params, search.Options{
-		BaseURL: s.cfg.BaseURL, DefaultCount: s.cfg.DefaultCount, MaxCount: s.cfg.MaxCount, Strict: strict(c),
-	})
+	q, page, err := s.reg.Parse(typ, params, s.searchOptions(r))
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	if err := s.confineChains(c, q); err != nil {
-		return err
+	if err := s.confineChains(r, q); err != nil {
+		return result{}, err
 	}
 	lq := compartmentQuery(q, "Patient/"+patient+"/"+typ)
 	if page != "" {
-		if q.Cursor, err = s.decodeCursor(page, cursorBinding(lq, version(c), principalOf(c).binding())); err != nil {
-			return err
+		if q.Cursor, err = s.decodeCursor(page, cursorBinding(lq, r.version, r.binding)); err != nil {
+			return result{}, err
 		}
 	}
-	ctx := c.Request.Context()
+	ctx := r.ctx
 	res := &store.Result{Total: 0}
 	if a.patient == "" || a.patient == patient { // another patient's compartment: nothing to see
-		in, ids, err := s.compartmentClause(ctx, typ, patient)
+		in, ids, err := s.pol.InCompartment(ctx, typ, patient)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		q.Clauses = append(q.Clauses, in)
-		postFilter, deviceIDs, err := s.confine(ctx, q, a)
+		postFilter, deviceIDs, err := s.pol.Confine(ctx, q, a.dec)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		if deviceIDs == nil {
 			deviceIDs = ids // a.patient is patient (or none): the same devices
 		}
 		if res, err = s.store.Search(ctx, q); err != nil {
-			return err
+			return result{}, err
 		}
 		if postFilter {
-			if res.Matches, err = s.keepVisible(ctx, res.Matches, deviceIDs, a); err != nil {
-				return err
+			if res.Matches, err = s.pol.KeepVisible(ctx, res.Matches, deviceIDs, a.dec); err != nil {
+				return result{}, err
 			}
 			res.Total = -1
 		}
-		if err := s.filterIncluded(ctx, c, res, deviceIDs); err != nil {
-			return err
+		if err := s.pol.FilterIncluded(ctx, r.principal, res, deviceIDs); err != nil {
+			return result{}, err
 		}
 	}
-	body, err := s.bundle(c, lq, res)
+	body, err := s.bundle(r, lq, res)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.writeJSON(c, http.StatusOK, body)
-	return nil
-}
-
-// keepVisible drops the entries one of as does not let the caller see.
-func (s *Server) keepVisible(ctx context.Context, es []store.Entry, deviceIDs []string, as ...access) ([]store.Entry, error) {
-	kept := es[:0]
-	for _, e := range es {
-		ok := true
-		for _, a := range as {
-			v, err := s.visible(ctx, a, e, deviceIDs)
-			if err != nil {
-				return nil, err
-			}
-			ok = ok && v
-		}
-		if ok {
-			kept = append(kept, e)
-		}
-	}
-	return kept, nil
+	return searchsetResult(body, ignoredParams(params, q)), nil
 }
 
 // everythingPhase is one resource type of $everything, as the caller may see it.
@@ -192,11 +151,12 @@ type everythingPhase struct {
 // it. _since keeps resources last updated at or after an instant, _type restricts the types
 // (names ohx does not serve match nothing). A type the token may not read and search is left
 // out silently; a token allowed none of them gets 403.
-func (s *Server) everything(c *gin.Context, patient string) error {
-	params, err := searchParams(c)
+func (s *Server) everything(r *request, patient string) (result, error) {
+	params, err := r.searchParams()
 	if err != nil {
-		return err
+		return result{}, err
 	}
+	var warnings []error
 	count := s.cfg.DefaultCount
 	var since, page string
 	types := everythingTypes
@@ -207,21 +167,21 @@ func (s *Server) everything(c *gin.Context, patient string) error {
 			continue // empty parameters are ignored, as in searches
 		}
 		if seen[p.Name] {
-			return fhir.Invalid(fhir.CodeInvalid, "parameter %s may appear only once", truncate(p.Name))
+			return result{}, fhir.Invalid(fhir.CodeInvalid, "parameter %s may appear only once", truncate(p.Name))
 		}
 		seen[p.Name] = true
 		switch p.Name {
 		case "_count":
 			n, err := strconv.Atoi(p.Value)
 			if err != nil || n <= 0 {
-				return fhir.Invalid(fhir.CodeValue, "_count: %q is not a positive integer", truncate(p.Value))
+				return result{}, fhir.Invalid(fhir.CodeValue, "_count: %q is not a positive integer", truncate(p.Value))
 			}
 			count = min(n, s.cfg.MaxCount)
 		case "_page":
 			page = p.Value
 		case "_since":
 			if _, err := time.Parse(time.RFC3339Nano, p.Value); err != nil {
-				return fhir.Invalid(fhir.CodeValue, "_since: %q is not an instant (e.g. 2026-01-02T03:04:05Z)", truncate(p.Value))
+				return result{}, fhir.Invalid(fhir.CodeValue, "_since: %q is not an instant (e.g. 2026-01-02T03:04:05Z)", truncate(p.Value))
 			}
 			since = p.Value
 			applied = append(applied, p)
@@ -231,17 +191,19 @@ func (s *Server) everything(c *gin.Context, patient string) error {
 				want = append(want, strings.TrimSpace(t))
 			}
 			if len(want) > search.MaxParamValues {
-				return fhir.Invalid(fhir.CodeTooCostly, "_type: %d values, at most %d are allowed", len(want), search.MaxParamValues)
+				return result{}, fhir.Invalid(fhir.CodeTooCostly, "_type: %d values, at most %d are allowed", len(want), search.MaxParamValues)
 			}
 			types = slices.DeleteFunc(slices.Clone(everythingTypes), func(t string) bool { return !slices.Contains(want, t) })
 			applied = append(applied, p)
 		default:
-			if strict(c) {
-				return fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %q is not supported by $everything (_count, _since and _type are)", truncate(p.Name))
+			err := fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %q is not supported by $everything (_count, _since and _type are)", truncate(p.Name))
+			if r.strict {
+				return result{}, err
 			}
+			warnings = append(warnings, err)
 		}
 	}
-	if version(c) == R4 {
+	if r.version == R4 {
 		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return t == "DeviceAssociation" })
 	}
 	lq := compartmentQuery(&search.Query{Count: count, Applied: applied}, "Patient/"+patient+"/$everything")
@@ -249,38 +211,37 @@ func (s *Server) everything(c *gin.Context, patient string) error {
 	var refused error
 	for i, t := range types {
 		phases[i].typ = t
-		r, errR := s.authorize(c, t, 'r')
-		sr, errS := s.authorize(c, t, 's')
+		rd, errR := r.authorize(t, 'r')
+		sr, errS := r.authorize(t, 's')
 		if err := cmp.Or(errR, errS); err != nil {
-			var ae *authError
-			if !errors.As(err, &ae) {
-				return err
+			if authErrorOf(err) == nil {
+				return result{}, err
 			}
 			if refused == nil {
 				refused = err
 			}
 			continue
 		}
-		phases[i] = everythingPhase{typ: t, allowed: true, read: r, search: sr}
+		phases[i] = everythingPhase{typ: t, allowed: true, read: rd, search: sr}
 	}
 	if refused != nil && !slices.ContainsFunc(phases, func(p everythingPhase) bool { return p.allowed }) {
-		return refused
+		return result{}, refused
 	}
 	at, inner := 0, (*search.Cursor)(nil)
 	if page != "" {
-		cur, err := s.decodeCursor(page, cursorBinding(lq, version(c), principalOf(c).binding()))
+		cur, err := s.decodeCursor(page, cursorBinding(lq, r.version, r.binding))
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		if len(cur.Keys) == 0 || cur.Keys[0] < 0 || cur.Keys[0] >= int64(len(phases)) {
-			return fhir.Invalid(fhir.CodeInvalid, "_page: invalid paging cursor for this search")
+			return result{}, fhir.Invalid(fhir.CodeInvalid, "_page: invalid paging cursor for this search")
 		}
 		at = int(cur.Keys[0])
 		if cur.ID != "" {
 			inner = &search.Cursor{Keys: cur.Keys[1:], ID: cur.ID}
 		}
 	}
-	ctx := c.Request.Context()
+	ctx := r.ctx
 	res := &store.Result{Total: -1}
 	remaining := count
 	for ; at < len(phases); at, inner = at+1, nil {
@@ -294,7 +255,7 @@ func (s *Server) everything(c *gin.Context, patient string) error {
 		}
 		matches, next, err := s.everythingPage(ctx, ph, patient, since, remaining, inner)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		res.Matches = append(res.Matches, matches...)
 		if next != nil {
@@ -306,12 +267,11 @@ func (s *Server) everything(c *gin.Context, patient string) error {
 	if page == "" && res.Next == nil {
 		res.Total = len(res.Matches) // free: one page holds everything
 	}
-	body, err := s.bundle(c, lq, res)
+	body, err := s.bundle(r, lq, res)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.writeJSON(c, http.StatusOK, body)
-	return nil
+	return searchsetResult(body, warnings), nil
 }
 
 // everythingPage reads up to n resources of one $everything type after inner (nil: from its
@@ -333,17 +293,17 @@ func (s *Server) everythingPage(ctx context.Context, ph everythingPhase, patient
 		return nil, nil, err
 	}
 	q.Count, q.Total, q.Cursor = n, "none", inner
-	in, deviceIDs, err := s.compartmentClause(ctx, ph.typ, patient)
+	in, deviceIDs, err := s.pol.InCompartment(ctx, ph.typ, patient)
 	if err != nil {
 		return nil, nil, err
 	}
 	q.Clauses = append(q.Clauses, in)
-	postFilter, _, err := s.confine(ctx, q, ph.search)
+	postFilter, _, err := s.pol.Confine(ctx, q, ph.search.dec)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !sameAccess(ph.read, ph.search) {
-		pf, _, err := s.confine(ctx, q, ph.read)
+	if !ph.read.dec.Equal(ph.search.dec) {
+		pf, _, err := s.pol.Confine(ctx, q, ph.read.dec)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -355,16 +315,9 @@ func (s *Server) everythingPage(ctx context.Context, ph everythingPhase, patient
 	}
 	matches := res.Matches
 	if postFilter {
-		if matches, err = s.keepVisible(ctx, matches, deviceIDs, ph.read, ph.search); err != nil {
+		if matches, err = s.pol.KeepVisible(ctx, matches, deviceIDs, ph.read.dec, ph.search.dec); err != nil {
 			return nil, nil, err
 		}
 	}
 	return matches, res.Next, nil
-}
-
-// sameAccess reports whether two confinements are the same.
-func sameAccess(a, b access) bool {
-	return a.patient == b.patient && slices.EqualFunc(a.constraints, b.constraints, func(x, y url.Values) bool {
-		return maps.EqualFunc(x, y, slices.Equal)
-	})
 }

@@ -1,18 +1,12 @@
 package api
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,35 +14,21 @@ import (
 
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/providers"
-	"github.com/openhealthexchange/ohx/store"
+	"github.com/openhealthexchange/ohx/providers/connect"
 )
 
-// Connect is the patient-side account linking: an EHR (or the patient's own app) asks for a
-// one-time link, the patient opens it, consents at the vendor, and ohx keeps the connection and
-// starts syncing. The patient is always the one the link was made for: never a request parameter
-// of the browser flow.
-
-// ConnectVault is what the connect flow needs of the connection vault.
-type ConnectVault interface {
-	// Get returns the patient's connection to provider, or an error matching
-	// providers.ErrNotConnected.
-	Get(ctx context.Context, provider, patientID string) (*providers.Connection, error)
-	// ByVendorUser returns the connection of a vendor account, or providers.ErrNotConnected.
-	ByVendorUser(ctx context.Context, provider, vendorUserID string) (*providers.Connection, error)
-	Save(ctx context.Context, c *providers.Connection) error
-}
-
-// Syncer starts and ends the sync work of connections (providers/pipeline.Runner).
-type Syncer interface {
-	Connected(ctx context.Context, provider, patient string) error
-	Disconnect(ctx context.Context, provider, patient string, purge bool) error
-}
+// The connect endpoints are the HTTP face of providers/connect, the patient-side account
+// linking: this file keeps the routes, the access check, the browser binding cookie, the pages
+// and the redirects, and turns the service's typed errors into them.
 
 // ConnectConfig enables the connect endpoints.
 type ConnectConfig struct {
 	Providers *providers.Registry
-	Vault     ConnectVault
-	Sync      Syncer
+	// Vault keeps the connections (*providers.Vault); it enforces that a vendor account is
+	// linked to one patient only.
+	Vault connect.Vault
+	// Sync starts and ends the sync work of connections (providers/pipeline.Runner).
+	Sync connect.Syncer
 	// Redirects lists the deep links the flow may end on (exact match); the flow otherwise ends
 	// on a small HTML page.
 	Redirects []string
@@ -56,40 +36,35 @@ type ConnectConfig struct {
 	LinkTTL time.Duration
 }
 
-const (
-	kindConnectLink  = "connect-link"
-	kindConnectState = "connect-state"
-	// stateTTL is how long the patient has to consent at the vendor.
-	stateTTL = 15 * time.Minute
-	// browserCookie binds a connect state to the browser that opened the link.
-	browserCookie = "ohx_connect"
-)
+// browserCookie binds a connect state to the browser that opened the link.
+const browserCookie = "ohx_connect"
 
-type connectLink struct {
-	Patient  string `json:"patient"`
-	Provider string `json:"provider"`
-	Redirect string `json:"redirect,omitempty"`
-	Verifier string `json:"verifier,omitempty"`
-	// Browser is the SHA-256 of the browser's binding cookie (state records only).
-	Browser string `json:"browser,omitempty"`
+// connectAPI serves the connect endpoints over the service.
+type connectAPI struct {
+	s   *Server
+	svc *connect.Service
 }
 
-func randomToken() string {
-	var b [32]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-func (s *Server) connectRoutes(e *gin.Engine) {
+// connectRoutes mounts the connect endpoints if they are configured.
+func (s *Server) connectRoutes(e *gin.Engine) error {
 	if s.cfg.Connect == nil {
-		return
+		return nil
 	}
+	cc := s.cfg.Connect
+	svc, err := connect.New(connect.Config{Providers: cc.Providers, Vault: cc.Vault, Sync: cc.Sync, Store: s.store,
+		Redirects: cc.Redirects, LinkTTL: cc.LinkTTL, Log: s.log})
+	if err != nil {
+		s.log.Error("the connect endpoints are disabled", "err", err)
+		return fmt.Errorf("api: connect: %w", err)
+	}
+	h := &connectAPI{s: s, svc: svc}
 	g := e.Group("/connect")
-	g.POST("/links", s.authenticate, s.wrap(s.createLink))
-	g.GET("/status", s.authenticate, s.wrap(s.connectStatus))
-	g.DELETE("/:provider", s.authenticate, s.wrap(s.disconnect))
-	g.GET("/:provider", s.startConnect)
-	g.GET("/:provider/callback", s.connectCallback)
+	g.POST("/links", s.authenticate, s.wrap(h.createLink))
+	g.GET("/status", s.authenticate, s.wrap(h.status))
+	g.DELETE("/:provider", s.authenticate, s.wrap(h.disconnect))
+	g.GET("/:provider", h.start)
+	g.GET("/:provider/callback", h.callback)
+	return nil
 }
 
 // mayManage checks that the caller may manage the patient's connections: a system or user token
@@ -110,16 +85,19 @@ func (s *Server) mayManage(c *gin.Context, patient string) error {
 	return errInsufficientScope("managing this patient's vendor connections")
 }
 
-func (s *Server) provider(name string) (providers.Provider, error) {
-	p, ok := s.cfg.Connect.Providers.Get(name)
-	if !ok {
-		return nil, fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "provider %q is not configured", truncate(name))
+// apiError turns the service's errors of the API endpoints into FHIR errors; others pass.
+func apiError(err error, provider string) error {
+	switch {
+	case errors.Is(err, connect.ErrUnknownProvider):
+		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "provider %q is not configured", truncate(provider))
+	case errors.Is(err, connect.ErrRedirectNotAllowed):
+		return fhir.Invalid(fhir.CodeValue, "redirect: not an allowed deep link")
 	}
-	return p, nil
+	return err
 }
 
 // createLink implements POST /connect/links.
-func (s *Server) createLink(c *gin.Context) error {
+func (h *connectAPI) createLink(c *gin.Context) error {
 	var req struct {
 		Patient  string `json:"patient"`
 		Provider string `json:"provider"`
@@ -133,34 +111,18 @@ func (s *Server) createLink(c *gin.Context) error {
 	if !fhir.ValidID(req.Patient) {
 		return fhir.Invalid(fhir.CodeRequired, "patient: a Patient id is required")
 	}
-	if err := s.mayManage(c, req.Patient); err != nil {
+	if err := h.s.mayManage(c, req.Patient); err != nil {
 		return err
 	}
-	if _, err := s.provider(req.Provider); err != nil {
-		return err
+	l, err := h.svc.CreateLink(c.Request.Context(), req.Patient, req.Provider, req.Redirect)
+	if errors.Is(err, connect.ErrUnknownPatient) {
+		return fhir.Errorf(http.StatusUnprocessableEntity, fhir.CodeBusinessRule, "Patient/%s does not exist", req.Patient)
 	}
-	if req.Redirect != "" && !slices.Contains(s.cfg.Connect.Redirects, req.Redirect) {
-		return fhir.Invalid(fhir.CodeValue, "redirect: not an allowed deep link")
+	if err != nil {
+		return apiError(err, req.Provider)
 	}
-	ctx := c.Request.Context()
-	if _, err := s.store.Read(ctx, "Patient", req.Patient); err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
-			return fhir.Errorf(http.StatusUnprocessableEntity, fhir.CodeBusinessRule, "Patient/%s does not exist", req.Patient)
-		}
-		return err
-	}
-	ttl := s.cfg.Connect.LinkTTL
-	if ttl <= 0 {
-		ttl = 15 * time.Minute
-	}
-	tok := randomToken()
-	doc, _ := json.Marshal(connectLink{Patient: req.Patient, Provider: req.Provider, Redirect: req.Redirect})
-	expires := time.Now().Add(ttl)
-	if err := s.store.PutRecord(ctx, kindConnectLink, tok, doc, expires); err != nil {
-		return err
-	}
-	u := s.origin() + "/connect/" + url.PathEscape(req.Provider) + "?link=" + tok
-	c.JSON(http.StatusCreated, gin.H{"url": u, "expires": expires.UTC().Format(time.RFC3339)})
+	u := h.s.origin() + "/connect/" + url.PathEscape(req.Provider) + "?link=" + l.Token
+	c.JSON(http.StatusCreated, gin.H{"url": u, "expires": l.Expires.UTC().Format(time.RFC3339)})
 	return nil
 }
 
@@ -173,158 +135,102 @@ func (s *Server) origin() string {
 	return u.Scheme + "://" + u.Host
 }
 
-// browserProvider resolves the provider of a browser step, answering with a page if it cannot.
-func (s *Server) browserProvider(c *gin.Context) (string, providers.Provider, bool) {
-	name := c.Param("provider")
-	p, err := s.provider(name)
-	if err != nil {
-		s.page(c, http.StatusNotFound, "Unknown service", "This service cannot be connected here.")
-		return "", nil, false
-	}
-	return name, p, true
-}
-
-// startConnect implements GET /connect/{provider}?link=…: the link is used up, and the browser
-// goes to the vendor's consent page with a fresh single-use state bound to it (and PKCE).
-func (s *Server) startConnect(c *gin.Context) {
-	name, p, ok := s.browserProvider(c)
-	if !ok {
+// start implements GET /connect/{provider}?link=…: the link is used up, and the browser goes to
+// the vendor's consent page with a fresh single-use state bound to it (and PKCE).
+func (h *connectAPI) start(c *gin.Context) {
+	binding := browserBinding(c)
+	authURL, err := h.svc.Start(c.Request.Context(), c.Param("provider"), c.Query("link"), binding)
+	switch {
+	case errors.Is(err, connect.ErrUnknownProvider):
+		h.s.page(c, http.StatusNotFound, "Unknown service", "This service cannot be connected here.")
 		return
-	}
-	ctx := c.Request.Context()
-	doc, err := s.store.TakeRecord(ctx, kindConnectLink, c.Query("link"))
-	if err != nil {
-		s.page(c, http.StatusNotFound, "Link expired", "This link has expired or was already used. Ask for a new one.")
+	case errors.Is(err, connect.ErrLinkExpired):
+		h.s.page(c, http.StatusNotFound, "Link expired", "This link has expired or was already used. Ask for a new one.")
 		return
-	}
-	var l connectLink
-	if err := json.Unmarshal(doc, &l); err != nil || l.Provider != name {
-		s.page(c, http.StatusNotFound, "Link expired", "This link has expired or was already used. Ask for a new one.")
-		return
-	}
-	l.Verifier = randomToken()
-	state := randomToken()
-	cookie := browserBinding(c)
-	l.Browser = hashToken(cookie)
-	b, _ := json.Marshal(l)
-	if err := s.store.PutRecord(ctx, kindConnectState, state, b, time.Now().Add(stateTTL)); err != nil {
-		s.log.Error("storing connect state", "err", err)
-		s.page(c, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
+	case err != nil:
+		h.s.log.Error("starting the connect flow", "err", err)
+		h.s.page(c, http.StatusInternalServerError, "Something went wrong", "Please try again later.")
 		return
 	}
 	// SameSite=Lax: the vendor sends the browser back with a top-level GET, which carries it.
-	http.SetCookie(c.Writer, &http.Cookie{Name: browserCookie, Value: cookie, Path: "/connect/", MaxAge: int(stateTTL / time.Second),
-		HttpOnly: true, Secure: strings.HasPrefix(s.origin(), "https://"), SameSite: http.SameSiteLaxMode})
-	c.Redirect(http.StatusFound, p.AuthCodeURL(state, hashToken(l.Verifier)))
+	http.SetCookie(c.Writer, &http.Cookie{Name: browserCookie, Value: binding, Path: "/connect/", MaxAge: int(connect.StateTTL / time.Second),
+		HttpOnly: true, Secure: strings.HasPrefix(h.s.origin(), "https://"), SameSite: http.SameSiteLaxMode})
+	c.Redirect(http.StatusFound, authURL)
 }
 
 // browserBinding returns the browser's binding cookie value: the one it already carries, so
 // that two flows started in one browser (two tabs, two vendors) can both finish, or a new one.
 func browserBinding(c *gin.Context) string {
 	for _, ck := range c.Request.CookiesNamed(browserCookie) {
-		if b, err := base64.RawURLEncoding.DecodeString(ck.Value); err == nil && len(b) == 32 {
+		if connect.ValidBinding(ck.Value) {
 			return ck.Value
 		}
 	}
-	return randomToken()
+	return connect.NewBinding()
 }
 
-// sameBrowser reports whether the request carries the binding cookie whose hash the state keeps.
-// The state alone proves nothing about who comes back with it: a patient may forward the
-// vendor's consent URL, and whoever signs in there would link their own vendor account into
-// the patient's record.
-func sameBrowser(c *gin.Context, want string) bool {
-	if want == "" {
-		return false // a state from before browsers were bound
-	}
-	ok := false
+// callback implements GET /connect/{provider}/callback: the service checks the single-use
+// state and its browser, exchanges the code, stores the connection and schedules the first
+// syncs; this ends the browser flow on the outcome.
+func (h *connectAPI) callback(c *gin.Context) {
+	name := c.Param("provider")
+	cb := connect.Callback{State: c.Query("state"), Code: c.Query("code"), Error: c.Query("error")}
 	for _, ck := range c.Request.CookiesNamed(browserCookie) {
-		if subtle.ConstantTimeCompare([]byte(hashToken(ck.Value)), []byte(want)) == 1 {
-			ok = true
-		}
+		cb.Bindings = append(cb.Bindings, ck.Value)
 	}
-	return ok
-}
-
-// hashToken is base64url(SHA-256(v)): the PKCE S256 challenge, and how states keep cookies.
-func hashToken(v string) string {
-	sum := sha256.Sum256([]byte(v))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// connectCallback implements GET /connect/{provider}/callback: it checks the single-use state,
-// exchanges the code, stores the connection and schedules the first syncs.
-func (s *Server) connectCallback(c *gin.Context) {
-	name, p, ok := s.browserProvider(c)
-	if !ok {
-		return
-	}
-	ctx := c.Request.Context()
-	doc, err := s.store.TakeRecord(ctx, kindConnectState, c.Query("state"))
-	var l connectLink
-	if err != nil || json.Unmarshal(doc, &l) != nil || l.Provider != name {
-		s.page(c, http.StatusBadRequest, "Link expired", "This sign-in is no longer valid. Ask for a new link.")
-		return
-	}
-	if !sameBrowser(c, l.Browser) {
-		// The state is used up either way: it was exposed outside the browser it belongs to.
-		s.log.Warn("connect callback from another browser than the one that opened the link", "provider", name)
-		s.page(c, http.StatusBadRequest, "Another browser", "This sign-in was started in another browser. Open the link again on this device.")
-		return
-	}
-	if e := c.Query("error"); e != "" {
-		s.finish(c, l, "denied", http.StatusOK, "Not connected", "You did not allow access, so nothing was connected.")
-		return
-	}
-	grant, err := p.Exchange(ctx, c.Query("code"), l.Verifier)
-	if err != nil {
-		s.log.Warn("vendor code exchange failed", "provider", name, "err", err)
-		s.finish(c, l, "error", http.StatusBadGateway, "Not connected", "The service did not confirm the connection. Please try again.")
-		return
-	}
-	v := s.cfg.Connect.Vault
-	if other, err := v.ByVendorUser(ctx, name, grant.UserID); err == nil && other.PatientID != l.Patient && other.Status != providers.StatusRevoked {
+	f, err := h.svc.Finish(c.Request.Context(), name, cb)
+	switch {
+	case err == nil:
+		h.finish(c, f, "connected", http.StatusOK, "Connected", "Your account is connected. Your measurements will appear in your record shortly.")
+	case errors.Is(err, connect.ErrUnknownProvider):
+		h.s.page(c, http.StatusNotFound, "Unknown service", "This service cannot be connected here.")
+	case errors.Is(err, connect.ErrStateExpired):
+		h.s.page(c, http.StatusBadRequest, "Link expired", "This sign-in is no longer valid. Ask for a new link.")
+	case errors.Is(err, connect.ErrWrongBrowser):
+		h.s.log.Warn("connect callback from another browser than the one that opened the link", "provider", name)
+		h.s.page(c, http.StatusBadRequest, "Another browser", "This sign-in was started in another browser. Open the link again on this device.")
+	case errors.Is(err, connect.ErrDenied):
+		h.finish(c, f, "denied", http.StatusOK, "Not connected", "You did not allow access, so nothing was connected.")
+	case errors.Is(err, connect.ErrVendorRefused):
+		h.s.log.Warn("vendor code exchange failed", "provider", name, "err", err)
+		h.finish(c, f, "error", http.StatusBadGateway, "Not connected", "The service did not confirm the connection. Please try again.")
+	case errors.Is(err, providers.ErrVendorUserLinked):
 		// Never move an account silently from one patient to another.
-		s.finish(c, l, "conflict", http.StatusConflict, "Already connected", "This account is already connected to another person's record. Ask your care team for help.")
-		return
-	} else if err != nil && !errors.Is(err, providers.ErrNotConnected) {
-		s.log.Error("looking up the vendor account", "err", err)
-		s.finish(c, l, "error", http.StatusInternalServerError, "Something went wrong", "Please try again later.")
-		return
+		h.finish(c, f, "conflict", http.StatusConflict, "Already connected",
+			"This "+vendorTitle(name)+" account is already connected to another patient. Ask your care team for help.")
+	default:
+		h.s.log.Error("completing the connect flow", "provider", name, "err", err)
+		h.finish(c, f, "error", http.StatusInternalServerError, "Something went wrong", "Please try again later.")
 	}
-	conn := &providers.Connection{Provider: name, PatientID: l.Patient, VendorUserID: grant.UserID, Status: providers.StatusActive,
-		Token: grant.Token, Scopes: grant.Scopes, Created: time.Now().UTC()}
-	if old, err := v.Get(ctx, name, l.Patient); err == nil {
-		conn.ID, conn.Created, conn.SyncCursors = old.ID, old.Created, old.SyncCursors
-		if old.VendorUserID != grant.UserID {
-			conn.SyncCursors = nil // another account: sync it from scratch
-		}
-	}
-	if err := v.Save(ctx, conn); err != nil {
-		s.log.Error("saving the connection", "err", err)
-		s.finish(c, l, "error", http.StatusInternalServerError, "Something went wrong", "Please try again later.")
-		return
-	}
-	if err := s.cfg.Connect.Sync.Connected(ctx, name, l.Patient); err != nil {
-		s.log.Error("scheduling the first sync", "err", err)
-	}
-	s.finish(c, l, "connected", http.StatusOK, "Connected", "Your account is connected. Your measurements will appear in your record shortly.")
 }
 
-// finish ends the browser flow on the allow-listed deep link, or on a page.
-func (s *Server) finish(c *gin.Context, l connectLink, status string, code int, title, msg string) {
-	if l.Redirect != "" && slices.Contains(s.cfg.Connect.Redirects, l.Redirect) {
-		u, err := url.Parse(l.Redirect)
-		if err == nil {
+// vendorTitle is how pages name a vendor.
+func vendorTitle(provider string) string {
+	switch provider {
+	case "withings":
+		return "Withings"
+	case "fitbit":
+		return "Fitbit"
+	case "googlehealth":
+		return "Google Health"
+	}
+	return provider
+}
+
+// finish ends the browser flow on the flow's deep link (status and provider in its query), or
+// on a page.
+func (h *connectAPI) finish(c *gin.Context, f connect.Flow, status string, code int, title, msg string) {
+	if f.Redirect != "" {
+		if u, err := url.Parse(f.Redirect); err == nil {
 			q := u.Query()
 			q.Set("status", status)
-			q.Set("provider", l.Provider)
+			q.Set("provider", f.Provider)
 			u.RawQuery = q.Encode()
 			c.Redirect(http.StatusFound, u.String())
 			return
 		}
 	}
-	s.page(c, code, title, msg)
+	h.s.page(c, code, title, msg)
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -347,19 +253,16 @@ func (s *Server) page(c *gin.Context, code int, title, msg string) {
 }
 
 // disconnect implements DELETE /connect/{provider}?patient=…[&purge=true].
-func (s *Server) disconnect(c *gin.Context) error {
+func (h *connectAPI) disconnect(c *gin.Context) error {
 	patient := c.Query("patient")
 	if !fhir.ValidID(patient) {
 		return fhir.Invalid(fhir.CodeRequired, "patient: a Patient id is required")
 	}
-	if err := s.mayManage(c, patient); err != nil {
+	if err := h.s.mayManage(c, patient); err != nil {
 		return err
 	}
-	if _, err := s.provider(c.Param("provider")); err != nil {
-		return err
-	}
-	if err := s.cfg.Connect.Sync.Disconnect(c.Request.Context(), c.Param("provider"), patient, c.Query("purge") == "true"); err != nil {
-		return err
+	if err := h.svc.Disconnect(c.Request.Context(), c.Param("provider"), patient, c.Query("purge") == "true"); err != nil {
+		return apiError(err, c.Param("provider"))
 	}
 	c.Status(http.StatusNoContent)
 	c.Writer.WriteHeaderNow()
@@ -374,25 +277,22 @@ type connectionStatus struct {
 	LastError string `json:"lastError,omitempty"`
 }
 
-// connectStatus implements GET /connect/status?patient=….
-func (s *Server) connectStatus(c *gin.Context) error {
+// status implements GET /connect/status?patient=….
+func (h *connectAPI) status(c *gin.Context) error {
 	patient := c.Query("patient")
 	if !fhir.ValidID(patient) {
 		return fhir.Invalid(fhir.CodeRequired, "patient: a Patient id is required")
 	}
-	if err := s.mayManage(c, patient); err != nil {
+	if err := h.s.mayManage(c, patient); err != nil {
 		return err
 	}
+	conns, err := h.svc.Connections(c.Request.Context(), patient)
+	if err != nil {
+		return fmt.Errorf("connection status: %w", err)
+	}
 	out := []connectionStatus{}
-	for _, name := range s.cfg.Connect.Providers.Names() {
-		conn, err := s.cfg.Connect.Vault.Get(c.Request.Context(), name, patient)
-		if errors.Is(err, providers.ErrNotConnected) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("connection status: %w", err)
-		}
-		st := connectionStatus{Provider: name, Status: string(conn.Status), LastError: conn.LastError}
+	for _, conn := range conns {
+		st := connectionStatus{Provider: conn.Provider, Status: string(conn.Status), LastError: conn.LastError}
 		if !conn.Created.IsZero() {
 			st.Connected = conn.Created.UTC().Format(time.RFC3339)
 		}

@@ -67,74 +67,21 @@ func (f *fakeVendor) Fetch(context.Context, string, oauth2.TokenSource, provider
 	return nil, errors.New("fakeVendor: Fetch not used")
 }
 
-// memVault is an in-memory api.ConnectVault.
-type memVault struct {
-	mu    sync.Mutex
-	conns map[string]*providers.Connection // provider/patient
-}
-
-func (v *memVault) Get(_ context.Context, provider, patient string) (*providers.Connection, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if c, ok := v.conns[provider+"/"+patient]; ok {
-		return c, nil
-	}
-	return nil, providers.ErrNotConnected
-}
-
-func (v *memVault) ByVendorUser(_ context.Context, provider, user string) (*providers.Connection, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, c := range v.conns {
-		if c.Provider == provider && c.VendorUserID == user {
-			return c, nil
-		}
-	}
-	return nil, providers.ErrNotConnected
-}
-
-func (v *memVault) Save(_ context.Context, c *providers.Connection) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.conns[c.Provider+"/"+c.PatientID] = c
-	return nil
-}
-
 type nopSyncer struct{}
 
 func (nopSyncer) Connected(context.Context, string, string) error        { return nil }
 func (nopSyncer) Disconnect(context.Context, string, string, bool) error { return nil }
 
-// memSink records webhook notifications as "provider user".
-type memSink struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (s *memSink) Notified(_ context.Context, provider, user, _ string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.got = append(s.got, provider+" "+user)
-	return nil
-}
-
-func (s *memSink) notifications() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.got...)
-}
-
-const webhookSecret = "hook-secret"
-
 type connectEnv struct {
 	*env
 	vendor *fakeVendor
-	vault  *memVault
-	sink   *memSink
+	vault  *providers.Vault
 }
 
-// newConnectEnv starts the API (authentication off) with the connect flow over fakeVendor and
-// the webhook endpoint; base is the public FHIR base URL ("" for the test server's own).
+// connectDeepLink is the deep link the connect flow of newConnectEnv may end on.
+const connectDeepLink = "https://app.example/connected?from=ohx"
+
+// newConnectEnv starts the API (authentication off) with the connect flow over fakeVendor; base is the public FHIR base URL ("" for the test server's own).
 // Patients p1, p2 and p3 exist.
 func newConnectEnv(t *testing.T, base string) *connectEnv {
 	t.Helper()
@@ -143,15 +90,18 @@ func newConnectEnv(t *testing.T, base string) *connectEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &connectEnv{env: &env{t: t, store: st}, vendor: &fakeVendor{}, vault: &memVault{conns: map[string]*providers.Connection{}}, sink: &memSink{}}
+	vault, err := providers.NewVault(st, map[string][]byte{"k": bytes.Repeat([]byte{1}, 32)}, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &connectEnv{env: &env{t: t, store: st}, vendor: &fakeVendor{}, vault: vault}
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.base = "http://" + e.srv.Listener.Addr().String() + "/fhir"
 	if base != "" {
 		e.base = base
 	}
 	s, err := api.New(api.Config{BaseURL: e.base, CursorKey: bytes.Repeat([]byte("k"), 32), MaxBodyBytes: 64 << 10,
-		Connect:  &api.ConnectConfig{Providers: providers.NewRegistry(e.vendor), Vault: e.vault, Sync: nopSyncer{}},
-		Webhooks: &api.WebhookConfig{Sink: e.sink, Secrets: map[string]string{"vendor": webhookSecret}},
+		Connect: &api.ConnectConfig{Providers: providers.NewRegistry(e.vendor), Vault: e.vault, Sync: nopSyncer{}, Redirects: []string{connectDeepLink}},
 	}, st, search.DefaultRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +134,14 @@ func browser(t *testing.T, withJar bool) *http.Client {
 // link makes a one-time connect link for patient and returns its path and query.
 func (e *connectEnv) link(patient string) string {
 	e.t.Helper()
-	r := e.do("POST", "/connect/links", `{"patient":"`+patient+`","provider":"vendor"}`, "Content-Type", "application/json")
+	return e.linkTo(patient, "")
+}
+
+// linkTo makes a one-time connect link for patient that ends on the deep link redirect.
+func (e *connectEnv) linkTo(patient, redirect string) string {
+	e.t.Helper()
+	body, _ := json.Marshal(map[string]string{"patient": patient, "provider": "vendor", "redirect": redirect})
+	r := e.do("POST", "/connect/links", string(body), "Content-Type", "application/json")
 	var out struct{ URL string }
 	if err := json.Unmarshal(r.body, &out); r.status != http.StatusCreated || err != nil {
 		e.t.Fatalf("POST /connect/links: %d %s", r.status, r.body)
@@ -241,7 +198,7 @@ func (e *connectEnv) connected(patient string) *providers.Connection {
 }
 
 // TestConnectStateBoundToBrowser: the consent URL a link leads to can only be completed by the
-// browser that opened the link (audit item 8). Whoever else comes back with its state, without
+// browser that opened the link. Whoever else comes back with its state, without
 // the binding cookie or with another one, links nothing and never reaches the vendor's token
 // endpoint.
 func TestConnectStateBoundToBrowser(t *testing.T) {
@@ -346,7 +303,7 @@ func TestConnectBindingCookie(t *testing.T) {
 	}
 }
 
-// TestConnectPageHeaders: the connect pages cannot be framed and leak no Referer (audit item 11).
+// TestConnectPageHeaders: the connect pages cannot be framed and leak no Referer.
 func TestConnectPageHeaders(t *testing.T) {
 	e := newConnectEnv(t, "")
 	b := browser(t, true)
@@ -379,26 +336,80 @@ func TestConnectPageHeaders(t *testing.T) {
 	}
 }
 
-// TestWebhookBodyTooLarge: a notification body beyond Config.MaxBodyBytes is 413, not 400
-// (audit item 11); a malformed form is still 400, and neither queues anything.
-func TestWebhookBodyTooLarge(t *testing.T) {
+// TestConnectAccountLinkedElsewhere: a vendor account connected to p1 cannot be connected to p2:
+// the callback answers 409 with a page that says so, or, on a flow with a deep link, goes there
+// with status=conflict; p2 gets no connection and p1 keeps its own.
+func TestConnectAccountLinkedElsewhere(t *testing.T) {
 	e := newConnectEnv(t, "")
-	hook := "/webhooks/vendor/" + webhookSecret
-	ct := "application/x-www-form-urlencoded"
-	big := "userid=42&appli=1&padding=" + strings.Repeat("a", 100<<10) // MaxBodyBytes is 64 KiB
-	if r := e.do("POST", hook, big, "Content-Type", ct); r.status != http.StatusRequestEntityTooLarge {
-		t.Errorf("oversized body: %d, want 413", r.status)
+	b := browser(t, true)
+	state, _ := e.open(b, e.link("p1"))
+	if code, body := e.callback(b, state, "abc"); code != http.StatusOK {
+		t.Fatalf("p1's callback: %d %s", code, body)
 	}
-	if r := e.do("POST", hook, "userid=%zz", "Content-Type", ct); r.status != http.StatusBadRequest {
-		t.Errorf("malformed form: %d, want 400", r.status)
+
+	const want = "This vendor account is already connected to another patient."
+	state, _ = e.open(b, e.link("p2"))
+	if code, body := e.callback(b, state, "abc"); code != http.StatusConflict || !strings.Contains(body, want) {
+		t.Errorf("linking p1's account to p2: %d %s, want 409 %q", code, body, want)
 	}
-	if got := e.sink.notifications(); len(got) != 0 {
-		t.Errorf("queued %v", got)
+
+	state, _ = e.open(b, e.linkTo("p2", connectDeepLink))
+	res, err := b.Get(e.srv.URL + "/connect/vendor/callback?" + url.Values{"state": {state}, "code": {"abc"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r := e.do("POST", hook, "userid=42&appli=1", "Content-Type", ct); r.status != http.StatusOK {
-		t.Errorf("notification: %d, want 200", r.status)
+	res.Body.Close()
+	loc, err := url.Parse(res.Header.Get("Location"))
+	if res.StatusCode != http.StatusFound || err != nil {
+		t.Fatalf("with a deep link: %d to %q, want 302", res.StatusCode, res.Header.Get("Location"))
 	}
-	if got := e.sink.notifications(); len(got) != 1 || got[0] != "vendor 42" {
-		t.Errorf("queued %v, want [vendor 42]", got)
+	if got, want := loc.Scheme+"://"+loc.Host+loc.Path, "https://app.example/connected"; got != want {
+		t.Errorf("redirect to %s, want %s", got, want)
+	}
+	if q := loc.Query(); q.Get("status") != "conflict" || q.Get("provider") != "vendor" || q.Get("from") != "ohx" {
+		t.Errorf("redirect query %v, want status=conflict provider=vendor and the deep link's own from=ohx", q)
+	}
+
+	if c := e.connected("p2"); c != nil {
+		t.Errorf("p2 got connected: %v", c)
+	}
+	if c := e.connected("p1"); c == nil || c.VendorUserID != "user-abc" {
+		t.Errorf("p1's connection: %v, want vendor user user-abc", c)
+	}
+}
+
+// TestConnectDeepLinkStatuses: a flow with a deep link ends there with its status; links are
+// refused for unlisted deep links, unknown providers and unknown Patients.
+func TestConnectDeepLinkStatuses(t *testing.T) {
+	e := newConnectEnv(t, "")
+	b := browser(t, true)
+	for _, tc := range []struct{ name, patient, query, status string }{
+		{"connected", "p1", "code=abc", "connected"},
+		{"denied", "p2", "error=access_denied", "denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state, _ := e.open(b, e.linkTo(tc.patient, connectDeepLink))
+			res, err := b.Get(e.srv.URL + "/connect/vendor/callback?state=" + url.QueryEscape(state) + "&" + tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			loc, err := url.Parse(res.Header.Get("Location"))
+			if res.StatusCode != http.StatusFound || err != nil || loc.Query().Get("status") != tc.status {
+				t.Errorf("%d to %q, want 302 with status=%s", res.StatusCode, res.Header.Get("Location"), tc.status)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		body string
+		want int
+	}{
+		{`{"patient":"p1","provider":"vendor","redirect":"https://evil.example/"}`, http.StatusBadRequest},
+		{`{"patient":"p1","provider":"nobody"}`, http.StatusNotFound},
+		{`{"patient":"p9","provider":"vendor"}`, http.StatusUnprocessableEntity},
+	} {
+		if r := e.do("POST", "/connect/links", tc.body, "Content-Type", "application/json"); r.status != tc.want {
+			t.Errorf("POST /connect/links %s: %d %s, want %d", tc.body, r.status, r.body, tc.want)
+		}
 	}
 }

@@ -53,7 +53,7 @@ func newCORSEnv(t *testing.T, origins ...string) *authEnv {
 			r.POST("/auth/authorize", page)
 		},
 		Connect:  &api.ConnectConfig{Providers: providers.NewRegistry()},
-		Webhooks: &api.WebhookConfig{Secrets: map[string]string{"withings": "s3cret"}},
+		Webhooks: &api.WebhookConfig{Handlers: map[string]providers.Webhooks{}},
 	}, st, search.DefaultRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)

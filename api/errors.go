@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/openhealthexchange/ohx/api/authz"
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/store"
@@ -22,13 +23,13 @@ const statusClientClosed = 499
 func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
 	var fe *fhir.Error
 	var mbe *http.MaxBytesError
-	var ae *authError
 	var ue *providers.UpstreamError
 	var ee *entryError
+	ae := authErrorOf(err)
 	switch {
 	case errors.As(err, &ee):
 		return entryOutcome(ee, requestID)
-	case errors.As(err, &ae):
+	case ae != nil:
 		code := fhir.CodeLogin
 		if ae.status == http.StatusForbidden {
 			code = fhir.CodeForbidden
@@ -87,7 +88,23 @@ func entryOutcome(ee *entryError, requestID string) (int, *fhir.OperationOutcome
 	return status, oo
 }
 
-// handler is the shape of every FHIR handler: errors are returned, never written.
+// authErrorOf returns the 401/403 that err is, if it is one: an *authError, or a refusal of the
+// authorization policy (*authz.DeniedError), which is a 403 insufficient_scope.
+func authErrorOf(err error) *authError {
+	var ae *authError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var de *authz.DeniedError
+	if errors.As(err, &de) {
+		ae, _ = errInsufficientScope(de.What).(*authError)
+		return ae
+	}
+	return nil
+}
+
+// handler is the shape of the handlers outside the FHIR REST API (connect): errors are
+// returned, never written. FHIR handlers are fhirHandlers (Server.handle).
 type handler func(c *gin.Context) error
 
 // wrap adapts a handler to gin, sending any error through the one mapper.
@@ -113,9 +130,12 @@ func (s *Server) fail(c *gin.Context, err error) {
 	default:
 		s.log.Debug("request rejected", "request_id", rid, "status", status, "err", err)
 	}
-	var ae *authError
-	if errors.As(err, &ae) {
+	if ae := authErrorOf(err); ae != nil {
 		c.Header("WWW-Authenticate", ae.challenge)
+	}
+	var he *headerError
+	if errors.As(err, &he) {
+		c.Header(he.key, he.value)
 	}
 	var ue *providers.UpstreamError
 	if errors.As(err, &ue) && ue.Kind == providers.KindThrottled && ue.RetryAfter > 0 {

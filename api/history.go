@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
@@ -24,39 +22,38 @@ import (
 // compartments shows a caller only the versions that were in theirs.
 
 // vread implements GET [type]/[id]/_history/[vid].
-func (s *Server) vread(c *gin.Context) error {
-	typ, err := s.resourceType(c)
+func (s *Server) vread(r *request) (result, error) {
+	typ, err := s.resourceType(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	id := c.Param("id")
-	vid, err := strconv.ParseInt(c.Param("vid"), 10, 64)
+	id := r.id
+	vid, err := strconv.ParseInt(r.vid, 10, 64)
 	if !fhir.ValidID(id) || err != nil || vid < 1 {
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource version not found")
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource version not found")
 	}
-	a, err := s.authorize(c, typ, 'r')
+	a, err := r.authorize(typ, 'r')
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	ctx := c.Request.Context()
+	ctx := r.ctx
 	deviceIDs, err := s.historyVisible(ctx, a, typ, id)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	e, err := s.store.ReadVersion(ctx, typ, id, vid)
 	if errors.Is(err, store.ErrDeleted) {
-		c.Header("ETag", etag(e.VersionID))
-		return err
+		return result{}, withHeader(err, "ETag", etag(e.VersionID))
 	}
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	if ok, err := s.visible(ctx, a, e, deviceIDs); err != nil {
-		return err
+	if ok, err := s.pol.Visible(ctx, a.dec, e, deviceIDs); err != nil {
+		return result{}, err
 	} else if !ok {
-		return fmt.Errorf("vread %s/%s/_history/%d: not visible to the caller: %w", typ, id, vid, store.ErrNotFound)
+		return result{}, fmt.Errorf("vread %s/%s/_history/%d: not visible to the caller: %w", typ, id, vid, store.ErrNotFound)
 	}
-	return s.writeEntry(ctx, c, e)
+	return s.entryResult(r, e)
 }
 
 // historyVisible answers whether the caller may see the versions of typ/id at all, as read
@@ -64,7 +61,7 @@ func (s *Server) vread(c *gin.Context) error {
 // when the per-version checks need them (a patient-confined Device history).
 func (s *Server) historyVisible(ctx context.Context, a access, typ, id string) (deviceIDs []string, err error) {
 	if a.patient != "" && typ == "Device" {
-		if deviceIDs, err = s.devicesOf(ctx, a.patient); err != nil {
+		if deviceIDs, err = s.pol.DevicesOf(ctx, a.patient); err != nil {
 			return nil, err
 		}
 	}
@@ -79,7 +76,7 @@ func (s *Server) historyVisible(ctx context.Context, a access, typ, id string) (
 	if err != nil {
 		return nil, err
 	}
-	if ok, err := s.visible(ctx, a, cur, deviceIDs); err != nil {
+	if ok, err := s.pol.Visible(ctx, a.dec, cur, deviceIDs); err != nil {
 		return nil, err
 	} else if !ok {
 		return nil, fmt.Errorf("history %s/%s: not visible to the caller: %w", typ, id, store.ErrNotFound)
@@ -97,12 +94,12 @@ type historyParams struct {
 	applied    []search.NameValue // what the self link shows and the cursor is bound to
 }
 
-func (s *Server) parseHistoryParams(c *gin.Context) (historyParams, error) {
+func (s *Server) parseHistoryParams(r *request) (historyParams, error) {
 	p := historyParams{count: s.cfg.DefaultCount}
-	params, err := search.ParseRawQuery(c.Request.URL.RawQuery)
-	if err != nil {
-		return p, err
+	if r.queryErr != nil {
+		return p, r.queryErr
 	}
+	params := r.query
 	seen := map[string]bool{}
 	for _, nv := range params {
 		if (nv.Name == "_since" || nv.Name == "_at") && seen[nv.Name] {
@@ -143,7 +140,7 @@ func (s *Server) parseHistoryParams(c *gin.Context) (historyParams, error) {
 			}
 		case "_format", "_pretty":
 		default: // ignored, and left out of the self link, unless the client asks for strictness
-			if strict(c) {
+			if r.strict {
 				return p, fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "history does not support the parameter %s", truncate(nv.Name))
 			}
 		}
@@ -157,53 +154,53 @@ func historyBinding(typ, id string, p historyParams, v Version, principal string
 	return cursorBinding(&search.Query{Type: "_history " + typ + "/" + id, Applied: p.applied, Count: p.count}, v, principal)
 }
 
-func (s *Server) historyLink(c *gin.Context, typ, id string, p historyParams, next *search.Cursor) string {
+func (s *Server) historyLink(r *request, typ, id string, p historyParams, next *search.Cursor) string {
 	var b strings.Builder
-	b.WriteString(s.base(c) + "/" + typ + "/" + id + "/_history?")
+	b.WriteString(r.base + "/" + typ + "/" + id + "/_history?")
 	for _, nv := range p.applied {
 		b.WriteString(url.QueryEscape(nv.Name) + "=" + url.QueryEscape(nv.Value) + "&")
 	}
 	b.WriteString("_count=" + strconv.Itoa(p.count))
 	if next != nil {
-		b.WriteString("&_page=" + url.QueryEscape(s.encodeCursor(next, historyBinding(typ, id, p, version(c), principalOf(c).binding()))))
+		b.WriteString("&_page=" + url.QueryEscape(s.encodeCursor(next, historyBinding(typ, id, p, r.version, r.binding))))
 	}
 	return b.String()
 }
 
 // history implements GET [type]/[id]/_history: a Bundle of type history, newest first, paged
 // with _count and an opaque cursor, filtered by _since and _at.
-func (s *Server) history(c *gin.Context) error {
-	typ, err := s.resourceType(c)
+func (s *Server) history(r *request) (result, error) {
+	typ, err := s.resourceType(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	id := c.Param("id")
+	id := r.id
 	if !fhir.ValidID(id) {
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
 	}
-	a, err := s.authorize(c, typ, 'r')
+	a, err := r.authorize(typ, 'r')
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	p, err := s.parseHistoryParams(c)
+	p, err := s.parseHistoryParams(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	var before int64
 	if p.page != "" {
-		cur, err := s.decodeCursor(p.page, historyBinding(typ, id, p, version(c), principalOf(c).binding()))
+		cur, err := s.decodeCursor(p.page, historyBinding(typ, id, p, r.version, r.binding))
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		if cur.ID != id || len(cur.Keys) != 1 || cur.Keys[0] < 1 {
-			return fhir.Errorf(http.StatusBadRequest, fhir.CodeInvalid, "_page: invalid paging cursor for this history")
+			return result{}, fhir.Errorf(http.StatusBadRequest, fhir.CodeInvalid, "_page: invalid paging cursor for this history")
 		}
 		before = cur.Keys[0]
 	}
-	ctx := c.Request.Context()
+	ctx := r.ctx
 	deviceIDs, err := s.historyVisible(ctx, a, typ, id)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	var es []store.Entry
 	if p.count > 0 {
@@ -212,7 +209,7 @@ func (s *Server) history(c *gin.Context) error {
 			q.Until = time.UnixMicro(p.atHi)
 		}
 		if es, err = s.store.History(ctx, q); err != nil {
-			return err
+			return result{}, err
 		}
 	}
 	// Version i is current from its lastUpdated until the next version's: with _at, walking
@@ -233,34 +230,33 @@ func (s *Server) history(c *gin.Context) error {
 		page = append(page, e)
 		succ = e.LastUpdated.UnixMicro()
 	}
-	body, err := s.historyBundle(c, a, typ, id, p, page, es, next, deviceIDs)
+	body, err := s.historyBundle(r, a, typ, id, p, page, es, next, deviceIDs)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.writeJSON(c, http.StatusOK, body)
-	return nil
+	return okResult(body), nil
 }
 
 // historyBundle encodes one page of history from stored bytes (converted for R4 by render).
 // fetched holds the page and the version after it, which tells whether each version created
 // the resource.
-func (s *Server) historyBundle(c *gin.Context, a access, typ, id string, p historyParams, page, fetched []store.Entry, next *search.Cursor, deviceIDs []string) ([]byte, error) {
-	ctx := c.Request.Context()
+func (s *Server) historyBundle(r *request, a access, typ, id string, p historyParams, page, fetched []store.Entry, next *search.Cursor, deviceIDs []string) ([]byte, error) {
+	ctx := r.ctx
 	buf := make([]byte, 0, 512+len(page)*1024)
 	buf = append(buf, `{"resourceType":"Bundle","type":"history","link":[{"relation":"self","url":`...)
-	buf = appendJSONString(buf, s.historyLink(c, typ, id, p, nil))
+	buf = appendJSONString(buf, s.historyLink(r, typ, id, p, nil))
 	buf = append(buf, '}')
 	if next != nil {
 		buf = append(buf, `,{"relation":"next","url":`...)
-		buf = appendJSONString(buf, s.historyLink(c, typ, id, p, next))
+		buf = appendJSONString(buf, s.historyLink(r, typ, id, p, next))
 		buf = append(buf, '}')
 	}
 	buf = append(buf, ']')
-	base := s.base(c)
+	base := r.base
 	n := 0
 	for _, e := range page {
 		if e.JSON != nil {
-			if ok, err := s.visible(ctx, a, e, deviceIDs); err != nil {
+			if ok, err := s.pol.Visible(ctx, a.dec, e, deviceIDs); err != nil {
 				return nil, err
 			} else if !ok {
 				continue // a version from before the resource entered the caller's compartment
@@ -291,7 +287,7 @@ func (s *Server) historyBundle(c *gin.Context, a access, typ, id string, p histo
 			method, reqURL, status = http.MethodPut, typ+"/"+id, "200 OK"
 		}
 		if e.JSON != nil {
-			body, err := s.render(ctx, c, e, projection{})
+			body, err := s.render(r, e, projection{})
 			if err != nil {
 				return nil, err
 			}

@@ -11,8 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gin-gonic/gin"
-
+	"github.com/openhealthexchange/ohx/api/authz"
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
@@ -34,17 +33,18 @@ import (
 var lastNResultParams = map[string]bool{"_count": true, "_sort": true, "_page": true, "_include": true, "_revinclude": true, "_total": true}
 
 // lastN serves GET [base]/Observation/$lastn, authorized exactly as an Observation search.
-func (s *Server) lastN(c *gin.Context) error {
-	params, err := searchParams(c)
+func (s *Server) lastN(r *request) (result, error) {
+	params, err := r.searchParams()
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	a, err := s.authorize(c, "Observation", 's')
+	a, err := r.authorize("Observation", 's')
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	n := 1
 	var filters []search.NameValue
+	var warnings []error
 	seenMax := false
 	for _, p := range params {
 		base, _, _ := strings.Cut(p.Name, ":")
@@ -52,34 +52,35 @@ func (s *Server) lastN(c *gin.Context) error {
 		case p.Name == "max":
 			v, err := strconv.Atoi(p.Value)
 			if err != nil || v <= 0 {
-				return fhir.Invalid(fhir.CodeValue, "max: %q is not a positive integer", truncate(p.Value))
+				return result{}, fhir.Invalid(fhir.CodeValue, "max: %q is not a positive integer", truncate(p.Value))
 			}
 			if seenMax {
-				return fhir.Invalid(fhir.CodeInvalid, "parameter max may appear only once")
+				return result{}, fhir.Invalid(fhir.CodeInvalid, "parameter max may appear only once")
 			}
 			seenMax, n = true, min(v, s.cfg.MaxCount)
 		case lastNResultParams[base] || (p.Name == "_summary" && p.Value == "count"):
-			if strict(c) {
-				return fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %s=%s is not supported by $lastn: it returns max Observations per code, unpaged", truncate(p.Name), truncate(p.Value))
+			err := fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %s=%s is not supported by $lastn: it returns max Observations per code, unpaged", truncate(p.Name), truncate(p.Value))
+			if r.strict {
+				return result{}, err
 			}
+			warnings = append(warnings, err)
 		default:
 			filters = append(filters, p)
 		}
 	}
-	q, _, err := s.reg.Parse("Observation", filters, search.Options{
-		BaseURL: s.cfg.BaseURL, DefaultCount: s.cfg.DefaultCount, MaxCount: s.cfg.MaxCount, Strict: strict(c),
-	})
+	q, _, err := s.reg.Parse("Observation", filters, s.searchOptions(r))
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	if err := s.confineChains(c, q); err != nil {
-		return err
+	if err := s.confineChains(r, q); err != nil {
+		return result{}, err
 	}
+	warnings = append(warnings, ignoredParams(filters, q)...)
 	subject, patients, err := lastNSubject(q)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	ctx := c.Request.Context()
+	ctx := r.ctx
 	var entries []store.Entry
 	for _, patient := range patients {
 		if a.patient != "" && a.patient != patient {
@@ -88,23 +89,22 @@ func (s *Server) lastN(c *gin.Context) error {
 		pq := *q
 		pq.Clauses = append([]search.Clause{{Param: s.reg.Param("Observation", "patient"),
 			Values: []search.Value{{RefType: "Patient", RefID: patient}}}}, slices.Delete(slices.Clone(q.Clauses), subject, subject+1)...)
-		es, err := s.lastNOf(ctx, &pq, a, n)
+		es, err := s.lastNOf(ctx, &pq, a.dec, n)
 		if err != nil {
-			return err
+			return result{}, err
 		}
 		entries = append(entries, es...)
 	}
-	self := s.base(c) + "/Observation/$lastn?"
+	self := r.base + "/Observation/$lastn?"
 	for _, nv := range q.Applied {
 		self += url.QueryEscape(nv.Name) + "=" + url.QueryEscape(nv.Value) + "&"
 	}
 	self += "max=" + strconv.Itoa(n)
-	body, err := s.entriesBundle(c, self, entries, projection{elements: q.Elements, summary: q.Summary})
+	body, err := s.entriesBundle(r, self, entries, projection{elements: q.Elements, summary: q.Summary})
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.writeJSON(c, http.StatusOK, body)
-	return nil
+	return searchsetResult(body, warnings), nil
 }
 
 // lastNSubject finds the clause naming the patients of $lastn: the first patient or subject
@@ -135,8 +135,8 @@ func lastNSubject(q *search.Query) (int, []string, error) {
 // lastNOf runs $lastn for one patient: q has the single patient clause first. Scope
 // constraints the store cannot apply are checked afterwards; a group they thinned below n is
 // read again page by page, newest first, until it has n visible Observations or ends.
-func (s *Server) lastNOf(ctx context.Context, q *search.Query, a access, n int) ([]store.Entry, error) {
-	postFilter, deviceIDs, err := s.confine(ctx, q, a)
+func (s *Server) lastNOf(ctx context.Context, q *search.Query, a authz.Access, n int) ([]store.Entry, error) {
+	postFilter, deviceIDs, err := s.pol.Confine(ctx, q, a)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (s *Server) lastNOf(ctx context.Context, q *search.Query, a access, n int) 
 		for i := range groups {
 			g := &groups[i]
 			full := len(g.Entries) == n
-			if g.Entries, err = s.keepVisible(ctx, g.Entries, deviceIDs, a); err != nil {
+			if g.Entries, err = s.pol.KeepVisible(ctx, g.Entries, deviceIDs, a); err != nil {
 				return nil, err
 			}
 			if full && len(g.Entries) < n {
@@ -166,14 +166,14 @@ func (s *Server) lastNOf(ctx context.Context, q *search.Query, a access, n int) 
 }
 
 // visibleNewest pages through gq until n entries visible under a are found or it ends.
-func (s *Server) visibleNewest(ctx context.Context, gq *search.Query, a access, deviceIDs []string, n int) ([]store.Entry, error) {
+func (s *Server) visibleNewest(ctx context.Context, gq *search.Query, a authz.Access, deviceIDs []string, n int) ([]store.Entry, error) {
 	var out []store.Entry
 	for {
 		res, err := s.store.Search(ctx, gq)
 		if err != nil {
 			return nil, err
 		}
-		kept, err := s.keepVisible(ctx, res.Matches, deviceIDs, a)
+		kept, err := s.pol.KeepVisible(ctx, res.Matches, deviceIDs, a)
 		if err != nil {
 			return nil, err
 		}
@@ -254,16 +254,16 @@ func mergeLastN(groups []store.CodeGroup, n int) ([]store.Entry, error) {
 }
 
 // entriesBundle is a searchset of one page holding entries as matches, with only a self link.
-func (s *Server) entriesBundle(c *gin.Context, self string, entries []store.Entry, p projection) ([]byte, error) {
+func (s *Server) entriesBundle(r *request, self string, entries []store.Entry, p projection) ([]byte, error) {
 	buf := make([]byte, 0, 512+len(entries)*1024)
 	buf = append(buf, `{"resourceType":"Bundle","type":"searchset","total":`...)
 	buf = strconv.AppendInt(buf, int64(len(entries)), 10)
 	buf = append(buf, `,"link":[{"relation":"self","url":`...)
 	buf = appendJSONString(buf, self)
 	buf = append(buf, `}]`...)
-	base := s.base(c)
+	base := r.base
 	for i, e := range entries {
-		body, err := s.render(c.Request.Context(), c, e, p)
+		body, err := s.render(r, e, p)
 		if err != nil {
 			return nil, err
 		}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,12 +18,12 @@ import (
 	"github.com/openhealthexchange/ohx/store"
 )
 
-// base returns the FHIR base of the answer's version, for links, fullUrls and Location: an R4
-// answer points at the R4 base even when R4 was chosen with Accept on the R5 base, so that a
+// baseFor returns the FHIR base of an answer in version v, for links, fullUrls and Location: an
+// R4 answer points at the R4 base even when R4 was chosen with Accept on the R5 base, so that a
 // client following its links without the header (as fhirclient does) stays on R4 and the
 // cursor it carries, bound to the version (cursorBinding), stays valid.
-func (s *Server) base(c *gin.Context) string {
-	if version(c) == R4 {
+func (s *Server) baseFor(v Version) string {
+	if v == R4 {
 		return s.cfg.BaseURL + "/r4"
 	}
 	return s.cfg.BaseURL
@@ -40,30 +38,29 @@ func (s *Server) metadata(c *gin.Context) {
 }
 
 // versions implements $versions (https://hl7.org/fhir/R5/capabilitystatement-operation-versions.html).
-func (s *Server) versions(c *gin.Context) error {
-	s.writeJSON(c, http.StatusOK, []byte(`{"resourceType":"Parameters","parameter":[{"name":"version","valueCode":"4.0"},{"name":"version","valueCode":"5.0"},{"name":"default","valueCode":"5.0"}]}`))
-	return nil
+func (s *Server) versions(*request) (result, error) {
+	return okResult([]byte(`{"resourceType":"Parameters","parameter":[{"name":"version","valueCode":"4.0"},{"name":"version","valueCode":"5.0"},{"name":"default","valueCode":"5.0"}]}`)), nil
 }
 
-func (s *Server) resourceType(c *gin.Context) (string, error) {
-	typ := c.Param("type")
+func (s *Server) resourceType(r *request) (string, error) {
+	typ := r.typ
 	if !s.reg.Supports(typ) {
 		return "", fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "resource type %q is not supported", truncate(typ))
 	}
-	if typ == "DeviceAssociation" && version(c) == R4 {
+	if typ == "DeviceAssociation" && r.version == R4 {
 		return "", fhir.Errorf(http.StatusNotFound, fhir.CodeNotSupported, "DeviceAssociation exists only in FHIR R5; R4 clients find the patient in Device.patient")
 	}
 	return typ, nil
 }
 
-func (s *Server) notAllowed(c *gin.Context) error {
-	if s.practitionerPath(c) {
-		return practitionerOnlyRead(c)
+func (s *Server) notAllowed(r *request) (result, error) {
+	if s.practitionerPath(r) {
+		return result{}, practitionerOnlyRead(r)
 	}
-	if _, err := s.resourceType(c); err != nil {
-		return err
+	if _, err := s.resourceType(r); err != nil {
+		return result{}, err
 	}
-	return methodNotAllowed(c, c.Param("type"))
+	return result{}, methodNotAllowed(r, r.typ)
 }
 
 // allowedMethods lists the methods ohx serves on [base]/[type] (instance false) and
@@ -80,10 +77,9 @@ func allowedMethods(typ string, instance bool) []string {
 
 // methodNotAllowed is the 405 for the request's method on typ: it lists the methods the path
 // does allow, in the message and in the Allow header RFC 9110 §15.5.6 requires.
-func methodNotAllowed(c *gin.Context, typ string) error {
-	instance := c.Param("id") != ""
+func methodNotAllowed(r *request, typ string) error {
+	instance := r.id != ""
 	methods := allowedMethods(typ, instance)
-	c.Header("Allow", strings.Join(methods, ", "))
 	path := typ
 	if instance {
 		path += "/{id}"
@@ -96,82 +92,78 @@ func methodNotAllowed(c *gin.Context, typ string) error {
 	default:
 		why = " (" + typ + " is written only by the sync pipeline)"
 	}
-	return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "%s is not allowed on %s: allowed methods are %s%s",
-		c.Request.Method, path, strings.Join(methods, ", "), why)
+	return withHeader(fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "%s is not allowed on %s: allowed methods are %s%s",
+		r.http.Method, path, strings.Join(methods, ", "), why), "Allow", strings.Join(methods, ", "))
 }
 
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
 
-func setVersionHeaders(c *gin.Context, e store.Entry) {
-	c.Header("ETag", etag(e.VersionID))
-	c.Header("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
+func setVersionHeaders(res *result, e store.Entry) {
+	res.setHeader("ETag", etag(e.VersionID))
+	res.setHeader("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
 }
 
-func (s *Server) read(c *gin.Context) error {
-	if s.practitionerPath(c) {
-		return s.readPractitioner(c)
+func (s *Server) read(r *request) (result, error) {
+	if s.practitionerPath(r) {
+		return s.readPractitioner(r)
 	}
-	typ, err := s.resourceType(c)
+	typ, err := s.resourceType(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	id := c.Param("id")
+	id := r.id
 	if !fhir.ValidID(id) {
-		return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
+		return result{}, fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "resource not found")
 	}
-	a, err := s.authorize(c, typ, 'r')
+	a, err := r.authorize(typ, 'r')
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	ctx := c.Request.Context()
-	key := "read|" + version(c).mimeParam() + "|" + typ + "/" + id
+	key := "read|" + r.version.mimeParam() + "|" + typ + "/" + id
 	e, hit := s.cache.getEntry(key)
 	if !hit {
-		var typeGen uint64
-		if s.cache != nil {
-			typeGen = s.cache.tracker.Generation(typ, "")
-		}
-		e, err = s.store.Read(ctx, typ, id)
+		typeGen := s.cache.typeGeneration(typ)
+		e, err = s.store.Read(r.ctx, typ, id)
 		if err == nil {
-			s.cache.putEntry(key, e, typeGen, version(c))
+			s.cache.putEntry(key, e, typeGen, r.version)
 		}
 	}
 	if errors.Is(err, store.ErrDeleted) {
 		if a.patient != "" && !(typ == "Patient" && id == a.patient) {
 			// The content is gone, so the compartment cannot be checked: answer as if unknown.
-			return fmt.Errorf("read %s/%s: %w", typ, id, store.ErrNotFound)
+			return result{}, fmt.Errorf("read %s/%s: %w", typ, id, store.ErrNotFound)
 		}
-		c.Header("ETag", etag(e.VersionID))
-		return err
+		return result{}, withHeader(err, "ETag", etag(e.VersionID))
 	}
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	// Outside the caller's compartment or scope constraints: 404, never 403, so that a read is
-	// no oracle for what exists (fhir-smart.md §1.7).
-	if ok, err := s.visible(ctx, a, e, nil); err != nil {
-		return err
+	// no oracle for what exists (SMART: https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html,
+	// and FHIR's advice to answer 404 rather than reveal a resource, https://hl7.org/fhir/R5/security.html#AccessDenied).
+	if ok, err := s.pol.Visible(r.ctx, a.dec, e, nil); err != nil {
+		return result{}, err
 	} else if !ok {
-		return fmt.Errorf("read %s/%s: not visible to the caller: %w", typ, id, store.ErrNotFound)
+		return result{}, fmt.Errorf("read %s/%s: not visible to the caller: %w", typ, id, store.ErrNotFound)
 	}
-	return s.writeEntry(ctx, c, e)
+	return s.entryResult(r, e)
 }
 
-// writeEntry answers a read or vread with the stored entry: version headers, 304 for a matching
-// conditional read, else the rendered body.
-func (s *Server) writeEntry(ctx context.Context, c *gin.Context, e store.Entry) error {
-	setVersionHeaders(c, e)
-	if notModified(c.Request, e) {
-		c.Status(http.StatusNotModified)
-		c.Writer.WriteHeaderNow()
-		return nil
+// entryResult answers a read or vread with the stored entry: version headers, 304 for a
+// matching conditional read, else the rendered body.
+func (s *Server) entryResult(r *request, e store.Entry) (result, error) {
+	var res result
+	setVersionHeaders(&res, e)
+	if notModified(r.http, e) {
+		res.status = http.StatusNotModified
+		return res, nil
 	}
-	body, err := s.render(ctx, c, e, parseProjection(c))
+	body, err := s.render(r, e, r.proj)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.writeJSON(c, http.StatusOK, body)
-	return nil
+	res.status, res.body = http.StatusOK, body
+	return res, nil
 }
 
 // notModified implements conditional read: If-None-Match wins over If-Modified-Since
@@ -198,37 +190,24 @@ type projection struct {
 	summary  string
 }
 
-func parseProjection(c *gin.Context) projection {
-	var p projection
-	if el := c.Query("_elements"); el != "" {
-		for e := range strings.SplitSeq(el, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				p.elements = append(p.elements, e)
-			}
-		}
-	}
-	p.summary = c.Query("_summary")
-	return p
-}
-
 // render returns the bytes to serve for a stored entry: the stored JSON itself on the R5 fast
 // path, projected and/or converted to R4 otherwise.
-func (s *Server) render(ctx context.Context, c *gin.Context, e store.Entry, p projection) ([]byte, error) {
+func (s *Server) render(r *request, e store.Entry, p projection) ([]byte, error) {
 	body := e.JSON
-	if version(c) == R4 {
-		r := fhir.New(e.Type)
-		if err := json.Unmarshal(e.JSON, r); err != nil {
+	if r.version == R4 {
+		res := fhir.New(e.Type)
+		if err := json.Unmarshal(e.JSON, res); err != nil {
 			return nil, fmt.Errorf("decode stored %s/%s: %w", e.Type, e.ID, err)
 		}
 		var opt fhir.R4Options
 		if e.Type == "Device" {
-			ref, err := s.devicePatient(ctx, e.ID)
+			ref, err := s.devicePatient(r.ctx, e.ID)
 			if err != nil {
 				return nil, err
 			}
 			opt.DevicePatient = ref
 		}
-		b, err := fhir.MarshalR4(r, opt)
+		b, err := fhir.MarshalR4(res, opt)
 		if err != nil {
 			return nil, fmt.Errorf("convert %s/%s to R4: %w", e.Type, e.ID, err)
 		}
@@ -270,102 +249,77 @@ func (s *Server) devicePatient(ctx context.Context, deviceID string) (*fhir.Refe
 	return &fhir.Reference{Reference: da.Subject.Reference}, nil
 }
 
-// searchParams collects the parameters of a GET search, or of a POST _search (query string plus
-// form body).
-func searchParams(c *gin.Context) ([]search.NameValue, error) {
-	params, err := search.ParseRawQuery(c.Request.URL.RawQuery)
-	if err != nil {
-		return nil, err
-	}
-	if c.Request.Method == http.MethodPost {
-		mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
-		if mt != "application/x-www-form-urlencoded" && c.Request.ContentLength != 0 {
-			return nil, fhir.Errorf(http.StatusUnsupportedMediaType, fhir.CodeNotSupported, "_search takes an application/x-www-form-urlencoded body")
-		}
-		body, err := io.ReadAll(c.Request.Body)
-		if err != nil {
-			return nil, fmt.Errorf("read _search body: %w", err)
-		}
-		more, err := search.ParseRawQuery(string(body))
-		if err != nil {
-			return nil, err
-		}
-		params = append(params, more...)
-	}
-	return params, nil
+// searchOptions are the parse options of a search made by r.
+func (s *Server) searchOptions(r *request) search.Options {
+	return search.Options{BaseURL: s.cfg.BaseURL, DefaultCount: s.cfg.DefaultCount, MaxCount: s.cfg.MaxCount, Strict: r.strict}
 }
 
-func strict(c *gin.Context) bool {
-	for _, p := range c.Request.Header.Values("Prefer") {
-		for part := range strings.SplitSeq(p, ",") {
-			if strings.TrimSpace(part) == "handling=strict" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (s *Server) parseSearch(c *gin.Context, typ string, params []search.NameValue) (*search.Query, error) {
-	q, page, err := s.reg.Parse(typ, params, search.Options{
-		BaseURL: s.cfg.BaseURL, DefaultCount: s.cfg.DefaultCount, MaxCount: s.cfg.MaxCount, Strict: strict(c),
-	})
+// parseSearch parses a type-level search, decodes its cursor and confines its chains. Parameters
+// the lenient parse ignored come back as warnings.
+func (s *Server) parseSearch(r *request, typ string, params []search.NameValue) (*search.Query, []error, error) {
+	q, page, err := s.reg.Parse(typ, params, s.searchOptions(r))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if page != "" {
-		cur, err := s.decodeCursor(page, cursorBinding(q, version(c), principalOf(c).binding()))
+		cur, err := s.decodeCursor(page, cursorBinding(q, r.version, r.binding))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		q.Cursor = cur
 	}
-	if err := s.confineChains(c, q); err != nil {
-		return nil, err
+	if err := s.confineChains(r, q); err != nil {
+		return nil, nil, err
 	}
-	return q, nil
+	return q, ignoredParams(params, q), nil
 }
 
-func (s *Server) search(c *gin.Context) error {
-	if s.practitionerPath(c) {
-		return practitionerOnlyRead(c)
+// confineChains applies the caller's rights to the chained clauses of q
+// (authz.Policy.ConfineChains).
+func (s *Server) confineChains(r *request, q *search.Query) error {
+	return scopeError(s.pol.ConfineChains(r.ctx, r.principal, q))
+}
+
+func (s *Server) search(r *request) (result, error) {
+	if s.practitionerPath(r) {
+		return result{}, practitionerOnlyRead(r)
 	}
-	typ, err := s.resourceType(c)
+	typ, err := s.resourceType(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	params, err := searchParams(c)
+	params, err := r.searchParams()
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	a, err := s.authorize(c, typ, 's')
+	a, err := r.authorize(typ, 's')
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	q, err := s.parseSearch(c, typ, params)
+	q, warnings, err := s.parseSearch(r, typ, params)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	// Keyed on the parsed search (what was applied, never the raw query string) and on who asks:
-	// a page made for one caller's view never serves another.
-	key := searchKey(version(c), s.base(c), q, principalOf(c).binding())
+	// a page made for one caller's view never serves another. Warnings are the request's own and
+	// are not cached: the writer adds them to the body.
+	key := searchKey(r.version, r.base, q, r.binding)
 	if body, ok := s.cache.get(key); ok {
-		s.writeJSON(c, http.StatusOK, body)
-		return nil
+		return searchsetResult(body, warnings), nil
 	}
-	ctx := c.Request.Context()
+	ctx := r.ctx
 	// The self and next links show the client's own parameters; the confinement below is added
 	// after parsing (and is bound into the cursor through the principal).
-	postFilter, deviceIDs, err := s.confine(ctx, q, a)
+	postFilter, deviceIDs, err := s.pol.Confine(ctx, q, a.dec)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	var deps []dep
 	var gens []uint64
 	if s.cache != nil {
-		deps = searchDeps(q, version(c))
+		deps = searchDeps(q, r.version)
 		if deviceIDs != nil {
-			// The confinement itself came from the patient's associations (devicesOf): a new
+			// The confinement itself came from the patient's associations (DevicesOf): a new
 			// or ended association changes which Devices the caller may see.
 			deps = append(deps, dep{"DeviceAssociation", ""})
 		}
@@ -373,37 +327,29 @@ func (s *Server) search(c *gin.Context) error {
 	}
 	res, err := s.store.Search(ctx, q)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	if postFilter {
-		kept := res.Matches[:0]
-		for _, m := range res.Matches {
-			ok, err := s.visible(ctx, a, m, deviceIDs)
-			if err != nil {
-				return err
-			}
-			if ok {
-				kept = append(kept, m)
-			}
+		if res.Matches, err = s.pol.KeepVisible(ctx, res.Matches, deviceIDs, a.dec); err != nil {
+			return result{}, err
 		}
-		res.Matches, res.Total = kept, -1
+		res.Total = -1
 	}
-	if err := s.filterIncluded(ctx, c, res, deviceIDs); err != nil {
-		return err
+	if err := s.pol.FilterIncluded(ctx, r.principal, res, deviceIDs); err != nil {
+		return result{}, err
 	}
-	body, err := s.bundle(c, q, res)
+	body, err := s.bundle(r, q, res)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	s.cache.put(key, body, deps, gens)
-	s.writeJSON(c, http.StatusOK, body)
-	return nil
+	return searchsetResult(body, warnings), nil
 }
 
-func (s *Server) link(c *gin.Context, q *search.Query, cur *search.Cursor) string {
+func (s *Server) link(r *request, q *search.Query, cur *search.Cursor) string {
 	v := url.Values{}
 	var b strings.Builder
-	b.WriteString(s.base(c))
+	b.WriteString(r.base)
 	b.WriteByte('/')
 	b.WriteString(q.Type)
 	b.WriteByte('?')
@@ -415,15 +361,15 @@ func (s *Server) link(c *gin.Context, q *search.Query, cur *search.Cursor) strin
 	}
 	v.Set("_count", strconv.Itoa(q.Count))
 	if cur != nil {
-		v.Set("_page", s.encodeCursor(cur, cursorBinding(q, version(c), principalOf(c).binding())))
+		v.Set("_page", s.encodeCursor(cur, cursorBinding(q, r.version, r.binding)))
 	}
 	b.WriteString(v.Encode())
 	return b.String()
 }
 
-// bundle assembles a searchset from stored bytes without decoding them on the R5 fast path.
-func (s *Server) bundle(c *gin.Context, q *search.Query, res *store.Result) ([]byte, error) {
-	ctx := c.Request.Context()
+// bundle assembles a searchset from stored bytes without decoding them on the R5 fast path. Its
+// entry array, if any, is its last member (appendOutcomeEntry relies on it).
+func (s *Server) bundle(r *request, q *search.Query, res *store.Result) ([]byte, error) {
 	p := projection{elements: q.Elements, summary: q.Summary}
 	buf := make([]byte, 0, 512+len(res.Matches)*1024)
 	buf = append(buf, `{"resourceType":"Bundle","type":"searchset"`...)
@@ -432,28 +378,28 @@ func (s *Server) bundle(c *gin.Context, q *search.Query, res *store.Result) ([]b
 		buf = strconv.AppendInt(buf, int64(res.Total), 10)
 	}
 	buf = append(buf, `,"link":[{"relation":"self","url":`...)
-	buf = appendJSONString(buf, s.link(c, q, nil))
+	buf = appendJSONString(buf, s.link(r, q, nil))
 	buf = append(buf, '}')
 	if !q.SummaryCount {
 		if res.Next != nil {
 			buf = append(buf, `,{"relation":"next","url":`...)
-			buf = appendJSONString(buf, s.link(c, q, res.Next))
+			buf = appendJSONString(buf, s.link(r, q, res.Next))
 			buf = append(buf, '}')
 		}
 		if res.Prev != nil {
 			buf = append(buf, `,{"relation":"previous","url":`...)
-			buf = appendJSONString(buf, s.link(c, q, res.Prev))
+			buf = appendJSONString(buf, s.link(r, q, res.Prev))
 			buf = append(buf, '}')
 		}
 	}
 	buf = append(buf, ']')
-	base := s.base(c)
+	base := r.base
 	n := 0
 	add := func(e store.Entry, mode string) error {
-		if version(c) == R4 && e.Type == "DeviceAssociation" {
+		if r.version == R4 && e.Type == "DeviceAssociation" {
 			return nil // no R4 form; R4 clients read Device.patient instead
 		}
-		body, err := s.render(ctx, c, e, p)
+		body, err := s.render(r, e, p)
 		if err != nil {
 			return err
 		}
@@ -500,137 +446,119 @@ func appendJSONString(buf []byte, s string) []byte {
 
 // --- writes (Patient only) ---
 
-func (s *Server) writableType(c *gin.Context) (string, error) {
-	if s.practitionerPath(c) {
-		return "", practitionerOnlyRead(c)
+func (s *Server) writableType(r *request) (string, error) {
+	if s.practitionerPath(r) {
+		return "", practitionerOnlyRead(r)
 	}
-	typ, err := s.resourceType(c)
+	typ, err := s.resourceType(r)
 	if err != nil {
 		return "", err
 	}
 	if typ != "Patient" {
-		return "", methodNotAllowed(c, typ)
+		return "", methodNotAllowed(r, typ)
 	}
 	return typ, nil
 }
 
-func readBody(c *gin.Context, typ string) (fhir.Resource, error) {
-	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
-	if err != nil || (mt != "application/fhir+json" && mt != "application/json") {
-		return nil, fhir.Errorf(http.StatusUnsupportedMediaType, fhir.CodeNotSupported, "the body must be application/fhir+json")
-	}
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	return fhir.Decode(body, typ)
-}
-
-// respondWrite answers a create or update per the Prefer header.
-func (s *Server) respondWrite(c *gin.Context, status int, e store.Entry) {
-	setVersionHeaders(c, e)
-	loc := s.base(c) + "/" + e.Type + "/" + e.ID + "/_history/" + strconv.FormatInt(e.VersionID, 10)
-	c.Header("Location", loc)
-	switch c.GetHeader("Prefer") {
-	case "return=minimal":
-		c.Status(status)
-		c.Writer.WriteHeaderNow()
-	case "return=OperationOutcome":
-		s.writeResource(c, status, fhir.NewOutcome("information", fhir.CodeInformational, fmt.Sprintf("%s/%s version %d stored", e.Type, e.ID, e.VersionID)))
+// writeResult answers a create or update per Prefer: return
+// (https://hl7.org/fhir/R5/http.html#ops).
+func (s *Server) writeResult(r *request, status int, e store.Entry) (result, error) {
+	res := result{status: status}
+	setVersionHeaders(&res, e)
+	res.setHeader("Location", r.base+"/"+e.Type+"/"+e.ID+"/_history/"+strconv.FormatInt(e.VersionID, 10))
+	switch r.preferReturn {
+	case "minimal":
+	case "OperationOutcome":
+		res.resource = fhir.NewOutcome("information", fhir.CodeInformational, fmt.Sprintf("%s/%s version %d stored", e.Type, e.ID, e.VersionID))
 	default:
-		body, err := s.render(c.Request.Context(), c, e, projection{})
+		body, err := s.render(r, e, projection{})
 		if err != nil {
-			s.fail(c, err)
-			return
+			return result{}, err
 		}
-		s.writeJSON(c, status, body)
+		res.body = body
 	}
+	return res, nil
 }
 
-func (s *Server) create(c *gin.Context) error {
-	typ, err := s.writableType(c)
+func (s *Server) create(r *request) (result, error) {
+	typ, err := s.writableType(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	cond := c.GetHeader("If-None-Exist")
+	cond := r.http.Header.Get("If-None-Exist")
 	// Refused before anything is read or looked up, so the answer never depends on what is
 	// stored (write.go).
-	sa, err := s.authorizeCreate(c, typ, cond != "")
+	sa, err := s.authorizeCreate(r.principal, typ, cond != "")
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	r, err := readBody(c, typ)
+	res, err := r.readBody(typ)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	status, e, err := s.createOne(c.Request.Context(), typ, r, cond, sa)
+	status, e, err := s.createOne(r.ctx, typ, res, cond, sa)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.respondWrite(c, status, e)
-	return nil
+	return s.writeResult(r, status, e)
 }
 
-func ifMatch(c *gin.Context) (int64, error) { return parseIfMatch(c.GetHeader("If-Match")) }
-
-func (s *Server) update(c *gin.Context) error {
-	typ, err := s.writableType(c)
+func (s *Server) update(r *request) (result, error) {
+	typ, err := s.writableType(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	id := c.Param("id")
+	id := r.id
 	if !fhir.ValidID(id) {
-		return fhir.Invalid(fhir.CodeValue, "invalid id %q", truncate(id))
+		return result{}, fhir.Invalid(fhir.CodeValue, "invalid id %q", truncate(id))
 	}
-	if err := s.authorizeUpdate(c, typ, id); err != nil {
-		return err
+	if err := s.authorizeUpdate(r.principal, typ, id); err != nil {
+		return result{}, err
 	}
-	r, err := readBody(c, typ)
+	res, err := r.readBody(typ)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	im, err := ifMatch(c)
+	im, err := parseIfMatch(r.http.Header.Get("If-Match"))
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	status, e, err := s.updateOne(c.Request.Context(), typ, id, r, im)
+	status, e, err := s.updateOne(r.ctx, typ, id, res, im)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.respondWrite(c, status, e)
-	return nil
+	return s.writeResult(r, status, e)
 }
 
 // conditionalUpdate implements PUT [type]?criteria: no match creates, one match updates it,
-// several fail with 412 (R5 http.html#cond-update).
-func (s *Server) conditionalUpdate(c *gin.Context) error {
-	typ, err := s.writableType(c)
+// several fail with 412 (https://hl7.org/fhir/R5/http.html#cond-update).
+func (s *Server) conditionalUpdate(r *request) (result, error) {
+	typ, err := s.writableType(r)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	if c.Request.URL.RawQuery == "" {
-		return fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "PUT needs an id or search criteria")
+	if r.rawQuery == "" {
+		return result{}, fhir.Errorf(http.StatusMethodNotAllowed, fhir.CodeNotSupported, "PUT needs an id or search criteria")
 	}
-	sa, err := s.authorizeConditionalUpdate(c, typ)
+	sa, err := s.authorizeConditionalUpdate(r.principal, typ)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	r, err := readBody(c, typ)
+	res, err := r.readBody(typ)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	crit, err := conditionalCriteria(c.Request.URL.RawQuery)
+	crit, err := conditionalCriteria(r.rawQuery)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	im, err := ifMatch(c)
+	im, err := parseIfMatch(r.http.Header.Get("If-Match"))
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	status, e, err := s.conditionalUpdateOne(c.Request.Context(), typ, r, crit, im, sa)
+	status, e, err := s.conditionalUpdateOne(r.ctx, typ, res, crit, im, sa)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	s.respondWrite(c, status, e)
-	return nil
+	return s.writeResult(r, status, e)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/openhealthexchange/ohx/api/authz"
 	"github.com/openhealthexchange/ohx/capability"
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
@@ -41,10 +42,18 @@ type Config struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds the work for one request (default 30 s).
 	RequestTimeout time.Duration
-	// CacheEntries bounds the search result cache (0: default 10,000; negative: off). The cache
-	// is used only with stores that implement store.ChangeTracker.
+	// CacheBytes bounds the memory of the result cache of searches and reads (0: default
+	// DefaultCacheBytes; negative: off). When full, the least recently used results are evicted;
+	// a result larger than CacheBytes/16 is not kept. The cache is used only with stores that
+	// implement store.ChangeTracker.
+	CacheBytes int64
+	// CacheEntries is the former entry-count bound of the cache.
+	//
+	// Deprecated: the cache is bounded by CacheBytes; a negative CacheEntries still turns it
+	// off, other values are ignored.
 	CacheEntries int
-	// CacheTTL bounds how long an unchanged result is kept (default 5 min).
+	// CacheTTL bounds how long an unchanged result is kept (default 5 min): an expired result is
+	// never served.
 	CacheTTL time.Duration
 	// Auth verifies access tokens. Nil disables enforcement, which is allowed only for local
 	// experiments (OHX_AUTH=off): the server then warns at start and on /readyz.
@@ -60,7 +69,7 @@ type Config struct {
 	// (cookies) are never allowed cross-origin: these endpoints take bearer tokens and PKCE.
 	CORSOrigins []string
 	// CORSPaths lists further exact paths that get CORS: the built-in authorization server's
-	// endpoints for scripts (smart.Server.CORSPaths), never its cookie-bearing pages.
+	// endpoints for scripts (authserver.Server.CORSPaths), never its cookie-bearing pages.
 	CORSPaths []string
 	// TrustedProxies lists the reverse proxies (IPs or CIDRs) whose X-Forwarded-For and
 	// X-Real-IP are believed for the client address (sign-in throttling, logs); none by default,
@@ -71,15 +80,19 @@ type Config struct {
 	// Webhooks, if set, enables the vendor notification endpoints under /webhooks.
 	Webhooks *WebhookConfig
 	// Practitioners, if set, serves GET [base]/Practitioner/{id}: the practitioner users of the
-	// built-in authorization server, so that a token's fhirUser can be read (smart.Server).
+	// built-in authorization server, so that a token's fhirUser can be read (authserver.Server).
 	Practitioners Practitioners
 }
+
+// DefaultCacheBytes is the result cache's memory budget when Config.CacheBytes is 0.
+const DefaultCacheBytes = 64 << 20
 
 // Server holds the API's dependencies.
 type Server struct {
 	cfg       Config
 	store     store.Store
 	reg       *search.Registry
+	pol       *authz.Policy
 	log       *slog.Logger
 	engine    *gin.Engine
 	cs        *fhir.CapabilityStatement
@@ -118,8 +131,11 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	if len(cfg.CursorKey) < 32 {
 		return nil, errors.New("api: CursorKey must be at least 32 bytes")
 	}
-	if cfg.CacheEntries == 0 {
-		cfg.CacheEntries = 10000
+	if cfg.CacheBytes == 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.CacheEntries < 0 {
+		cfg.CacheBytes = -1
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 5 * time.Minute
@@ -129,8 +145,8 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	}
 	var rb [6]byte
 	rand.Read(rb[:])
-	s := &Server{ridPrefix: hex.EncodeToString(rb[:]) + "-", cfg: cfg, store: st, reg: reg, log: log, metrics: newMetrics(promReg),
-		cache: newResultCache(st, cfg.CacheTTL, cfg.CacheEntries, 1<<20, promReg), auth: cfg.Auth}
+	s := &Server{ridPrefix: hex.EncodeToString(rb[:]) + "-", cfg: cfg, store: st, reg: reg, pol: authz.New(reg, st), log: log,
+		metrics: newMetrics(promReg), cache: newResultCache(st, cfg.CacheTTL, cfg.CacheBytes, promReg), auth: cfg.Auth}
 	s.cs = capability.Build(reg, capability.Config{
 		BaseURL: cfg.BaseURL, Version: cfg.Version, DefaultCount: cfg.DefaultCount, MaxCount: cfg.MaxCount, Started: time.Now(),
 		Security: cfg.Security, Practitioners: cfg.Practitioners != nil,
@@ -168,9 +184,11 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 	if cfg.AuthRoutes != nil {
 		cfg.AuthRoutes(e)
 	}
-	s.connectRoutes(e)
+	if err := s.connectRoutes(e); err != nil {
+		return nil, err
+	}
 	s.webhookRoutes(e)
-	// Discovery is JSON whatever the Accept header says (SMART App Launch conformance.md).
+	// Discovery is JSON whatever the Accept header says (https://hl7.org/fhir/smart-app-launch/conformance.html).
 	for _, base := range []string{"/fhir", "/fhir/r4"} {
 		e.GET(base+"/.well-known/smart-configuration", s.smartConfiguration)
 	}
@@ -182,9 +200,6 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.engine }
-
-// Capability returns the R5 CapabilityStatement served at /metadata.
-func (s *Server) Capability() *fhir.CapabilityStatement { return s.cs }
 
 func (s *Server) encodeCapability() error {
 	var err error
@@ -205,23 +220,23 @@ func (s *Server) encodeCapability() error {
 
 func (s *Server) fhirRoutes(g *gin.RouterGroup) {
 	g.GET("/metadata", s.metadata)
-	g.GET("/$versions", s.wrap(s.versions))
-	a := s.authenticate
-	g.GET("/:type", a, s.wrap(s.search))
-	g.POST("/:type/_search", a, s.wrap(s.search))
-	g.GET("/:type/:id", a, s.wrap(s.read))
-	g.GET("/:type/:id/:sub", a, s.wrap(s.instanceOperation)) // Patient compartment, $everything (compartment.go)
-	g.GET("/:type/:id/_history", a, s.wrap(s.history))       // history.go
-	g.GET("/:type/:id/_history/:vid", a, s.wrap(s.vread))    // history.go
-	g.GET("/Observation/$lastn", a, s.wrap(s.lastN))         // lastn.go
-	g.POST("/:type", a, s.wrap(s.create))
-	g.POST("/:type/:id/:sub/_search", a, s.wrap(s.instanceOperation))
-	g.PUT("/:type/:id", a, s.wrap(s.update))
-	g.PUT("/:type", a, s.wrap(s.conditionalUpdate))
-	g.POST("", a, s.wrap(s.bundleTx)) // batch and transaction (bundle_tx.go)
+	g.GET("/$versions", s.handle(s.versions))
+	a, h := s.authenticate, s.handle
+	g.GET("/:type", a, h(s.search))
+	g.POST("/:type/_search", a, h(s.search))
+	g.GET("/:type/:id", a, h(s.read))
+	g.GET("/:type/:id/:sub", a, h(s.instanceOperation)) // Patient compartment, $everything (compartment.go)
+	g.GET("/:type/:id/_history", a, h(s.history))       // history.go
+	g.GET("/:type/:id/_history/:vid", a, h(s.vread))    // history.go
+	g.GET("/Observation/$lastn", a, h(s.lastN))         // lastn.go
+	g.POST("/:type", a, h(s.create))
+	g.POST("/:type/:id/:sub/_search", a, h(s.instanceOperation))
+	g.PUT("/:type/:id", a, h(s.update))
+	g.PUT("/:type", a, h(s.conditionalUpdate))
+	g.POST("", a, h(s.bundleTx)) // batch and transaction (bundle_tx.go)
 	for _, m := range []string{http.MethodDelete, http.MethodPatch} {
-		g.Handle(m, "/:type/:id", a, s.wrap(s.notAllowed))
-		g.Handle(m, "/:type", a, s.wrap(s.notAllowed))
+		g.Handle(m, "/:type/:id", a, h(s.notAllowed))
+		g.Handle(m, "/:type", a, h(s.notAllowed))
 	}
 }
 

@@ -2,27 +2,28 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
+	"io"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/openhealthexchange/ohx/providers"
 )
 
-// WebhookSink receives authenticated vendor notifications. It must persist the work durably
-// before returning: the vendor gets its 2xx only after that.
+// WebhookSink persists notifications durably before the vendor is acknowledged.
 type WebhookSink interface {
-	// Notified records that the vendor user has new data. key identifies the notification so that
-	// a redelivery is idempotent. It returns nothing for unknown users (no oracle): the caller
-	// answers 200 either way.
-	Notified(ctx context.Context, provider, vendorUser, key string) error
+	// Notify persists the notifications of one delivery (jobs coalesced by their keys) before
+	// returning. Unknown vendor users are skipped, not an error (no oracle). An error means
+	// nothing durable can be assumed: the delivery is answered 503 and the vendor retries.
+	Notify(ctx context.Context, provider string, ns []providers.Notification) error
 }
 
-// WebhookConfig enables /webhooks/{provider}/{secret}.
+// WebhookConfig enables /webhooks/{provider}[/{secret}].
 type WebhookConfig struct {
-	Sink WebhookSink
-	// Secrets maps provider names to the secret path segment registered with the vendor.
-	Secrets map[string]string
+	Sink     WebhookSink
+	Handlers map[string]providers.Webhooks // by provider name
 }
 
 func (s *Server) webhookRoutes(e *gin.Engine) {
@@ -30,28 +31,30 @@ func (s *Server) webhookRoutes(e *gin.Engine) {
 		return
 	}
 	h := s.webhook
-	e.POST("/webhooks/:provider/:secret", h)
-	// Withings checks the callback URL with HEAD (and GET) while registering a subscription.
-	e.HEAD("/webhooks/:provider/:secret", h)
-	e.GET("/webhooks/:provider/:secret", h)
+	for _, path := range []string{"/webhooks/:provider", "/webhooks/:provider/:secret"} {
+		e.POST(path, h)
+		// Vendors check the callback URL while subscribing (Withings with a HEAD, Google Health
+		// with a POST, Fitbit with a GET): the adapter answers those too.
+		e.HEAD(path, h)
+		e.GET(path, h)
+	}
 }
 
-// webhook authenticates a notification by the secret in its URL (Withings signs nothing,
-// providers.md §1.7), persists a sync job and answers 200 within the vendor's deadline. The
-// payload is only a hint: data is always re-fetched with the patient's own token.
+// webhook hands one delivery to the provider's adapter, which alone knows how the vendor
+// authenticates it, persists what it announces and only then answers with the adapter's status:
+// the vendor's 2xx means the work is durable. The payload is only a hint: data is always
+// re-fetched with the patient's own token. Neither the body nor the secret path segment is logged.
 func (s *Server) webhook(c *gin.Context) {
-	want, ok := s.cfg.Webhooks.Secrets[c.Param("provider")]
-	if !ok || subtle.ConstantTimeCompare([]byte(want), []byte(c.Param("secret"))) != 1 {
+	provider := c.Param("provider")
+	h, ok := s.cfg.Webhooks.Handlers[provider]
+	if !ok || h == nil {
 		c.AbortWithStatus(http.StatusNotFound)
 		return
 	}
-	if c.Request.Method != http.MethodPost {
-		c.Status(http.StatusOK)
-		return
-	}
-	if err := c.Request.ParseForm(); err != nil {
-		// The limits middleware caps the body (Config.MaxBodyBytes): a body beyond it is 413,
-		// not a malformed form.
+	received := time.Now()
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		// The limits middleware caps the body (Config.MaxBodyBytes): a body beyond it is 413.
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			c.AbortWithStatus(http.StatusRequestEntityTooLarge)
@@ -60,18 +63,52 @@ func (s *Server) webhook(c *gin.Context) {
 		c.AbortWithStatus(http.StatusBadRequest)
 		return
 	}
-	f := c.Request.PostForm
-	user := f.Get("userid")
-	if user == "" {
-		c.Status(http.StatusOK) // nothing to do; not an error the vendor can fix
+	ctx := c.Request.Context()
+	resp, err := h.HandleWebhook(ctx, providers.WebhookRequest{
+		Method:   c.Request.Method,
+		Header:   c.Request.Header.Clone(),
+		Query:    c.Request.URL.Query(),
+		Body:     body,
+		Secret:   c.Param("secret"),
+		Received: received,
+	})
+	if err != nil {
+		var we *providers.WebhookError
+		if errors.As(err, &we) {
+			// Forged, mistyped or malformed deliveries are the sender's problem: debug only.
+			s.log.Debug("webhook refused", "provider", provider, "status", we.Status, "err", err)
+			c.AbortWithStatus(we.Status)
+			return
+		}
+		s.log.Error("webhook handling failed", "provider", provider, "err", err)
+		c.AbortWithStatus(http.StatusInternalServerError)
 		return
 	}
-	key := user + "/" + f.Get("appli") + "/" + f.Get("startdate") + "/" + f.Get("enddate") + "/" + f.Get("date") + "/" + f.Get("action")
-	if err := s.cfg.Webhooks.Sink.Notified(c.Request.Context(), c.Param("provider"), user, key); err != nil {
-		// Not persisted: let the vendor retry (it does, up to 10 times).
-		s.log.Error("persisting a webhook notification failed", "provider", c.Param("provider"), "err", err)
-		c.AbortWithStatus(http.StatusServiceUnavailable)
+	if len(resp.Notifications) > 0 {
+		if s.cfg.Webhooks.Sink == nil {
+			s.log.Error("webhook notifications but no sink configured", "provider", provider)
+			c.AbortWithStatus(http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.cfg.Webhooks.Sink.Notify(ctx, provider, resp.Notifications); err != nil {
+			// Not persisted: let the vendor retry (Withings does, up to 10 times:
+			// https://oauth.withings.com/developer-guide/v3/integration-guide/withings-rpm/data-api/notifications/notification-overview/).
+			s.log.Error("persisting webhook notifications failed", "provider", provider, "err", err)
+			c.AbortWithStatus(http.StatusServiceUnavailable)
+			return
+		}
+	}
+	status := resp.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if len(resp.Body) > 0 {
+		ct := resp.ContentType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		c.Data(status, ct, resp.Body)
 		return
 	}
-	c.Status(http.StatusOK)
+	c.Status(status)
 }

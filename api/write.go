@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
@@ -25,8 +23,8 @@ import (
 // authorizeCreate checks the rights a create needs. Patient-context tokens never register
 // patients. If-None-Exist criteria are a search, and a match is answered with the matching
 // resource: a conditional create needs s as well, and the returned access confines the criteria.
-func (s *Server) authorizeCreate(c *gin.Context, typ string, conditional bool) (access, error) {
-	if a, err := s.authorize(c, typ, 'c'); err != nil {
+func (s *Server) authorizeCreate(p *principal, typ string, conditional bool) (access, error) {
+	if a, err := decide(p, typ, 'c'); err != nil {
 		return access{}, err
 	} else if a.patient != "" {
 		return access{}, errInsufficientScope("a patient-context token to register patients")
@@ -34,13 +32,13 @@ func (s *Server) authorizeCreate(c *gin.Context, typ string, conditional bool) (
 	if !conditional {
 		return access{}, nil
 	}
-	return s.authorize(c, typ, 's')
+	return decide(p, typ, 's')
 }
 
 // authorizeUpdate checks the rights an update of typ/id needs: u, and a patient-context token
 // updates only its own patient.
-func (s *Server) authorizeUpdate(c *gin.Context, typ, id string) error {
-	if a, err := s.authorize(c, typ, 'u'); err != nil {
+func (s *Server) authorizeUpdate(p *principal, typ, id string) error {
+	if a, err := decide(p, typ, 'u'); err != nil {
 		return err
 	} else if a.patient != "" && a.patient != id {
 		return errInsufficientScope("updating another patient")
@@ -51,10 +49,10 @@ func (s *Server) authorizeUpdate(c *gin.Context, typ, id string) error {
 // authorizeConditionalUpdate checks the rights PUT [type]?criteria needs: it creates or updates,
 // and the criteria are a search whose outcome (created or updated, and which id) the answer
 // reveals, so c, u and s, never with a patient-context token. It returns the search access.
-func (s *Server) authorizeConditionalUpdate(c *gin.Context, typ string) (access, error) {
+func (s *Server) authorizeConditionalUpdate(p *principal, typ string) (access, error) {
 	var sa access
 	for _, perm := range []byte{'c', 'u', 's'} {
-		a, err := s.authorize(c, typ, perm)
+		a, err := decide(p, typ, perm)
 		if err != nil {
 			return access{}, err
 		} else if a.patient != "" {
@@ -122,7 +120,7 @@ func (s *Server) conditionalMatches(ctx context.Context, typ, criteria string, a
 		}
 	}
 	q.Count = 2
-	postFilter, deviceIDs, err := s.confine(ctx, q, a)
+	postFilter, deviceIDs, err := s.pol.Confine(ctx, q, a.dec)
 	if err != nil {
 		return nil, identifierKey{}, err
 	}
@@ -133,7 +131,7 @@ func (s *Server) conditionalMatches(ctx context.Context, typ, criteria string, a
 	ids := make([]string, 0, len(res.Matches))
 	for _, m := range res.Matches {
 		if postFilter {
-			if ok, err := s.visible(ctx, a, m, deviceIDs); err != nil {
+			if ok, err := s.pol.Visible(ctx, a.dec, m, deviceIDs); err != nil {
 				return nil, identifierKey{}, err
 			} else if !ok {
 				continue
@@ -161,7 +159,7 @@ type writePlan struct {
 // planCreate resolves a create, conditional when cond (If-None-Exist) is set. The caller holds
 // createMu for a conditional create.
 func (s *Server) planCreate(ctx context.Context, typ string, r fhir.Resource, cond string, sa access) (writePlan, error) {
-	r.Common().ID = "" // the server assigns ids on create (R5 http.html#create)
+	r.Common().ID = "" // the server assigns ids on create (https://hl7.org/fhir/R5/http.html#create)
 	p := writePlan{op: store.TxOp{Resource: r, Create: true}}
 	if cond == "" {
 		return p, nil
@@ -195,7 +193,7 @@ func planUpdate(typ, id string, r fhir.Resource, ifMatch int64) (writePlan, erro
 }
 
 // planConditionalUpdate resolves PUT [type]?criteria: no match creates, one match updates it,
-// several fail with 412 (R5 http.html#cond-update). The caller holds createMu.
+// several fail with 412 (https://hl7.org/fhir/R5/http.html#cond-update). The caller holds createMu.
 func (s *Server) planConditionalUpdate(ctx context.Context, typ string, r fhir.Resource, criteria string, ifMatch int64, sa access) (writePlan, error) {
 	ids, key, err := s.conditionalMatches(ctx, typ, criteria, sa)
 	if err != nil {
@@ -239,7 +237,7 @@ func (s *Server) apply(ctx context.Context, p writePlan, sa access) (int, store.
 		}
 		// Registered since the search, by another instance. A holder the caller may not search
 		// is never shown, and never duplicated either.
-		if ok, err := s.visible(ctx, sa, e, nil); err != nil {
+		if ok, err := s.pol.Visible(ctx, sa.dec, e, nil); err != nil {
 			return 0, store.Entry{}, err
 		} else if !ok {
 			return 0, store.Entry{}, fmt.Errorf("conditional write: the identifier is held by a resource the caller may not search: %w", store.ErrDuplicate)

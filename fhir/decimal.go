@@ -9,9 +9,10 @@ import (
 )
 
 // ScaledDecimal returns value × 10^exp as an exact decimal, keeping the precision the vendor
-// stated: ScaledDecimal(3680, -2) is "36.80" and ScaledDecimal(75000, -3) is "75.000" (Withings
-// measures are value × 10^unit; float arithmetic would give 36.800000000000004,
-// providers.md §1.5).
+// stated: ScaledDecimal(3680, -2) is "36.80" and ScaledDecimal(75000, -3) is "75.000". APIs that
+// send a measurement as an integer and a power of ten need it: float arithmetic would give
+// 36.800000000000004, and FHIR decimals keep their precision
+// (https://hl7.org/fhir/R5/datatypes.html#decimal).
 func ScaledDecimal(value int64, exp int) Decimal {
 	return formatDecimal(big.NewInt(value), -exp)
 }

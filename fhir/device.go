@@ -5,16 +5,16 @@ import (
 	"time"
 )
 
-// MapDevice maps a vendor device to an R5 Device (clinical-mapping.md §7):
+// MapDevice maps a vendor device to an R5 Device (https://hl7.org/fhir/R5/device.html):
 //   - id ResourceID(identifier), identifier DeviceSystem(d.Provider) | d.ID, status active,
 //     meta.source the provider;
-//   - manufacturer d.Manufacturer, else the provider's company ("Withings", "Fitbit", "Google");
+//   - manufacturer d.Manufacturer, as the adapter gives it (never guessed here);
 //   - displayName and name[user-friendly-name] = d.Model (displayName falls back to d.Type);
 //     modelNumber = d.ModelID;
-//   - type: the SNOMED CT code verified for the vendor type (scale, blood-pressure monitor), the
+//   - type: the SNOMED CT code verified for d.Kind (scale, blood-pressure monitor), the
 //     generic SCT 49062001 "Device" with a text where no specific code is verified (activity
-//     tracker, sleep monitor, thermometer), nothing for unknown types; plus a second type SCT
-//     86184003 when the device records ECGs (d.ECG or a model clinical-mapping.md §7 names);
+//     tracker, sleep monitor, thermometer), nothing for other kinds; plus a second type SCT
+//     86184003 when the adapter marks the device as recording ECGs (d.ECG);
 //   - version[] the firmware; property[] the battery: a percentage as valueQuantity %, a vendor
 //     category ("high") as valueCodeableConcept text, never an invented percentage;
 //   - the last sync time as the LastSyncExtension instant in the user's zone.
@@ -33,20 +33,17 @@ func MapDevice(d DeviceInfo) *Device {
 		Manufacturer: d.Manufacturer,
 		ModelNumber:  d.ModelID,
 	}
-	if dev.Manufacturer == "" {
-		dev.Manufacturer = providerManufacturer[d.Provider]
-	}
 	if d.Model != "" {
 		dev.DisplayName = d.Model
 		dev.Name = []DeviceName{{Value: d.Model, Type: "user-friendly-name"}}
 	} else {
 		dev.DisplayName = d.Type
 	}
-	if t, ok := deviceTypes[strings.ToLower(strings.TrimSpace(d.Type))]; ok {
+	if t, ok := deviceTypes[d.Kind]; ok {
 		t.Coding = append([]Coding(nil), t.Coding...) // the table is shared
 		dev.DeviceType = append(dev.DeviceType, t)
 	}
-	if d.ECG || ecgModels[d.Provider][strings.ToLower(strings.TrimSpace(d.Model))] {
+	if d.ECG {
 		dev.DeviceType = append(dev.DeviceType, CodeableConcept{Coding: []Coding{sctECGRecorder.coding()}, Text: "ECG recorder"})
 	}
 	if d.Firmware != "" {
@@ -69,7 +66,7 @@ func MapDevice(d DeviceInfo) *Device {
 }
 
 // MapAssociation maps the link between a patient and a vendor device to an R5 DeviceAssociation
-// (clinical-mapping.md §8, fhir-smart.md §3.3): id ResourceID(identifier), identifier
+// (https://hl7.org/fhir/R5/deviceassociation.html): id ResourceID(identifier), identifier
 // DeviceAssociationSystem(d.Provider) | d.UserID/d.ID, device the Device of MapDevice, subject the
 // patient, period.start firstSeen (the first time ohx saw the link; the caller keeps it stable
 // across re-syncs; omitted when zero). While linked (ended nil) status is attached; once the

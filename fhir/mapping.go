@@ -9,13 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors of MapSample, matched with errors.Is.
 var (
 	// ErrUnsupportedKind means the sample's kind has no Observation mapping: an unknown kind, a
-	// kind clinical-mapping.md gives no verified code for (distance, elevation), or a kind that
-	// only exists as a component (systolic, sleep stages). The caller skips and counts it.
+	// kind without a mapping of its own, or a kind that only exists as a component (systolic,
+	// sleep stages). The caller skips and counts it.
 	ErrUnsupportedKind = errors.New("sample kind has no FHIR mapping")
 	// ErrInvalidSample means required data is missing or malformed (value, unit, time, identifier,
 	// an incomplete blood-pressure panel, …). No Observation is produced.
@@ -31,7 +32,7 @@ type unitTarget struct {
 
 var one = pow10Factor(0)
 
-// UCUM units (clinical-mapping.md §9). Inputs are converted exactly; a value is never labelled
+// UCUM units (https://ucum.org/ucum). Inputs are converted exactly; a value is never labelled
 // with a unit it is not in.
 var (
 	unitKg      = unitTarget{"kg", "kg", map[string]factor{"kg": one, "g": pow10Factor(-3), "[lb_av]": decFactor("0.45359237")}}
@@ -57,7 +58,8 @@ var (
 	unitFloors = unitTarget{"{floors}", "floors", map[string]factor{"{floors}": one, "": one}}
 )
 
-// timing says how a kind's effective[x] is built (clinical-mapping.md §3).
+// timing says how a kind's effective[x] is built
+// (https://hl7.org/fhir/R5/observation-definitions.html#Observation.effective_x_).
 type timing int
 
 const (
@@ -84,7 +86,9 @@ type kindSpec struct {
 	components, required []SampleKind
 }
 
-// kindSpecs is the one code table of ohx (clinical-mapping.md §4–§6, §10).
+// kindSpecs is the one code table of ohx: LOINC (https://loinc.org) where a code is verified,
+// the Vital Signs category only for Vital Signs codes
+// (https://hl7.org/fhir/R5/observation-vitalsigns.html), the local ObservationCodeSystem otherwise.
 var kindSpecs = map[SampleKind]kindSpec{
 	KindWeight:      {codes: []concept{codeBodyWeight}, text: "Body weight", category: categoryVitalSigns, units: []unitTarget{unitKg}},
 	KindHeight:      {codes: []concept{codeBodyHeight}, text: "Body height", category: categoryVitalSigns, units: []unitTarget{unitCm}},
@@ -107,7 +111,8 @@ var kindSpecs = map[SampleKind]kindSpec{
 	KindPulseWaveVelocity:        {codes: []concept{codePulseWaveVelocity}, text: "Pulse wave velocity", category: categoryExam, units: []unitTarget{unitMPerS}},
 	KindVO2Max:                   {codes: []concept{codeVO2Max}, text: "VO2 max", category: categoryExam, units: []unitTarget{unitVO2}},
 	KindRespiratoryRate:          {codes: []concept{codeRespiratoryRate}, text: "Respiratory rate", category: categoryVitalSigns, units: []unitTarget{unitBreaths}},
-	// HRV: vital-signs under the extensible binding (clinical-mapping.md §4.1).
+	// HRV: vital-signs under the extensible binding of the Vital Signs profile's code
+	// (https://hl7.org/fhir/R5/observation-vitalsigns.html).
 	KindHRVRMSSD: {codes: []concept{codeHRVRMSSD}, text: "Heart rate variability (RMSSD)", category: categoryVitalSigns, units: []unitTarget{unitMs},
 		components: []SampleKind{KindHRVRMSSDDeepSleep}},
 	KindHRVSDNN: {codes: []concept{codeHRVSDNN}, text: "Heart rate variability (SDNN)", category: categoryVitalSigns, units: []unitTarget{unitMs}},
@@ -115,7 +120,7 @@ var kindSpecs = map[SampleKind]kindSpec{
 	KindSteps:         {codes: []concept{codeStepsDay}, text: "Steps per day", category: categoryActivity, units: []unitTarget{unitStepsDay}, timing: timingDaily},
 	KindStepsInterval: {codes: []concept{codeStepsInterval}, text: "Steps", category: categoryActivity, units: []unitTarget{unitSteps}, timing: timingPeriod},
 	KindCalories:      {codes: []concept{codeCaloriesDay}, text: "Calories burned per day", category: categoryActivity, units: []unitTarget{unitKcalDay}, timing: timingDaily},
-	// No verified LOINC for a wearable's daily distance or floors: local codes (clinical-mapping.md §10).
+	// No verified LOINC for a wearable's daily distance or floors: local codes.
 	KindDistance:  {codes: []concept{codeDistanceDay}, text: "Distance per day", category: categoryActivity, units: []unitTarget{unitMeter}, timing: timingDaily},
 	KindElevation: {codes: []concept{codeFloorsDay}, text: "Floors climbed per day", category: categoryActivity, units: []unitTarget{unitFloors}, timing: timingDaily},
 	KindSleep: {codes: []concept{codeSleepDuration}, text: "Sleep duration", category: categoryActivity, units: []unitTarget{unitMin}, timing: timingPeriod,
@@ -166,8 +171,8 @@ var (
 	systemRE   = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*(/[a-z0-9]+(-[a-z0-9]+)*)+$`)
 )
 
-// MapSample is the one mapping from vendor samples to FHIR R5 Observations
-// (clinical-mapping.md). The result has:
+// MapSample is the one mapping from provider-neutral samples to FHIR R5 Observations
+// (https://hl7.org/fhir/R5/observation.html). The result has:
 //   - id ResourceID(identifier), identifier {Canonical}/sid/{s.System} | s.RecordID, subject
 //     Patient/{patientID}, meta.source {Canonical}/provider/{s.Provider};
 //   - code, category and UCUM unit from the kind's row of the code table; vital-signs only for
@@ -186,12 +191,13 @@ var (
 //     published, sets amended);
 //   - performer Patient for s.Manual; device Device/{ResourceID(DeviceSystem(provider), DeviceID)};
 //     derivedFrom Observation/{ResourceID(same system, s.DerivedFrom)}; a meta.tag
-//     TagSystem|ambiguous-subject for s.Ambiguous.
+//     TagSystem|ambiguous-subject for s.Ambiguous; note[0].text = s.Note when set.
 //
 // Blood pressure is a panel without value[x] whose systolic and diastolic components are both
 // required; sleep is a session with stage components; ECG has no value[x] but components for the
 // lead-I waveform (valueSampledData), the heart rate and the rhythm classification
-// (s.Code in ECGRhythmSystem, s.CodeText the vendor's wording) plus interpretation and bodySite.
+// (s.Code in ECGRhythmSystem, s.CodeText the vendor's wording) plus interpretation, and bodySite
+// text from s.Waveform.BodySite.
 //
 // Errors wrap ErrUnsupportedKind or ErrInvalidSample; no Observation is returned with an error.
 // Every Observation returned passes Validate.
@@ -232,6 +238,9 @@ func mapSample(s Sample, spec kindSpec, patientID string) (*Observation, error) 
 	if s.Kind != KindECG && (s.Waveform != nil || s.Code != "" || s.CodeText != "") {
 		return nil, invalid("waveform and classification are only mapped for ECG samples")
 	}
+	if !cleanText(s.Note) {
+		return nil, invalid("malformed note")
+	}
 
 	system := IdentifierSystem(s.System)
 	o := &Observation{
@@ -264,6 +273,9 @@ func mapSample(s Sample, spec kindSpec, patientID string) (*Observation, error) 
 	}
 	if s.DerivedFrom != "" {
 		o.DerivedFrom = []Reference{{Reference: "Observation/" + ResourceID(system, s.DerivedFrom)}}
+	}
+	if s.Note != "" {
+		o.Note = []Annotation{{Text: s.Note}}
 	}
 
 	var err error
@@ -377,7 +389,7 @@ func components(s Sample, spec kindSpec) ([]ObservationComponent, error) {
 	return out, nil
 }
 
-// effective builds effective[x] (clinical-mapping.md §3).
+// effective builds effective[x] (see MapSample).
 func effective(s Sample, t timing) (string, *Period, error) {
 	daily := t == timingDaily || s.Daily || s.Day != ""
 	switch t {
@@ -449,9 +461,10 @@ func FormatDateTime(t time.Time) string {
 	return t.Format("2006-01-02T15:04:05.999999999-07:00")
 }
 
-// ecg completes an ECG Observation (clinical-mapping.md §6): the waveform component first, then
-// the heart rate from comps, then the rhythm classification; interpretation, bodySite and the
-// Fitbit research-use note.
+// ecg completes an ECG Observation after the pattern of the HL7 PoCD ECG sample-array example
+// (https://build.fhir.org/ig/HL7/uv-pocd/en/Observation-ECGSampleArrayObservation.html): the
+// waveform component first, then the heart rate from comps, then the rhythm classification;
+// interpretation and bodySite.
 func ecg(o *Observation, s Sample, comps []ObservationComponent) error {
 	w := s.Waveform
 	if w == nil || len(w.Samples) == 0 {
@@ -522,13 +535,18 @@ func ecg(o *Observation, s Sample, comps []ObservationComponent) error {
 		})
 	}
 
-	if s.Provider == "withings" {
-		if site, ok := withingsWearPosition[w.Position]; ok {
-			o.BodySite = &CodeableConcept{Text: site}
-		}
+	if !cleanText(w.BodySite) {
+		return invalid("malformed ECG body site")
 	}
-	if s.Provider == "fitbit" {
-		o.Note = []Annotation{{Text: "Fitbit states that ECG data from its Web API is for research and investigational use only, not for diagnosis."}}
+	if w.BodySite != "" {
+		o.BodySite = &CodeableConcept{Text: w.BodySite}
 	}
 	return nil
+}
+
+// cleanText reports whether an adapter's free text can be written as a FHIR string: valid UTF-8
+// (encoding/json would silently replace invalid bytes) without leading or trailing whitespace
+// (https://hl7.org/fhir/R5/datatypes.html#string). "" is clean: nothing is written.
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && strings.TrimSpace(s) == s
 }

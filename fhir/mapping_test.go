@@ -37,7 +37,8 @@ func mustLoadLocation(name string) *time.Location {
 // unix is a Withings timestamp in the user's zone.
 func unix(sec int64, loc *time.Location) time.Time { return time.Unix(sec, 0).In(loc) }
 
-// withings returns a Withings measure sample (providers.md §1.5: value × 10^unit).
+// withings returns a Withings measure sample: value × 10^unit, as the Measure - Getmeas reference
+// states (https://developer.withings.com/api-reference).
 func withings(kind SampleKind, grpid, meastype string, value int64, exp int, unit string) Sample {
 	return Sample{
 		Provider: "withings", UserID: "12345", Kind: kind,
@@ -56,7 +57,8 @@ func comp(kind SampleKind, value Decimal, unit string) SampleComponent {
 	return SampleComponent{Kind: kind, Value: value, Unit: unit}
 }
 
-// The prior-art vectors (prior-art.md §3) as the samples an adapter produces from them.
+// The test vectors of an earlier implementation of the same mapping, whose expected output was
+// wrong in places, as the samples an adapter produces from them.
 var (
 	w1  = with(withings(KindWeight, "123", "1", 75000, -3, "kg"), func(s *Sample) { s.DeviceID = "device-123" })
 	w2b = with(withings(KindWeight, "457", "1", 70000, -3, "kg"), func(s *Sample) { s.Manual = true })
@@ -92,7 +94,7 @@ var (
 	w13HR0 = with(w13RR0, func(s *Sample) { s.Kind, s.RecordID, s.Value = KindHeartRate, "12345/1704067200/hr/1704067200", "65" })
 	w15    = Sample{Provider: "withings", UserID: "12345", Kind: KindECG, System: "withings/ecg", RecordID: "12345/12345", Start: unix(1704067200, paris), DeviceID: "device-123",
 		Components: []SampleComponent{comp(KindHeartRate, "72", "/min")}, Code: RhythmAFibNotDetected, CodeText: "Negative",
-		Waveform: &Waveform{Samples: []int{-57, -62, -66, -71, 34}, Factor: "1", Unit: "uV", IntervalMS: "2", Position: "2"}}
+		Waveform: &Waveform{Samples: []int{-57, -62, -66, -71, 34}, Factor: "1", Unit: "uV", IntervalMS: "2", BodySite: "Right arm"}}
 
 	f1  = Sample{Provider: "fitbit", UserID: "ABC123", Kind: KindRestingHeartRate, System: "fitbit/daily", RecordID: "ABC123/2025-02-25/resting-hr", Value: "68", Unit: "/min", Start: time.Date(2025, 2, 25, 0, 0, 0, 0, berlin), DeviceID: "tracker-123"}
 	f3  = Sample{Provider: "fitbit", UserID: "ABC123", Kind: KindHRVRMSSD, System: "fitbit/daily", RecordID: "ABC123/2023-10-01/hrv-rmssd", Value: "45.5", Unit: "ms", Daily: true, Start: time.Date(2023, 10, 1, 0, 0, 0, 0, berlin), DeviceID: "tracker-123", Components: []SampleComponent{comp(KindHRVRMSSDDeepSleep, "48.0", "ms")}}
@@ -109,8 +111,14 @@ var (
 			comp(KindSleepEfficiency, "90", "%"), comp(KindSleepTimeInBed, "450", "min"), comp(KindSleepLatency, "5", "min")}}
 	f10 = Sample{Provider: "fitbit", UserID: "ABC123", Kind: KindECG, System: "fitbit/ecg", RecordID: "ABC123/2024-01-15T10:00:00.000", Start: time.Date(2024, 1, 15, 10, 0, 0, 0, berlin), DeviceID: "tracker-123",
 		Components: []SampleComponent{comp(KindHeartRate, "72", "/min")}, Code: RhythmSinus, CodeText: "Normal Sinus Rhythm",
-		Waveform: &Waveform{Samples: []int{130, 176, 252, 365, 451}, Factor: "0.0915583226515290239883", Unit: "uV", IntervalMS: "4"}}
+		Waveform: &Waveform{Samples: []int{130, 176, 252, 365, 451}, Factor: "0.0915583226515290239883", Unit: "uV", IntervalMS: "4"},
+		Note:     fitbitECGNote}
 )
+
+// fitbitECGNote is the caveat a Fitbit adapter attaches to ECG samples: Fitbit states that its ECG
+// API is for research or investigational use only
+// (https://dev.fitbit.com/build/reference/web-api/electrocardiogram/get-ecg-log-list/).
+const fitbitECGNote = "Fitbit states that ECG data from its Web API is for research and investigational use only, not for diagnosis."
 
 // goldenSamples has one Observation golden per case: every kind MapSample maps, the prior-art
 // vectors with their corrected expectations, and the flags (manual, ambiguous, deleted, Day).
@@ -170,7 +178,7 @@ var goldenSamples = []struct {
 	})},
 	{"withings-ecg-300hz-unclassified", with(w15, func(s *Sample) {
 		s.RecordID, s.Code, s.CodeText, s.Components = "12345/12346", "", "", nil
-		s.Waveform = &Waveform{Samples: []int{12, -3, 0, 7}, Factor: "1", Unit: "uV", IntervalMS: "3.333333", Position: "1"}
+		s.Waveform = &Waveform{Samples: []int{12, -3, 0, 7}, Factor: "1", Unit: "uV", IntervalMS: "3.333333", BodySite: "Left wrist"}
 	})},
 	{"fitbit-skin-temperature-variation", Sample{Provider: "fitbit", UserID: "ABC123", Kind: KindSkinTemperatureVariation, System: "fitbit/daily", RecordID: "ABC123/2024-01-15/skin-temperature-variation", Value: "-0.4", Unit: "Cel", Daily: true, Start: time.Date(2024, 1, 15, 0, 0, 0, 0, berlin)}},
 	{"fitbit-spo2-daily", Sample{Provider: "fitbit", UserID: "ABC123", Kind: KindSpO2, System: "fitbit/daily", RecordID: "ABC123/2024-01-15/spo2", Value: "96.5", Unit: "%", Daily: true, Start: time.Date(2024, 1, 15, 0, 0, 0, 0, berlin), DeviceID: "tracker-123"}},
@@ -275,7 +283,7 @@ func codes(cc CodeableConcept) []string {
 	return out
 }
 
-// TestPriorArtVectors checks the corrected expectations of prior-art.md §3 directly (not through
+// TestPriorArtVectors checks the corrected expectations of those vectors directly (not through
 // goldens produced by this code): codes, exact decimals, UCUM codes, instants compared in UTC,
 // identifiers, device and performer.
 func TestPriorArtVectors(t *testing.T) {
@@ -453,7 +461,7 @@ func componentCodings(o *Observation) []Coding {
 	return out
 }
 
-// TestW3ExactJSON compares the blood-pressure panel with the JSON of prior-art.md W3 (id and meta
+// TestW3ExactJSON compares the blood-pressure panel with the expected JSON of vector W3 (id and meta
 // are not part of the vector; the effective instant is compared in UTC).
 func TestW3ExactJSON(t *testing.T) {
 	want := `{"resourceType":"Observation","status":"final",
@@ -521,7 +529,7 @@ func TestMapSampleECG(t *testing.T) {
 		t.Errorf("bodySite: got %v, want Right arm", o.BodySite)
 	}
 	if len(o.Note) != 0 {
-		t.Errorf("Withings ECG has a note: %v", o.Note)
+		t.Errorf("ECG sample without a note: got note %v", o.Note)
 	}
 
 	o, err = MapSample(f10, patient)
@@ -534,11 +542,11 @@ func TestMapSampleECG(t *testing.T) {
 	if rel > 1e-12 {
 		t.Errorf("Fitbit factor %s: relative error %g > 1e-12", *o.Component[0].ValueSampledData.Factor, rel)
 	}
-	if len(o.Note) != 1 || !strings.Contains(o.Note[0].Text, "research") {
-		t.Errorf("Fitbit ECG note: got %v", o.Note)
+	if len(o.Note) != 1 || o.Note[0].Text != fitbitECGNote {
+		t.Errorf("ECG note: got %v, want the sample's note", o.Note)
 	}
 	if o.BodySite != nil {
-		t.Errorf("Fitbit bodySite: got %v, want none", o.BodySite)
+		t.Errorf("ECG without a body site: got bodySite %v, want none", o.BodySite)
 	}
 
 	// A 30 s trace at 500 Hz keeps all 15,000 samples.
@@ -555,6 +563,50 @@ func TestMapSampleECG(t *testing.T) {
 	}
 	if n := len(strings.Fields(o.Component[0].ValueSampledData.Data)); n != 15000 {
 		t.Errorf("samples: got %d, want 15000", n)
+	}
+	checkObservation(t, o)
+}
+
+// TestMapSampleNoteAndBodySite: the adapter's note and body site are written as given, for any
+// provider and (the note) any kind; MapSample adds none of its own.
+func TestMapSampleNoteAndBodySite(t *testing.T) {
+	const note = "For research use only, not for diagnosis."
+	acme := Sample{Provider: "acme", UserID: "u1", Kind: KindECG, System: "acme/ecg", RecordID: "u1/r1", Start: unix(1704067200, paris),
+		Waveform: &Waveform{Samples: []int{1, 2, 3}, Factor: "1", Unit: "uV", IntervalMS: "2", BodySite: "Left arm"}, Note: note}
+	o, err := MapSample(acme, patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.BodySite == nil || o.BodySite.Text != "Left arm" || len(o.BodySite.Coding) != 0 {
+		t.Errorf("bodySite: got %+v, want the text Left arm", o.BodySite)
+	}
+	if len(o.Note) != 1 || o.Note[0].Text != note {
+		t.Errorf("note: got %v, want %q", o.Note, note)
+	}
+	checkObservation(t, o)
+
+	// The same sample without the fields: no bodySite, no note, whatever the provider.
+	for _, provider := range []string{"acme", "withings", "fitbit"} {
+		bare := with(acme, func(s *Sample) {
+			s.Provider, s.System, s.Note = provider, provider+"/ecg", ""
+			s.Waveform = &Waveform{Samples: []int{1, 2, 3}, Factor: "1", Unit: "uV", IntervalMS: "2"}
+		})
+		o, err := MapSample(bare, patient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.BodySite != nil || len(o.Note) != 0 {
+			t.Errorf("%s: got bodySite %v and note %v, want neither", provider, o.BodySite, o.Note)
+		}
+	}
+
+	// A note is not ECG-specific.
+	o, err = MapSample(with(w1, func(s *Sample) { s.Note = note }), patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Note) != 1 || o.Note[0].Text != note {
+		t.Errorf("weight note: got %v, want %q", o.Note, note)
 	}
 	checkObservation(t, o)
 }
@@ -638,7 +690,8 @@ func TestMapSampleFlags(t *testing.T) {
 }
 
 // TestLocalDay: daily Periods run from local midnight to the last second of the local day,
-// computed from the calendar (clinical-mapping.md §3).
+// computed from the calendar, so a Period covers exactly that day
+// (https://hl7.org/fhir/R5/datatypes.html#Period: both bounds inclusive).
 func TestLocalDay(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -855,8 +908,9 @@ func TestLocalConcepts(t *testing.T) {
 	for _, c := range LocalConcepts(ObservationCodeSystem) {
 		got = append(got, c.Code)
 	}
-	// clinical-mapping.md §10, plus skin-temperature (Withings type 73, no verified LOINC) and the
-	// daily distance and floors of wearables (no verified LOINC either).
+	// The measurements without a verified LOINC code: bio-impedance masses, pulse wave velocity,
+	// VO2 max, HRV RMSSD, the sleep-summary components, skin temperature (Withings type 73) and
+	// the daily distance and floors of wearables.
 	want := []string{"body-water-mass", "bone-mass", "distance-day", "fat-free-mass", "fat-mass", "floors-climbed-day", "hrv-rmssd", "hrv-rmssd-deep-sleep",
 		"muscle-mass", "pulse-wave-velocity", "skin-temperature", "skin-temperature-variation", "sleep-awake-duration",
 		"sleep-efficiency", "sleep-latency", "sleep-score", "sleep-time-in-bed", "sleep-wakeup-count", "vo2max"}
@@ -925,6 +979,14 @@ func TestMapSampleErrors(t *testing.T) {
 		}), patient, ErrInvalidSample},
 		{"ECG unknown rhythm", with(w15, func(s *Sample) { s.Code = "afib-maybe" }), patient, ErrInvalidSample},
 		{"ECG with a value", with(w15, func(s *Sample) { s.Value, s.Unit = "72", "/min" }), patient, ErrInvalidSample},
+		{"note with trailing space", with(w1, func(s *Sample) { s.Note = "research use only " }), patient, ErrInvalidSample},
+		{"note not UTF-8", with(w1, func(s *Sample) { s.Note = "research \xff" }), patient, ErrInvalidSample},
+		{"ECG body site not UTF-8", with(w15, func(s *Sample) {
+			s.Waveform = &Waveform{Samples: []int{1}, Factor: "1", Unit: "uV", IntervalMS: "2", BodySite: "\xffarm"}
+		}), patient, ErrInvalidSample},
+		{"ECG body site blank", with(w15, func(s *Sample) {
+			s.Waveform = &Waveform{Samples: []int{1}, Factor: "1", Unit: "uV", IntervalMS: "2", BodySite: " "}
+		}), patient, ErrInvalidSample},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -963,10 +1025,10 @@ func TestMapSampleDoesNotShare(t *testing.T) {
 }
 
 var (
-	d1 = DeviceInfo{Provider: "withings", UserID: "12345", ID: "a1b2c3d4e5f6", Type: "Blood Pressure Monitor", Model: "BPM Core", ModelID: "44",
-		Battery: "high", LastSync: unix(1704067200, time.UTC), Timezone: "Europe/Paris"}
-	d2 = DeviceInfo{Provider: "fitbit", UserID: "ABC123", ID: "816713257", Type: "TRACKER", Model: "Charge 6", Battery: "100",
-		LastSync: time.Date(2024, 1, 15, 12, 0, 58, 0, berlin), Timezone: "Europe/Berlin"}
+	d1 = DeviceInfo{Provider: "withings", UserID: "12345", ID: "a1b2c3d4e5f6", Type: "Blood Pressure Monitor", Kind: DeviceKindBloodPressureMonitor,
+		Model: "BPM Core", ModelID: "44", Manufacturer: "Withings", Battery: "high", LastSync: unix(1704067200, time.UTC), Timezone: "Europe/Paris", ECG: true}
+	d2 = DeviceInfo{Provider: "fitbit", UserID: "ABC123", ID: "816713257", Type: "TRACKER", Kind: DeviceKindActivityTracker, Model: "Charge 6",
+		Manufacturer: "Fitbit", Battery: "100", LastSync: time.Date(2024, 1, 15, 12, 0, 58, 0, berlin), Timezone: "Europe/Berlin"}
 )
 
 var goldenDevices = []struct {
@@ -975,14 +1037,20 @@ var goldenDevices = []struct {
 }{
 	{"withings-d1-bpm-core", d1},
 	{"fitbit-d2-charge-6", d2},
-	{"withings-scale", DeviceInfo{Provider: "withings", UserID: "12345", ID: "00:24:e4:aa:bb:cc", Type: "Scale", Model: "Body Cardio", ModelID: "6", Firmware: "2401.1.2", Battery: "medium", LastSync: unix(1704067200, paris)}},
-	{"withings-scanwatch", DeviceInfo{Provider: "withings", UserID: "12345", ID: "sw-1", Type: "Activity Tracker", Model: "ScanWatch 2", ModelID: "94", Battery: "low"}},
-	{"withings-sleep-monitor", DeviceInfo{Provider: "withings", UserID: "12345", ID: "sleep-1", Type: "Sleep Monitor", Model: "Sleep Analyzer", ModelID: "63"}},
-	{"withings-thermometer", DeviceInfo{Provider: "withings", UserID: "12345", ID: "thermo-1", Type: "Smart Connected Thermometer", Model: "Thermo", ModelID: "70"}},
-	{"withings-unknown-type", DeviceInfo{Provider: "withings", UserID: "12345", ID: "gw-1", Type: "Gateway"}},
-	{"fitbit-scale", DeviceInfo{Provider: "fitbit", UserID: "ABC123", ID: "scale-789", Type: "SCALE", Model: "Aria Air", Battery: "50"}},
-	{"fitbit-sense-ecg", DeviceInfo{Provider: "fitbit", UserID: "ABC123", ID: "sense-1", Type: "TRACKER", Model: "Sense 2", Battery: "High"}},
-	{"googlehealth-watch-flagged-ecg", DeviceInfo{Provider: "googlehealth", UserID: "hu-1", ID: "Pixel Watch 2", Type: "TRACKER", Model: "Pixel Watch 2", Battery: "42", ECG: true}},
+	{"withings-scale", DeviceInfo{Provider: "withings", UserID: "12345", ID: "00:24:e4:aa:bb:cc", Type: "Scale", Kind: DeviceKindScale, Model: "Body Cardio", ModelID: "6",
+		Manufacturer: "Withings", Firmware: "2401.1.2", Battery: "medium", LastSync: unix(1704067200, paris)}},
+	{"withings-scanwatch", DeviceInfo{Provider: "withings", UserID: "12345", ID: "sw-1", Type: "Activity Tracker", Kind: DeviceKindActivityTracker, Model: "ScanWatch 2", ModelID: "94",
+		Manufacturer: "Withings", Battery: "low", ECG: true}},
+	{"withings-sleep-monitor", DeviceInfo{Provider: "withings", UserID: "12345", ID: "sleep-1", Type: "Sleep Monitor", Kind: DeviceKindSleepMonitor, Model: "Sleep Analyzer", ModelID: "63",
+		Manufacturer: "Withings"}},
+	{"withings-thermometer", DeviceInfo{Provider: "withings", UserID: "12345", ID: "thermo-1", Type: "Smart Connected Thermometer", Kind: DeviceKindThermometer, Model: "Thermo", ModelID: "70",
+		Manufacturer: "Withings"}},
+	{"withings-unknown-type", DeviceInfo{Provider: "withings", UserID: "12345", ID: "gw-1", Type: "Gateway", Manufacturer: "Withings"}},
+	{"fitbit-scale", DeviceInfo{Provider: "fitbit", UserID: "ABC123", ID: "scale-789", Type: "SCALE", Kind: DeviceKindScale, Model: "Aria Air", Manufacturer: "Fitbit", Battery: "50"}},
+	{"fitbit-sense-ecg", DeviceInfo{Provider: "fitbit", UserID: "ABC123", ID: "sense-1", Type: "TRACKER", Kind: DeviceKindActivityTracker, Model: "Sense 2", Manufacturer: "Fitbit",
+		Battery: "High", ECG: true}},
+	{"googlehealth-watch-flagged-ecg", DeviceInfo{Provider: "googlehealth", UserID: "hu-1", ID: "Pixel Watch 2", Type: "TRACKER", Kind: DeviceKindActivityTracker, Model: "Pixel Watch 2",
+		Manufacturer: "Google", Battery: "42", ECG: true}},
 }
 
 func checkDevice(tb testing.TB, d *Device) {
@@ -1017,7 +1085,7 @@ func TestMapDeviceGolden(t *testing.T) {
 	}
 }
 
-// TestMapDeviceVectors checks prior-art D1 and D2 directly.
+// TestMapDeviceVectors checks the earlier implementation's device vectors D1 and D2 directly.
 func TestMapDeviceVectors(t *testing.T) {
 	d := MapDevice(d1)
 	if got := d.Identifier[0].System + "|" + d.Identifier[0].Value; got != "https://ohx.example/sid/withings/device|a1b2c3d4e5f6" {
@@ -1061,7 +1129,7 @@ func TestMapDeviceVectors(t *testing.T) {
 	}
 
 	// Unknown types get no type at all, never a guessed code.
-	if d := MapDevice(DeviceInfo{Provider: "withings", ID: "x", Type: "Babyphone"}); len(d.DeviceType) != 0 {
+	if d := MapDevice(DeviceInfo{Provider: "withings", ID: "x", Type: "Babyphone", Kind: "babyphone"}); len(d.DeviceType) != 0 {
 		t.Errorf("unknown type: got %+v, want none", d.DeviceType)
 	}
 	// The earlier system's wrong SNOMED codes never appear.
@@ -1080,6 +1148,46 @@ func TestMapDeviceVectors(t *testing.T) {
 	a.DeviceType[0].Coding[0].Code = "changed"
 	if b := MapDevice(d2); b.DeviceType[0].Coding[0].Code != "49062001" {
 		t.Errorf("mutating one Device changed the type table")
+	}
+}
+
+// TestMapDeviceNeutral: MapDevice takes the manufacturer, the kind and the ECG capability from
+// the adapter and infers none of them from the provider, the vendor type or the model.
+func TestMapDeviceNeutral(t *testing.T) {
+	// A device that looks like an ECG-capable blood-pressure monitor, but the adapter said nothing.
+	d := MapDevice(DeviceInfo{Provider: "withings", UserID: "12345", ID: "x1", Type: "Blood Pressure Monitor", Model: "BPM Core", ModelID: "44"})
+	if d.Manufacturer != "" {
+		t.Errorf("manufacturer: got %q, want none (the adapter gives it)", d.Manufacturer)
+	}
+	if len(d.DeviceType) != 0 {
+		t.Errorf("type: got %+v, want none without Kind and ECG", d.DeviceType)
+	}
+	checkDevice(t, d)
+
+	// A made-up vendor gets exactly what it declares.
+	d = MapDevice(DeviceInfo{Provider: "acme", UserID: "u1", ID: "w-1", Type: "Smartwatch", Kind: DeviceKindActivityTracker,
+		Model: "Acme Watch", Manufacturer: "Acme", ECG: true})
+	if d.Manufacturer != "Acme" {
+		t.Errorf("manufacturer: got %q, want Acme", d.Manufacturer)
+	}
+	if len(d.DeviceType) != 2 || !d.DeviceType[0].HasCoding(SNOMEDSystem, "49062001") || d.DeviceType[0].Text != "Activity tracker" ||
+		!d.DeviceType[1].HasCoding(SNOMEDSystem, "86184003") {
+		t.Errorf("type: got %+v, want 49062001 Activity tracker then 86184003", d.DeviceType)
+	}
+	if got := d.Identifier[0].System; got != "https://ohx.example/sid/acme/device" {
+		t.Errorf("identifier system: got %s", got)
+	}
+	checkDevice(t, d)
+
+	// Every kind has a type; an unknown kind has none.
+	for _, k := range []DeviceKind{DeviceKindScale, DeviceKindBloodPressureMonitor, DeviceKindPulseOximeter, DeviceKindActivityTracker,
+		DeviceKindSleepMonitor, DeviceKindThermometer} {
+		if d := MapDevice(DeviceInfo{Provider: "acme", ID: "k", Kind: k}); len(d.DeviceType) != 1 || len(d.DeviceType[0].Coding) != 1 {
+			t.Errorf("kind %s: got type %+v, want one coded type", k, d.DeviceType)
+		}
+	}
+	if d := MapDevice(DeviceInfo{Provider: "acme", ID: "k", Kind: "Scale"}); len(d.DeviceType) != 0 {
+		t.Errorf("kind Scale (not a DeviceKind): got type %+v, want none", d.DeviceType)
 	}
 }
 

@@ -6,7 +6,7 @@ import "time"
 // the mapping in this package (MapSample) is the only place that knows their FHIR coding.
 type SampleKind string
 
-// Sample kinds ohx maps (clinical-mapping.md §4).
+// Sample kinds ohx maps. Their codes are in the code table of MapSample.
 const (
 	KindWeight            SampleKind = "weight"
 	KindHeight            SampleKind = "height"
@@ -37,8 +37,8 @@ const (
 	KindRespiratoryRate   SampleKind = "respiratory-rate"
 	KindECG               SampleKind = "ecg" // waveform; components heart rate, classification in Code
 
-	// Kinds added for the Fitbit / Google Health vectors and the sleep summary
-	// (clinical-mapping.md §4.2, §4.3, §10).
+	// Daily statistics, HRV, relative skin temperature and the sleep-summary components that
+	// wearables report besides spot measurements.
 	KindRestingHeartRate         SampleKind = "resting-heart-rate" // daily statistic
 	KindBMI                      SampleKind = "bmi"
 	KindStepsInterval            SampleKind = "steps-interval" // steps over an interval other than a day
@@ -55,13 +55,15 @@ const (
 
 // Sample is one measurement as an adapter read it, before any FHIR coding.
 type Sample struct {
-	// Provider is the adapter name ("withings"); UserID the vendor user id.
+	// Provider is the adapter's name: neutral data that names the identifier systems and
+	// meta.source, never a switch for vendor rules. UserID is the vendor user id.
 	Provider string
 	UserID   string
 	Kind     SampleKind
-	// System and RecordID make the business identifier (clinical-mapping.md §11): System is the
-	// identifier system path under the canonical URL ("withings/measure"), RecordID its value
-	// ("{userid}/{grpid}/{meastype}"). Values are never part of it.
+	// System and RecordID make the business identifier (https://hl7.org/fhir/R5/datatypes.html#Identifier):
+	// System is the identifier system path under the canonical URL, starting with Provider
+	// ("{provider}/measure"), RecordID its value, stable across re-syncs ("{userid}/{grpid}/{type}").
+	// Values are never part of it, so an updated value updates the same resource.
 	System   string
 	RecordID string
 	// Value and Unit (UCUM code) carry single-valued kinds; Components multi-part ones.
@@ -84,13 +86,16 @@ type Sample struct {
 	Daily bool
 	// DeviceID is the vendor's device id, "" when unknown.
 	DeviceID string
-	// Manual marks values entered by the user (patient-reported); Ambiguous device values that may
-	// belong to another user of the device (Withings attrib 1).
+	// Manual marks values entered by the user (patient-reported); Ambiguous a device value that
+	// may belong to another user of a shared device (a scale used by the whole family).
 	Manual, Ambiguous bool
 	// Deleted marks a value the vendor withdrew: the Observation becomes entered-in-error.
 	Deleted bool
 	// Waveform holds an ECG trace.
 	Waveform *Waveform
+	// Note is a caveat the vendor attaches to this kind of data (for example that it is for
+	// research use only, not for diagnosis), written as Observation.note; "" for none.
+	Note string
 	// DerivedFrom is the RecordID (in the same System) of the record this value was derived from
 	// (BMI from a weight log, heart rate from an ECG): Observation.derivedFrom references it.
 	DerivedFrom string
@@ -111,26 +116,47 @@ type Waveform struct {
 	Unit    string
 	// IntervalMS is the time between samples in milliseconds (1000 / sampling frequency).
 	IntervalMS Decimal
-	// Position is the vendor wear position code, kept as delivered.
-	Position string
+	// BodySite is where the trace was recorded, as text ("Right arm"): the adapter resolves its
+	// vendor's position code, "" when unknown or not a body site. It becomes Observation.bodySite.
+	BodySite string
 }
+
+// DeviceKind is a provider-neutral kind of device: the adapter translates its vendor's device
+// types into one, and MapDevice codes it as Device.type.
+type DeviceKind string
+
+// Device kinds MapDevice codes; any other (or "") gets no Device.type.
+const (
+	DeviceKindScale                DeviceKind = "scale"
+	DeviceKindBloodPressureMonitor DeviceKind = "blood-pressure-monitor"
+	DeviceKindPulseOximeter        DeviceKind = "pulse-oximeter"
+	DeviceKindActivityTracker      DeviceKind = "activity-tracker" // wristbands and watches
+	DeviceKindSleepMonitor         DeviceKind = "sleep-monitor"
+	DeviceKindThermometer          DeviceKind = "thermometer"
+)
 
 // DeviceInfo is a vendor device as an adapter read it.
 type DeviceInfo struct {
+	// Provider and UserID are as in Sample: the adapter's name and the vendor user id.
 	Provider string
 	UserID   string
-	// ID is the vendor's device id (Withings deviceid).
-	ID           string
-	Type         string // vendor type ("Scale", "Blood Pressure Monitor", "Activity Tracker", "Sleep Monitor"…)
-	Model        string
-	ModelID      string
+	// ID is the vendor's device id.
+	ID string
+	// Type is the vendor's own device type ("Blood Pressure Monitor"), the displayName when there
+	// is no Model; Kind is what the adapter understood it as, "" when it has no neutral kind.
+	Type    string
+	Kind    DeviceKind
+	Model   string
+	ModelID string
+	// Manufacturer is the device's maker as Device.manufacturer; the adapter always sets it (it
+	// knows whose devices it lists), MapDevice never guesses one.
 	Manufacturer string
 	Firmware     string
 	// Battery is the vendor's battery level ("high", "medium", "low") or a percentage, "" if unknown.
 	Battery  string
 	LastSync time.Time
 	Timezone string
-	// ECG marks a device that records ECGs (second Device.type); MapDevice also knows the models
-	// clinical-mapping.md §7 names.
+	// ECG marks a device that records ECGs (second Device.type). The adapter decides it from its
+	// own list of ECG-capable models; MapDevice knows no models.
 	ECG bool
 }

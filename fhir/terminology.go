@@ -8,12 +8,13 @@ import (
 )
 
 // Canonical is the project's canonical URL: the base of every identifier system, local code
-// system, extension and meta.source ohx writes (clinical-mapping.md §10, §11). It is fixed and
-// never configured per deployment: identifiers and resource ids derived from it must be the same
-// on every ohx instance, or re-syncs and migrations between instances would duplicate resources.
+// system, extension and meta.source ohx writes. It is fixed and never configured per deployment:
+// identifiers and resource ids derived from it must be the same on every ohx instance, or
+// re-syncs and migrations between instances would duplicate resources.
 const Canonical = "https://ohx.example"
 
-// Code systems and URLs used by the mapping (clinical-mapping.md, notation section).
+// Code systems and URLs used by the mapping, as FHIR R5 names them
+// (https://hl7.org/fhir/R5/terminologies-systems.html).
 const (
 	LOINCSystem               = "http://loinc.org"
 	UCUMSystem                = "http://unitsofmeasure.org"
@@ -25,29 +26,32 @@ const (
 	DeviceAssociationStatusReasonSystem = "http://hl7.org/fhir/deviceassociation-status-reason"
 
 	// ObservationCodeSystem is the project's code system for measurements without a verified
-	// standard code (clinical-mapping.md §10).
+	// standard code: a local code is better than a guessed LOINC one
+	// (https://hl7.org/fhir/R5/terminologies.html).
 	ObservationCodeSystem = Canonical + "/CodeSystem/ohx-observation"
-	// ECGRhythmSystem holds the ECG rhythm classifications (clinical-mapping.md §6).
+	// ECGRhythmSystem holds the ECG rhythm classifications (the Rhythm… constants).
 	ECGRhythmSystem = Canonical + "/CodeSystem/ecg-rhythm"
 	// TagSystem holds the meta.tag codes ohx sets (TagAmbiguousSubject).
 	TagSystem = Canonical + "/CodeSystem/ohx-tag"
 	// LastSyncExtension carries a device's last synchronisation time (valueInstant): R5 Device has
-	// no element for it and Device.property cannot hold a dateTime (clinical-mapping.md §7).
+	// no element for it and Device.property cannot hold a dateTime
+	// (https://hl7.org/fhir/R5/device-definitions.html#Device.property.value_x_).
 	LastSyncExtension = Canonical + "/StructureDefinition/last-sync-time"
 )
 
 // TagAmbiguousSubject (in TagSystem) marks a value measured by a shared device that may belong to
-// another user of the device (Withings attrib 1, providers.md §1.6).
+// another user of the device (a family scale whose vendor could not attribute the weigh-in).
 const TagAmbiguousSubject = "ambiguous-subject"
 
-// ECG rhythm classifications in ECGRhythmSystem (clinical-mapping.md §6). Adapters put one of
-// these in Sample.Code and the vendor's own wording in Sample.CodeText.
+// ECG rhythm classifications in ECGRhythmSystem. Adapters put one of these in Sample.Code and the
+// vendor's own wording in Sample.CodeText. The afib… codes are for devices that only screen for
+// atrial fibrillation (negative, positive, inconclusive).
 const (
 	RhythmSinus              = "sinus-rhythm"
 	RhythmAtrialFibrillation = "atrial-fibrillation"
-	RhythmAFibNotDetected    = "afib-not-detected" // Withings afib 0
-	RhythmAFibDetected       = "afib-detected"     // Withings afib 1
-	RhythmInconclusive       = "inconclusive"      // Withings afib 2
+	RhythmAFibNotDetected    = "afib-not-detected"
+	RhythmAFibDetected       = "afib-detected"
+	RhythmInconclusive       = "inconclusive"
 	RhythmInconclusiveHighHR = "inconclusive-high-hr"
 	RhythmInconclusiveLowHR  = "inconclusive-low-hr"
 	RhythmNoSignal           = "no-signal"
@@ -56,16 +60,26 @@ const (
 	RhythmOther              = "other"
 )
 
-// IdentifierSystem returns the identifier system for a path under {canonical}/sid/, e.g.
-// IdentifierSystem("withings/measure") (clinical-mapping.md §11).
-func IdentifierSystem(path string) string { return Canonical + "/sid/" + path }
+// identifierRoot is the base of every identifier system ohx writes.
+const identifierRoot = Canonical + "/sid/"
+
+// IdentifierSystem returns the identifier system for a path under {canonical}/sid/; the path
+// starts with the provider's name, e.g. IdentifierSystem("acme/measure"). Identifier systems are
+// URIs (https://hl7.org/fhir/R5/datatypes-definitions.html#Identifier.system).
+func IdentifierSystem(path string) string { return identifierRoot + path }
+
+// ProviderIdentifierPrefix returns the prefix every identifier system of a provider starts with,
+// {canonical}/sid/{provider}/: the systems of its samples, devices and device associations.
+// Removing a provider's data selects resources by it; the trailing "/" keeps provider "acme"
+// from matching "acme-labs".
+func ProviderIdentifierPrefix(provider string) string { return IdentifierSystem(provider + "/") }
 
 // DeviceSystem returns the identifier system of a provider's devices.
-func DeviceSystem(provider string) string { return IdentifierSystem(provider + "/device") }
+func DeviceSystem(provider string) string { return ProviderIdentifierPrefix(provider) + "device" }
 
 // DeviceAssociationSystem returns the identifier system of a provider's device associations.
 func DeviceAssociationSystem(provider string) string {
-	return IdentifierSystem(provider + "/device-association")
+	return ProviderIdentifierPrefix(provider) + "device-association"
 }
 
 // DeviceReference returns the reference to the Device MapDevice creates for a vendor device id.
@@ -83,8 +97,8 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 // ResourceID returns the deterministic resource id of the resource whose business identifier is
 // system|value: the lowercase base32 form of the first 20 bytes of SHA-256("system|value"),
 // 32 characters of [a-z2-7]. Writes are upserts keyed on it, so a re-sync updates the resource
-// instead of duplicating it (clinical-mapping.md §11 rule 4). The systems ohx generates never
-// contain "|", so the hashed text is unambiguous.
+// instead of duplicating it. The systems ohx generates never contain "|", so the hashed text is
+// unambiguous.
 func ResourceID(system, value string) string {
 	sum := sha256.Sum256([]byte(system + "|" + value))
 	return idEncoding.EncodeToString(sum[:20])
@@ -100,9 +114,10 @@ func (c concept) coding() Coding { return Coding{System: c.system, Code: c.code,
 func loinc(code, display string) concept { return concept{LOINCSystem, code, display} }
 func local(code, display string) concept { return concept{ObservationCodeSystem, code, display} }
 
-// Observation codes. LOINC codes and displays are those of clinical-mapping.md §2–§6 (each passes
-// the LOINC mod-10 check digit, tested); codes marked ⚠ there and not corroborated are not used:
-// the value gets a local code instead.
+// Observation codes. LOINC codes and displays are from https://loinc.org (each passes the LOINC
+// mod-10 check digit, tested); a measurement without a corroborated LOINC code gets a local code
+// instead. MDC codes are ISO/IEEE 11073-10101, system urn:iso:std:iso:11073:10101
+// (https://hl7.org/fhir/R5/terminologies-systems.html).
 var (
 	codeBodyWeight      = loinc("29463-7", "Body weight")
 	codeBodyHeight      = loinc("8302-2", "Body height")
@@ -213,29 +228,12 @@ func LocalConcepts(system string) []Coding {
 
 var tagAmbiguous = concept{TagSystem, TagAmbiguousSubject, "Measured by a shared device; may belong to another user of the device"}
 
-// withingsWearPosition names the Withings wearposition / measure position codes that are body
-// sites (providers.md §1.4); 10–31 (auscultation areas, "hold" positions) have no mapping.
-var withingsWearPosition = map[string]string{
-	"0": "Right wrist",
-	"1": "Left wrist",
-	"2": "Right arm",
-	"3": "Left arm",
-	"4": "Right foot",
-	"5": "Left foot",
-	"6": "Between legs",
-	"8": "Left part of body",
-	"9": "Right part of body",
-}
-
-// providerManufacturer is Device.manufacturer when the adapter does not give one.
-var providerManufacturer = map[string]string{
-	"withings":     "Withings",
-	"fitbit":       "Fitbit",
-	"googlehealth": "Google",
-}
-
-// Device types (clinical-mapping.md §7). Only the codes marked ✔ there are used as specific
-// types; device kinds without a verified code get the generic SCT#49062001 "Device" with a text.
+// Device types (https://hl7.org/fhir/R5/device-definitions.html#Device.type). Only SNOMED CT
+// codes verified in the HL7 Vital Signs with Qualifying Elements IG device value sets
+// (http://hl7.org/fhir/us/vitals/ValueSet/weightMeasurementDeviceVS,
+// http://hl7.org/fhir/us/vitals/ValueSet/bpMeasDeviceVS,
+// http://hl7.org/fhir/us/vitals/ValueSet/heartRateMeasDeviceVS) are used as specific types; device
+// kinds without a verified code get the generic SCT#49062001 "Device" with a text.
 var (
 	sctFloorScale   = concept{SNOMEDSystem, "469204003", "Floor scale, electronic"}
 	sctBPMonitor    = concept{SNOMEDSystem, "466086009", "Automatic-inflation electronic sphygmomanometer, portable, arm/wrist"}
@@ -245,23 +243,14 @@ var (
 	mdcBatteryLevel = concept{MDCSystem, "67996", "MDC_ATTR_VAL_BATT_CHARGE"}
 )
 
-// deviceTypes maps the vendor device type (lower case: Withings getdevice type, Fitbit
-// devices.json type) to Device.type.
-var deviceTypes = map[string]CodeableConcept{
-	"scale":                       {Coding: []Coding{sctFloorScale.coding()}, Text: "Scale"},
-	"blood pressure monitor":      {Coding: []Coding{sctBPMonitor.coding()}, Text: "Blood pressure monitor"},
-	"pulse oximeter":              {Coding: []Coding{sctPulseOxim.coding()}, Text: "Pulse oximeter"},
-	"activity tracker":            {Coding: []Coding{sctDevice.coding()}, Text: "Activity tracker"},
-	"tracker":                     {Coding: []Coding{sctDevice.coding()}, Text: "Activity tracker"},
-	"sleep monitor":               {Coding: []Coding{sctDevice.coding()}, Text: "Sleep monitor"},
-	"smart connected thermometer": {Coding: []Coding{sctDevice.coding()}, Text: "Thermometer"},
-}
-
-// ecgModels lists the models clinical-mapping.md §7 names as ECG-capable, per provider (lower
-// case). Adapters can also set DeviceInfo.ECG.
-var ecgModels = map[string]map[string]bool{
-	"withings": {"bpm core": true, "move ecg": true, "scanwatch": true, "scanwatch 2": true, "scanwatch horizon": true},
-	"fitbit":   {"sense": true, "sense 2": true},
+// deviceTypes maps the provider-neutral device kind to Device.type.
+var deviceTypes = map[DeviceKind]CodeableConcept{
+	DeviceKindScale:                {Coding: []Coding{sctFloorScale.coding()}, Text: "Scale"},
+	DeviceKindBloodPressureMonitor: {Coding: []Coding{sctBPMonitor.coding()}, Text: "Blood pressure monitor"},
+	DeviceKindPulseOximeter:        {Coding: []Coding{sctPulseOxim.coding()}, Text: "Pulse oximeter"},
+	DeviceKindActivityTracker:      {Coding: []Coding{sctDevice.coding()}, Text: "Activity tracker"},
+	DeviceKindSleepMonitor:         {Coding: []Coding{sctDevice.coding()}, Text: "Sleep monitor"},
+	DeviceKindThermometer:          {Coding: []Coding{sctDevice.coding()}, Text: "Thermometer"},
 }
 
 // loincCheckDigitOK reports whether a LOINC code "nnnnn-c" has a correct mod-10 check digit

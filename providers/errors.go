@@ -14,8 +14,9 @@ var (
 	// ErrBreakerOpen means the vendor's circuit breaker is open after vendor-wide failures: the
 	// call was not sent. It arrives wrapped in an *UpstreamError of kind transient.
 	ErrBreakerOpen = errors.New("vendor circuit breaker open")
-	// ErrVendorUserLinked means the vendor account is already connected to another patient;
-	// ohx never moves it silently (the other connection must be deleted first).
+	// ErrVendorUserLinked means the vendor account is already connected to another patient
+	// (and not revoked); ohx never moves it silently (the other connection must be deleted
+	// first). Vault.Save enforces it, the one place of the rule; the connect flow reports it.
 	ErrVendorUserLinked = errors.New("vendor account already linked to another patient")
 
 	errAttemptTimeout = errors.New("vendor request timed out")

@@ -78,7 +78,7 @@ func copyToken(t *oauth2.Token) *oauth2.Token {
 
 // fresh reports whether t can be used without a refresh.
 func (v *Vault) fresh(t *oauth2.Token) bool {
-	return t != nil && t.AccessToken != "" && (t.Expiry.IsZero() || time.Now().Add(v.skew).Before(t.Expiry))
+	return t != nil && t.AccessToken != "" && (t.Expiry.IsZero() || time.Now().Add(refreshSkew).Before(t.Expiry))
 }
 
 // usable reports whether a stored token can replace the caller's generation known (with the
@@ -195,7 +195,8 @@ func (v *Vault) refreshLeased(ctx context.Context, c Connection, p Provider, kno
 		nt.RefreshToken = st.tok.RefreshToken // the vendor did not rotate it
 	}
 	// Persist before anyone uses the new access token: the vendor may invalidate the old
-	// refresh token as soon as it is used (providers.md §1.2).
+	// refresh token as soon as it is used (https://www.rfc-editor.org/rfc/rfc6749#section-6;
+	// Withings does, https://developer.withings.com/developer-guide/v3/integration-guide/public-health-data-api/get-access/access-and-refresh-tokens-no-recover).
 	next := storedToken{tok: nt, gen: st.gen + 1}
 	if err := v.putToken(ctx, c.ID, nt, next.gen); err != nil {
 		return storedToken{}, err

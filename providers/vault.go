@@ -2,14 +2,13 @@ package providers
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/openhealthexchange/ohx/store"
+	"github.com/openhealthexchange/ohx/store/seal"
 )
 
 // Records is what the vault needs of the store's small document store (store.Records; every
@@ -38,16 +38,15 @@ const (
 	kindLease      = "provider-token-lease" // id connection id: refresh lease, short expiry
 )
 
-// Vault stores connections and their vendor tokens, the tokens encrypted with AES-256-GCM,
-// and hands out TokenSources that refresh them safely. It is safe for concurrent use, and
-// several Vaults (ohx instances) may share one store.
+// Vault stores connections and their vendor tokens, the tokens sealed with store/seal
+// (AES-256-GCM), and hands out TokenSources that refresh them safely. It is safe for concurrent
+// use, and several Vaults (ohx instances) may share one store.
 type Vault struct {
 	rec     Records
-	aeads   map[string]cipher.AEAD
+	keys    map[string]*seal.Key
 	current string
 	log     *slog.Logger
 
-	skew      time.Duration
 	leaseTTL  time.Duration
 	leasePoll time.Duration
 	owner     string // this vault's lease owner id
@@ -60,8 +59,8 @@ type Vault struct {
 // VaultOption tunes a Vault.
 type VaultOption func(*Vault)
 
-// WithRefreshSkew sets how long before expiry a token is refreshed (default 5 minutes).
-func WithRefreshSkew(d time.Duration) VaultOption { return func(v *Vault) { v.skew = d } }
+// refreshSkew is how long before its expiry a token is refreshed.
+const refreshSkew = 5 * time.Minute
 
 // WithRefreshLease sets the lifetime of the store lease that makes a refresh single-flight
 // across instances (default 60s; a refresh is abandoned shortly before its lease runs out) and
@@ -70,7 +69,8 @@ func WithRefreshLease(ttl, poll time.Duration) VaultOption {
 	return func(v *Vault) { v.leaseTTL, v.leasePoll = ttl, poll }
 }
 
-// NewVault returns a vault over rec. keys maps key ids to 32-byte AES-256 keys; new tokens are
+// NewVault returns a vault over rec. keys maps key ids to 32-byte AES-256 keys (derived by the
+// caller, e.g. with seal.Derive: the vault derives none); new tokens are
 // encrypted with currentKeyID, and tokens written under another listed key can still be read
 // (key rotation: add the new key, make it current, keep the old one until every token was
 // rewritten — each refresh rewrites one). log nil discards.
@@ -85,24 +85,19 @@ func NewVault(rec Records, keys map[string][]byte, currentKeyID string, log *slo
 		log = slog.New(slog.DiscardHandler)
 	}
 	v := &Vault{
-		rec: rec, aeads: map[string]cipher.AEAD{}, current: currentKeyID, log: log,
-		skew: 5 * time.Minute, leaseTTL: time.Minute, leasePoll: 100 * time.Millisecond,
+		rec: rec, keys: map[string]*seal.Key{}, current: currentKeyID, log: log,
+		leaseTTL: time.Minute, leasePoll: 100 * time.Millisecond,
 		owner: randomID(), tokens: map[string]storedToken{},
 	}
 	for id, k := range keys {
 		if id == "" || strings.ContainsAny(id, " \t\n") {
 			return nil, fmt.Errorf("providers: vault: invalid key id %q", id)
 		}
-		if len(k) != 32 {
-			return nil, fmt.Errorf("providers: vault: key %q: want 32 bytes (AES-256), got %d", id, len(k))
-		}
-		block, err := aes.NewCipher(k)
+		key, err := seal.NewKey(k)
 		if err != nil {
 			return nil, fmt.Errorf("providers: vault: key %q: %w", id, err)
 		}
-		if v.aeads[id], err = cipher.NewGCM(block); err != nil {
-			return nil, fmt.Errorf("providers: vault: key %q: %w", id, err)
-		}
+		v.keys[id] = key
 	}
 	for _, o := range opts {
 		o(v)
@@ -133,8 +128,10 @@ type connDoc struct {
 	SyncCursors  map[string]time.Time `json:"syncCursors,omitempty"`
 }
 
-// tokenDoc is the stored form of a token pair: AES-256-GCM under key KeyID, with the connection
-// id as associated data (a ciphertext copied to another connection does not decrypt).
+// tokenDoc is the stored form of a token pair: sealed (seal.Key.Seal) under key KeyID, with the
+// connection id as associated data (a ciphertext copied to another connection does not
+// decrypt). The sealed value nonce ‖ ciphertext is kept split in two fields, the format of the
+// records written before store/seal existed.
 type tokenDoc struct {
 	KeyID      string `json:"kid"`
 	Gen        uint64 `json:"gen"` // incremented on every write: tells stale copies from fresh ones
@@ -160,10 +157,10 @@ func (v *Vault) seal(connID string, t *oauth2.Token, gen uint64) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	aead := v.aeads[v.current]
-	nonce := make([]byte, aead.NonceSize())
-	_, _ = rand.Read(nonce)
-	return json.Marshal(tokenDoc{KeyID: v.current, Gen: gen, Nonce: nonce, Ciphertext: aead.Seal(nil, nonce, plain, []byte(connID))})
+	k := v.keys[v.current]
+	sealed := k.Seal(plain, []byte(connID))
+	n := k.NonceSize()
+	return json.Marshal(tokenDoc{KeyID: v.current, Gen: gen, Nonce: sealed[:n:n], Ciphertext: sealed[n:]})
 }
 
 func (v *Vault) open(connID string, doc []byte) (storedToken, error) {
@@ -171,16 +168,16 @@ func (v *Vault) open(connID string, doc []byte) (storedToken, error) {
 	if err := json.Unmarshal(doc, &d); err != nil {
 		return storedToken{}, fmt.Errorf("providers: vault: token record of connection %s: %w", connID, err)
 	}
-	aead, ok := v.aeads[d.KeyID]
+	k, ok := v.keys[d.KeyID]
 	if !ok {
 		return storedToken{}, fmt.Errorf("providers: vault: token of connection %s is encrypted with unknown key %q", connID, d.KeyID)
 	}
-	if len(d.Nonce) != aead.NonceSize() {
+	if len(d.Nonce) != k.NonceSize() {
 		return storedToken{}, fmt.Errorf("providers: vault: token of connection %s: bad nonce", connID)
 	}
-	plain, err := aead.Open(nil, d.Nonce, d.Ciphertext, []byte(connID))
+	plain, err := k.Open(slices.Concat(d.Nonce, d.Ciphertext), []byte(connID))
 	if err != nil {
-		return storedToken{}, fmt.Errorf("providers: vault: token of connection %s does not decrypt with key %q", connID, d.KeyID)
+		return storedToken{}, fmt.Errorf("providers: vault: token of connection %s does not decrypt with key %q: %w", connID, d.KeyID, err)
 	}
 	var p tokenPlain
 	if err := json.Unmarshal(plain, &p); err != nil {
@@ -298,7 +295,9 @@ func (v *Vault) Get(ctx context.Context, provider, patientID string) (*Connectio
 }
 
 // ByVendorUser returns the connection of a vendor account (webhooks name the vendor user), or
-// ErrNotConnected.
+// ErrNotConnected. The connection comes without its token (Token nil): it answers webhooks,
+// whose acknowledgement path must not decrypt anything; use Get for a connection to call the
+// vendor with.
 func (v *Vault) ByVendorUser(ctx context.Context, provider, vendorUserID string) (*Connection, error) {
 	b, err := v.rec.GetRecord(ctx, kindVendorUser, connKey(provider, vendorUserID))
 	if errors.Is(err, store.ErrNotFound) {
@@ -307,10 +306,11 @@ func (v *Vault) ByVendorUser(ctx context.Context, provider, vendorUserID string)
 	if err != nil {
 		return nil, fmt.Errorf("providers: vault: read vendor user index: %w", err)
 	}
-	c, err := v.Get(ctx, provider, string(b))
+	d, err := v.getDoc(ctx, provider, string(b))
 	if err != nil {
 		return nil, err
 	}
+	c := d.connection()
 	if c.VendorUserID != vendorUserID { // a stale index entry
 		return nil, ErrNotConnected
 	}
@@ -356,8 +356,8 @@ func (v *Vault) List(ctx context.Context) ([]*Connection, error) {
 // or a loaded one whose Token the caller replaced. A loaded copy whose token was refreshed since
 // it was read is stale: Save keeps the stored token (and puts it into c.Token) instead of
 // overwriting the rotated one. Likewise a stale copy cannot turn a needs-reauth connection back
-// to active: only a new token does. Save returns ErrVendorUserLinked if the vendor account is
-// connected to another patient (not revoked).
+// to active: only a new token does. Save returns ErrVendorUserLinked, and writes nothing, if the
+// vendor account is connected to another patient (not revoked): the one place of that rule.
 func (v *Vault) Save(ctx context.Context, c *Connection) error {
 	if c.Provider == "" || c.PatientID == "" || c.VendorUserID == "" {
 		return errors.New("providers: vault: connection needs provider, patient and vendor user")

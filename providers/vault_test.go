@@ -3,6 +3,9 @@ package providers_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +35,7 @@ type httpProvider struct {
 	caller providers.Caller
 }
 
-func (p *httpProvider) Name() string { return "fake" }
+func (p *httpProvider) Name() string             { return "fake" }
 func (p *httpProvider) Kinds() []fhir.SampleKind { return []fhir.SampleKind{fhir.KindWeight} }
 func (p *httpProvider) AuthCodeURL(state, _ string) string {
 	return p.base + "/authorize?state=" + state
@@ -188,7 +191,12 @@ func TestVaultSaveGetListDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(c, byUser, connOpts); diff != "" {
+	if byUser.Token != nil {
+		t.Error("ByVendorUser returned the token: the webhook path must not decrypt it")
+	}
+	withoutToken := *c
+	withoutToken.Token = nil
+	if diff := cmp.Diff(&withoutToken, byUser, connOpts); diff != "" {
 		t.Errorf("ByVendorUser (-want +got):\n%s", diff)
 	}
 
@@ -303,6 +311,151 @@ func TestVaultEncryption(t *testing.T) {
 	}
 	if _, err := v1.Get(ctx, "fake", "p2"); err == nil {
 		t.Error("a token record moved to another connection decrypted")
+	}
+}
+
+// legacyTokenDoc is a token record as the vault wrote it before store/seal: AES-256-GCM with a
+// 12-byte random nonce, the connection id as associated data, nonce and ciphertext apart.
+type legacyTokenDoc struct {
+	KeyID      string `json:"kid"`
+	Gen        uint64 `json:"gen"`
+	Nonce      []byte `json:"nonce"`
+	Ciphertext []byte `json:"ct"`
+}
+
+func legacyGCM(t testing.TB, key []byte) cipher.AEAD {
+	t.Helper()
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aead
+}
+
+// TestVaultTokenFormat: a token record sealed the old way (crypto/cipher directly) still opens,
+// and a record the vault writes now opens the old way, so instances of both can share a store.
+func TestVaultTokenFormat(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	ctx := t.Context()
+	v := newVault(t, st, "k1")
+	c := newConn("p1", "u1", validToken())
+	if err := v.Save(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	aead := legacyGCM(t, testKeys["k2"])
+
+	// Written the old way, under the other key.
+	expiry := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	plain := `{"a":"old-access","t":"Bearer","r":"old-refresh","e":"` + expiry.Format(time.RFC3339Nano) + `"}`
+	nonce := make([]byte, aead.NonceSize())
+	rand.Read(nonce)
+	doc, err := json.Marshal(legacyTokenDoc{KeyID: "k2", Gen: 7, Nonce: nonce, Ciphertext: aead.Seal(nil, nonce, []byte(plain), []byte(c.ID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutRecord(ctx, "provider-token", c.ID, doc, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := newVault(t, st, "k1").Get(ctx, "fake", "p1")
+	if err != nil {
+		t.Fatalf("reading a record sealed the old way: %v", err)
+	}
+	want := &oauth2.Token{AccessToken: "old-access", TokenType: "Bearer", RefreshToken: "old-refresh", Expiry: expiry}
+	if diff := cmp.Diff(want, got.Token, cmpopts.IgnoreUnexported(oauth2.Token{})); diff != "" {
+		t.Errorf("token (-want +got):\n%s", diff)
+	}
+
+	// Written now, opened the old way.
+	c2 := newConn("p2", "u2", &oauth2.Token{AccessToken: "new-access", RefreshToken: "new-refresh"})
+	if err := newVault(t, st, "k2").Save(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := st.GetRecord(ctx, "provider-token", c2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d legacyTokenDoc
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.KeyID != "k2" || len(d.Nonce) != aead.NonceSize() {
+		t.Fatalf("record: key %q, nonce of %d bytes; want k2 and %d bytes", d.KeyID, len(d.Nonce), aead.NonceSize())
+	}
+	opened, err := aead.Open(nil, d.Nonce, d.Ciphertext, []byte(c2.ID))
+	if err != nil {
+		t.Fatalf("opening a new record the old way: %v", err)
+	}
+	var p struct {
+		A string `json:"a"`
+		R string `json:"r"`
+	}
+	if err := json.Unmarshal(opened, &p); err != nil || p.A != "new-access" || p.R != "new-refresh" {
+		t.Errorf("plaintext %s (%v): want access new-access, refresh new-refresh", opened, err)
+	}
+}
+
+// TestVaultVendorAccountLinkedOnce is the rule that a vendor account belongs to one patient at a
+// time, which Vault.Save alone enforces (the connect flow relies on it).
+func TestVaultVendorAccountLinkedOnce(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, v *providers.Vault, st *sqlite.Store, p1 *providers.Connection)
+		want    error
+	}{
+		{"another patient holds it", func(*testing.T, *providers.Vault, *sqlite.Store, *providers.Connection) {}, providers.ErrVendorUserLinked},
+		{"the holder needs re-consent", func(t *testing.T, v *providers.Vault, _ *sqlite.Store, p1 *providers.Connection) {
+			if err := v.MarkNeedsReauth(ctx, p1, "connect again"); err != nil {
+				t.Fatal(err)
+			}
+		}, providers.ErrVendorUserLinked},
+		{"the holder revoked it", func(t *testing.T, v *providers.Vault, _ *sqlite.Store, p1 *providers.Connection) {
+			p1.Status = providers.StatusRevoked
+			if err := v.Save(ctx, p1); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"the holder was deleted", func(t *testing.T, v *providers.Vault, _ *sqlite.Store, p1 *providers.Connection) {
+			if err := v.Delete(ctx, p1); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"a stale index entry", func(t *testing.T, _ *providers.Vault, st *sqlite.Store, _ *providers.Connection) {
+			if err := st.DeleteRecord(ctx, "provider-connection", "fake/p1"); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := openStore(t, t.TempDir())
+			v := newVault(t, st, "k1")
+			p1 := newConn("p1", "u1", validToken())
+			if err := v.Save(ctx, p1); err != nil {
+				t.Fatal(err)
+			}
+			tc.prepare(t, v, st, p1)
+			err := v.Save(ctx, newConn("p2", "u1", validToken()))
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Fatalf("linking u1 to p2: got %v, want %v", err, tc.want)
+			}
+			_, err = v.Get(ctx, "fake", "p2")
+			if tc.want != nil && !errors.Is(err, providers.ErrNotConnected) {
+				t.Errorf("p2 after the refusal: got %v, want ErrNotConnected (nothing written)", err)
+			}
+			if tc.want == nil && err != nil {
+				t.Errorf("p2 after linking: %v", err)
+			}
+			// The holder itself may always save again.
+			if tc.want != nil {
+				if err := v.Save(ctx, p1); err != nil {
+					t.Errorf("the holder saving again: %v", err)
+				}
+			}
+		})
 	}
 }
 

@@ -83,20 +83,24 @@ type Notification struct {
 // (404 for a wrong secret path or a Fitbit signature mismatch, 401/403 for a Google Health
 // verification without the configured Authorization, 400 for a malformed body).
 type WebhookError struct {
+	// Status is the HTTP status answered, with no body (the API never echoes why).
 	Status int
 	Err    error
 }
 
+// Error describes the refusal for logs; it must carry no secret, signature or payload.
 func (e *WebhookError) Error() string {
 	return fmt.Sprintf("webhook refused (status %d): %v", e.Status, e.Err)
 }
 
+// Unwrap returns the cause (ErrWebhookAuth for failed authentication).
 func (e *WebhookError) Unwrap() error { return e.Err }
 
 // ErrWebhookAuth is wrapped by WebhookErrors for deliveries that failed authentication.
 var ErrWebhookAuth = errors.New("webhook authentication failed")
 
-// RefuseWebhook returns a *WebhookError.
+// RefuseWebhook returns a *WebhookError with status and a cause formatted like fmt.Errorf (%w
+// wraps).
 func RefuseWebhook(status int, format string, args ...any) error {
 	return &WebhookError{Status: status, Err: fmt.Errorf(format, args...)}
 }

@@ -162,6 +162,10 @@ type Store interface {
 	LastN(ctx context.Context, q *search.Query, n int) ([]CodeGroup, error)
 	// Records is the small document store for everything that is not a FHIR resource.
 	Records
+	// Jobs is the durable job queue of the sync pipeline (jobs.go).
+	Jobs
+	// Coverages records what the sync pipeline has fetched of every stream (jobs.go).
+	Coverages
 	// Close releases the store's resources.
 	Close() error
 }

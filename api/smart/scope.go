@@ -1,5 +1,3 @@
-// Package smart implements SMART App Launch 2.x for ohx: scopes, access-token claims and their
-// verification (the resource-server side), and the built-in authorization server.
 package smart
 
 import (
@@ -37,7 +35,7 @@ type Scopes struct {
 func ParseScopes(s string) Scopes {
 	var out Scopes
 	for f := range strings.FieldsSeq(s) {
-		if sc, ok := parseScope(f); ok {
+		if sc, ok := ParseScope(f); ok {
 			out.Resource = append(out.Resource, sc)
 		} else if !strings.Contains(f, "/") || strings.HasPrefix(f, "launch/") {
 			out.Other = append(out.Other, f)
@@ -46,7 +44,10 @@ func ParseScopes(s string) Scopes {
 	return out
 }
 
-func parseScope(f string) (Scope, bool) {
+// ParseScope parses one SMART resource scope such as patient/Observation.rs. It reports false
+// for anything else: a non-resource scope (openid, launch/patient…) or a malformed one, which
+// ParseScopes drops.
+func ParseScope(f string) (Scope, bool) {
 	ctx, rest, ok := strings.Cut(f, "/")
 	if !ok || (ctx != "patient" && ctx != "user" && ctx != "system") {
 		return Scope{}, false

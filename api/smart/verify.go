@@ -28,7 +28,7 @@ type VerifierConfig struct {
 	Audience string
 	// Audiences are further accepted aud values: the R4 base of the same FHIR server. A token
 	// for either base is valid on both, since both serve the same resources under the same
-	// access rules (see Config.R4BaseURL).
+	// access rules (see authserver.Config.R4BaseURL).
 	Audiences []string
 	// Keyfunc selects the verification key by kid (the built-in server's keys, or an external
 	// issuer's JWKS; see RemoteKeyfunc).

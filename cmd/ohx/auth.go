@@ -8,6 +8,7 @@ import (
 
 	"github.com/openhealthexchange/ohx/api"
 	"github.com/openhealthexchange/ohx/api/smart"
+	"github.com/openhealthexchange/ohx/api/smart/authserver"
 	"github.com/openhealthexchange/ohx/capability"
 	"github.com/openhealthexchange/ohx/store"
 )
@@ -50,7 +51,7 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 		if err != nil {
 			return err
 		}
-		as, err := smart.NewServer(ctx, asc, st, log)
+		as, err := authserver.NewServer(ctx, asc, st, log)
 		if err != nil {
 			return err
 		}
@@ -82,5 +83,5 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 }
 
 // r4Base is the FHIR R4 base the API serves next to cfg.BaseURL: tokens for either are valid on
-// both (smart.Config.R4BaseURL).
+// both (authserver.Config.R4BaseURL).
 func r4Base(cfg Config) string { return cfg.BaseURL + "/r4" }

@@ -25,8 +25,9 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/openhealthexchange/ohx/api/smart"
+	"github.com/openhealthexchange/ohx/api/smart/authserver"
 	"github.com/openhealthexchange/ohx/store"
+	"github.com/openhealthexchange/ohx/store/seal"
 )
 
 // demoClientID is the backend client created on first start in embedded mode, with its key in
@@ -38,16 +39,16 @@ const demoKeyFile = "demo-client.jwk"
 
 // authConfig is the built-in authorization server's configuration, shared by serve and the
 // CLI: the issuer is the origin of the FHIR base plus /auth.
-func authConfig(cfg Config, key []byte) (smart.Config, error) {
+func authConfig(cfg Config, key []byte) (authserver.Config, error) {
 	u, err := url.Parse(cfg.BaseURL)
 	if err != nil {
-		return smart.Config{}, fmt.Errorf("config: OHX_BASE_URL: %w", err)
+		return authserver.Config{}, fmt.Errorf("config: OHX_BASE_URL: %w", err)
 	}
-	return smart.Config{
+	return authserver.Config{
 		Issuer:      u.Scheme + "://" + u.Host + "/auth",
 		FHIRBaseURL: cfg.BaseURL,
 		R4BaseURL:   r4Base(cfg),
-		SecretKey:   deriveKey(key, "ohx smart authorization server"),
+		SecretKey:   seal.Derive(key, "ohx smart authorization server"),
 	}, nil
 }
 
@@ -88,7 +89,7 @@ func (a *authCommand) config(getenv func(string) string, stderr io.Writer) (Conf
 	return parseConfig(a.name, args, getenv, stderr)
 }
 
-func openAuth(ctx context.Context, cfg Config, stderr io.Writer) (*smart.Server, store.Store, error) {
+func openAuth(ctx context.Context, cfg Config, stderr io.Writer) (*authserver.Server, store.Store, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	key, err := secretKey(cfg)
 	if err != nil {
@@ -103,7 +104,7 @@ func openAuth(ctx context.Context, cfg Config, stderr io.Writer) (*smart.Server,
 		st.Close()
 		return nil, nil, err
 	}
-	s, err := smart.NewServer(ctx, ac, st, log)
+	s, err := authserver.NewServer(ctx, ac, st, log)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -124,61 +125,79 @@ func runClients(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	sub, args := args[0], args[1:]
 	cmd := newAuthCommand("ohx clients "+sub, stderr)
+	switch sub {
+	case "add":
+		return clientsAdd(ctx, cmd, args, getenv, stdout, stderr)
+	case "list":
+		return clientsList(ctx, cmd, args, getenv, stdout, stderr)
+	case "remove":
+		return clientsRemove(ctx, cmd, args, getenv, stdout, stderr)
+	}
+	return fmt.Errorf("unknown clients command %q (add, list, remove)", sub)
+}
+
+// parse parses the subcommand's flags; it takes no positional arguments.
+func (a *authCommand) parse(args []string) error {
+	if err := a.fs.Parse(args); err != nil {
+		return err
+	}
+	if a.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", a.fs.Args())
+	}
+	return nil
+}
+
+// open resolves the configuration and opens the authorization server (see openAuth).
+func (a *authCommand) open(ctx context.Context, getenv func(string) string, stderr io.Writer) (*authserver.Server, store.Store, error) {
+	cfg, err := a.config(getenv, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return openAuth(ctx, cfg, stderr)
+}
+
+// clientsAdd is `ohx clients add`: it registers a client and prints a confidential client's
+// secret, which is shown only this once.
+func clientsAdd(ctx context.Context, cmd *authCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := cmd.fs
 	var (
 		id, name, typ, scope, jwksFile, jwksURL string
 		launchMinter                            bool
 		redirects                               multiFlag
 	)
-	switch sub {
-	case "add":
-		fs.StringVar(&id, "id", "", "client id (required)")
-		fs.StringVar(&name, "name", "", "display name shown on the consent page")
-		fs.StringVar(&typ, "type", "", "public, confidential or backend (required)")
-		fs.Var(&redirects, "redirect-uri", "registered redirect URI (repeatable; public and confidential clients)")
-		fs.StringVar(&scope, "scope", "", "allowed scopes, space separated (default: launch/patient offline_access patient/*.rs user/*.rs, or system/*.rs for backend)")
-		fs.StringVar(&jwksFile, "jwks", "", "file holding the backend client's JWKS (public keys)")
-		fs.StringVar(&jwksURL, "jwks-url", "", "URL of the backend client's JWKS")
-		fs.BoolVar(&launchMinter, "launch-minter", false, "the client (an EHR) may mint EHR launch contexts")
-	case "list":
-	case "remove":
-		fs.StringVar(&id, "id", "", "client id (required)")
-	default:
-		return fmt.Errorf("unknown clients command %q (add, list, remove)", sub)
-	}
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&id, "id", "", "client id (required)")
+	fs.StringVar(&name, "name", "", "display name shown on the consent page")
+	fs.StringVar(&typ, "type", "", "public, confidential or backend (required)")
+	fs.Var(&redirects, "redirect-uri", "registered redirect URI (repeatable; public and confidential clients)")
+	fs.StringVar(&scope, "scope", "", "allowed scopes, space separated (default: launch/patient offline_access patient/*.rs user/*.rs, or system/*.rs for backend)")
+	fs.StringVar(&jwksFile, "jwks", "", "file holding the backend client's JWKS (public keys)")
+	fs.StringVar(&jwksURL, "jwks-url", "", "URL of the backend client's JWKS")
+	fs.BoolVar(&launchMinter, "launch-minter", false, "the client (an EHR) may mint EHR launch contexts")
+	if err := cmd.parse(args); err != nil {
 		return err
-	}
-	if sub == "remove" && id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg, err := cmd.config(getenv, stderr)
 	if err != nil {
 		return err
 	}
-	var c smart.Client
-	if sub == "add" {
-		if id == "" || typ == "" {
-			return errors.New("clients add: -id and -type are required")
+	if id == "" || typ == "" {
+		return errors.New("clients add: -id and -type are required")
+	}
+	c := authserver.Client{ID: id, Name: name, Type: typ, RedirectURIs: redirects, JWKSURL: jwksURL, LaunchMinter: launchMinter}
+	if scope == "" {
+		scope = "launch launch/patient openid fhirUser offline_access online_access patient/*.rs user/*.rs"
+		if typ == authserver.ClientBackend {
+			scope = "system/*.rs"
 		}
-		c = smart.Client{ID: id, Name: name, Type: typ, RedirectURIs: redirects, JWKSURL: jwksURL, LaunchMinter: launchMinter}
-		if scope == "" {
-			scope = "launch launch/patient openid fhirUser offline_access online_access patient/*.rs user/*.rs"
-			if typ == smart.ClientBackend {
-				scope = "system/*.rs"
-			}
+	}
+	c.Scopes = strings.Fields(scope)
+	if jwksFile != "" {
+		b, err := os.ReadFile(jwksFile)
+		if err != nil {
+			return fmt.Errorf("read JWKS: %w", err)
 		}
-		c.Scopes = strings.Fields(scope)
-		if jwksFile != "" {
-			b, err := os.ReadFile(jwksFile)
-			if err != nil {
-				return fmt.Errorf("read JWKS: %w", err)
-			}
-			if c.JWKS, err = publicJWKS(b); err != nil {
-				return err
-			}
+		if c.JWKS, err = publicJWKS(b); err != nil {
+			return err
 		}
 	}
 	s, st, err := openAuth(ctx, cfg, stderr)
@@ -186,27 +205,28 @@ func runClients(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer st.Close()
-	switch sub {
-	case "add":
-		secret, err := s.AddClient(ctx, c)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "client %s (%s) registered\n", c.ID, c.Type)
-		if secret != "" {
-			fmt.Fprintf(stdout, "client secret (shown once, store it now): %s\n", secret)
-		}
-		return nil
-	case "remove":
-		if id == "" {
-			return errors.New("clients remove: -id is required")
-		}
-		if err := s.RemoveClient(ctx, id); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "client %s removed\n", id)
-		return nil
+	secret, err := s.AddClient(ctx, c)
+	if err != nil {
+		return err
 	}
+	fmt.Fprintf(stdout, "client %s (%s) registered\n", c.ID, c.Type)
+	if secret != "" {
+		fmt.Fprintf(stdout, "client secret (shown once, store it now): %s\n", secret)
+	}
+	return nil
+}
+
+// clientsList is `ohx clients list`: one line per client with its scopes and its redirect URIs
+// or keys.
+func clientsList(ctx context.Context, cmd *authCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if err := cmd.parse(args); err != nil {
+		return err
+	}
+	s, st, err := cmd.open(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	list, err := s.ListClients(ctx)
 	if err != nil {
 		return err
@@ -224,6 +244,34 @@ func runClients(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Type, strings.Join(c.Scopes, " "), where)
 	}
 	return tw.Flush()
+}
+
+// clientsRemove is `ohx clients remove -id ID` (or `ohx clients remove ID`).
+func clientsRemove(ctx context.Context, cmd *authCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := cmd.fs
+	var id string
+	fs.StringVar(&id, "id", "", "client id (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	s, st, err := cmd.open(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if id == "" {
+		return errors.New("clients remove: -id is required")
+	}
+	if err := s.RemoveClient(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "client %s removed\n", id)
+	return nil
 }
 
 // publicJWKS accepts a JWKS or a single JWK and returns a JWKS of public keys only, so a
@@ -264,77 +312,73 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	sub, args := args[0], args[1:]
 	cmd := newAuthCommand("ohx users "+sub, stderr)
+	switch sub {
+	case "add":
+		return usersAdd(ctx, cmd, args, getenv, stdin, stdout, stderr)
+	case "list":
+		return usersList(ctx, cmd, args, getenv, stdout, stderr)
+	case "remove":
+		return usersRemove(ctx, cmd, args, getenv, stdout, stderr)
+	}
+	return fmt.Errorf("unknown users command %q (add, list, remove)", sub)
+}
+
+// usersAdd is `ohx users add`.
+func usersAdd(ctx context.Context, cmd *authCommand, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := cmd.fs
 	var (
 		username, name, role, patient, practitioner, password string
 		passwordStdin                                         bool
 	)
-	switch sub {
-	case "add":
-		fs.StringVar(&username, "username", "", "sign-in name (required)")
-		fs.StringVar(&name, "name", "", "display name")
-		fs.StringVar(&role, "role", "", "patient or practitioner (required)")
-		fs.StringVar(&patient, "patient", "", "the Patient id of a patient user")
-		fs.StringVar(&practitioner, "practitioner", "", "the Practitioner id of a practitioner (required for practitioners; becomes fhirUser)")
-		fs.StringVar(&password, "password", "", "password (visible in the process list; prefer -password-stdin)")
-		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
-	case "list":
-	case "remove":
-		fs.StringVar(&username, "username", "", "sign-in name (required)")
-	default:
-		return fmt.Errorf("unknown users command %q (add, list, remove)", sub)
-	}
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&username, "username", "", "sign-in name (required)")
+	fs.StringVar(&name, "name", "", "display name")
+	fs.StringVar(&role, "role", "", "patient or practitioner (required)")
+	fs.StringVar(&patient, "patient", "", "the Patient id of a patient user")
+	fs.StringVar(&practitioner, "practitioner", "", "the Practitioner id of a practitioner (required for practitioners; becomes fhirUser)")
+	fs.StringVar(&password, "password", "", "password (visible in the process list; prefer -password-stdin)")
+	fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of stdin")
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	if username == "" || role == "" {
+		return errors.New("users add: -username and -role are required")
 	}
-	if sub == "add" {
-		if username == "" || role == "" {
-			return errors.New("users add: -username and -role are required")
-		}
-		if passwordStdin == (password != "") {
-			return errors.New("users add: give exactly one of -password and -password-stdin")
-		}
-		if passwordStdin {
-			line, err := bufio.NewReader(stdin).ReadString('\n')
-			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read password: %w", err)
-			}
-			password = strings.TrimRight(line, "\r\n")
-		}
+	if passwordStdin == (password != "") {
+		return errors.New("users add: give exactly one of -password and -password-stdin")
 	}
-	cfg, err := cmd.config(getenv, stderr)
-	if err != nil {
-		return err
+	if passwordStdin {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read password: %w", err)
+		}
+		password = strings.TrimRight(line, "\r\n")
 	}
-	s, st, err := openAuth(ctx, cfg, stderr)
+	s, st, err := cmd.open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	switch sub {
-	case "add":
-		u := smart.User{Username: username, Name: name, Role: role, Patient: patient}
-		if practitioner != "" {
-			u.FHIRUser = "Practitioner/" + practitioner
-		}
-		if err := s.AddUser(ctx, u, password); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "user %s (%s) added\n", strings.ToLower(username), role)
-		return nil
-	case "remove":
-		if username == "" {
-			return errors.New("users remove: -username is required")
-		}
-		if err := s.RemoveUser(ctx, username); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "user %s removed\n", username)
-		return nil
+	u := authserver.User{Username: username, Name: name, Role: role, Patient: patient}
+	if practitioner != "" {
+		u.FHIRUser = "Practitioner/" + practitioner
 	}
+	if err := s.AddUser(ctx, u, password); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "user %s (%s) added\n", strings.ToLower(username), role)
+	return nil
+}
+
+// usersList is `ohx users list`.
+func usersList(ctx context.Context, cmd *authCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if err := cmd.parse(args); err != nil {
+		return err
+	}
+	s, st, err := cmd.open(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	users, err := s.ListUsers(ctx)
 	if err != nil {
 		return err
@@ -345,6 +389,28 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.Role, u.Patient, u.FHIRUser)
 	}
 	return tw.Flush()
+}
+
+// usersRemove is `ohx users remove -username NAME`.
+func usersRemove(ctx context.Context, cmd *authCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var username string
+	cmd.fs.StringVar(&username, "username", "", "sign-in name (required)")
+	if err := cmd.parse(args); err != nil {
+		return err
+	}
+	s, st, err := cmd.open(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if username == "" {
+		return errors.New("users remove: -username is required")
+	}
+	if err := s.RemoveUser(ctx, username); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "user %s removed\n", username)
+	return nil
 }
 
 // runToken is `ohx token`: it signs a client assertion with the backend client's private key
@@ -477,7 +543,7 @@ func loadPrivateJWK(path string) (jwkset.JWK, error) {
 // ensureDemoClient makes sure the demo backend client exists with the key kept in
 // dataDir/demo-client.jwk (created with mode 0600 when absent). It is idempotent: an existing
 // key file is reused, and the client is (re)registered only when it is missing or lacks the key.
-func ensureDemoClient(ctx context.Context, s *smart.Server, dataDir string) error {
+func ensureDemoClient(ctx context.Context, s *authserver.Server, dataDir string) error {
 	path := filepath.Join(dataDir, demoKeyFile)
 	key, err := loadPrivateJWK(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -502,7 +568,7 @@ func ensureDemoClient(ctx context.Context, s *smart.Server, dataDir string) erro
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("demo client: %w", err)
 	}
-	_, err = s.AddClient(ctx, smart.Client{ID: demoClientID, Name: "ohx demo backend client", Type: smart.ClientBackend,
+	_, err = s.AddClient(ctx, authserver.Client{ID: demoClientID, Name: "ohx demo backend client", Type: authserver.ClientBackend,
 		Scopes: demoScopes, JWKS: jwks})
 	return err
 }

@@ -34,6 +34,7 @@ type Config struct {
 	RevocationCache  time.Duration // OHX_REVOCATION_CACHE: how long "not revoked" is remembered (default 30s; 0: ask the store every request)
 	CORSOrigins      string        // OHX_CORS_ORIGINS: comma-separated origins whose scripts may call the API; "*" (default) any
 	TrustedProxies   string        // OHX_TRUSTED_PROXIES: comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed
+	CacheBytes       int           // OHX_CACHE_BYTES: memory budget of the API result cache (default 64 MiB; 0: off)
 
 	WithingsClientID     string // OHX_WITHINGS_CLIENT_ID: Withings is offered only when set
 	WithingsClientSecret string // OHX_WITHINGS_CLIENT_SECRET
@@ -64,6 +65,7 @@ func defaultConfig() Config {
 		AuthPatientClaim: "patient",
 		RevocationCache:  30 * time.Second,
 		CORSOrigins:      "*",
+		CacheBytes:       64 << 20,
 	}
 }
 
@@ -120,6 +122,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	dur(&cfg.RevocationCache, "revocation-cache", "OHX_REVOCATION_CACHE", "a revoked access token of the built-in server stops working within this time; 0 checks every request")
 	str(&cfg.TrustedProxies, "trusted-proxies", "OHX_TRUSTED_PROXIES", "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (default none: the client address is the TCP peer)")
 	str(&cfg.CORSOrigins, "cors-origins", "OHX_CORS_ORIGINS", "comma-separated origins (scheme://host[:port]) whose browser apps may call the API, * for any")
+	num(&cfg.CacheBytes, "cache-bytes", "OHX_CACHE_BYTES", "memory budget in bytes of the result cache of searches and reads (embedded store only); 0 turns it off")
 	str(&cfg.WithingsClientID, "withings-client-id", "OHX_WITHINGS_CLIENT_ID", "Withings OAuth client id (Withings is offered only when set)")
 	str(&cfg.WithingsClientSecret, "withings-client-secret", "OHX_WITHINGS_CLIENT_SECRET", "Withings OAuth client secret")
 	str(&cfg.WithingsRedirectURL, "withings-redirect-url", "OHX_WITHINGS_REDIRECT_URL", "Withings redirect URL (default ORIGIN/connect/withings/callback)")
@@ -152,6 +155,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.RevocationCache < 0 {
 		return cfg, fmt.Errorf("config: OHX_REVOCATION_CACHE must not be negative")
+	}
+	if cfg.CacheBytes < 0 {
+		return cfg, fmt.Errorf("config: OHX_CACHE_BYTES must not be negative")
 	}
 	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
 		return cfg, fmt.Errorf("config: need 1 <= OHX_DEFAULT_COUNT <= OHX_MAX_COUNT")

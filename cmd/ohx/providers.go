@@ -19,6 +19,7 @@ import (
 	"github.com/openhealthexchange/ohx/providers/pipeline"
 	"github.com/openhealthexchange/ohx/providers/withings"
 	"github.com/openhealthexchange/ohx/store"
+	"github.com/openhealthexchange/ohx/store/seal"
 )
 
 // setupProviders registers the configured vendors (a vendor without credentials is simply not
@@ -32,6 +33,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	origin := u.Scheme + "://" + u.Host
 	var ps []providers.Provider
 	secrets := map[string]string{}
+	hooks := map[string]providers.Webhooks{}
 	if cfg.WithingsClientID != "" {
 		if cfg.WithingsClientSecret == "" {
 			return nil, fmt.Errorf("config: OHX_WITHINGS_CLIENT_SECRET is required with OHX_WITHINGS_CLIENT_ID")
@@ -55,32 +57,35 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 				kinds = append(kinds, fhir.SampleKind(k))
 			}
 		}
+		secrets[withings.Name] = webhookSecret(key, withings.Name)
 		w, err := withings.New(withings.Config{ClientID: cfg.WithingsClientID, ClientSecret: cfg.WithingsClientSecret,
-			RedirectURL: redirect, APIURL: cfg.WithingsAPIURL, AuthURL: cfg.WithingsAuthURL, Kinds: kinds}, caller, log)
+			RedirectURL: redirect, APIURL: cfg.WithingsAPIURL, AuthURL: cfg.WithingsAuthURL, Kinds: kinds,
+			WebhookSecret: secrets[withings.Name]}, caller, log)
 		if err != nil {
 			return nil, err
 		}
 		ps = append(ps, w)
-		secrets[withings.Name] = webhookSecret(key, withings.Name)
+		hooks[withings.Name] = w
 	}
 	if len(ps) == 0 {
 		return nil, nil
 	}
 	registry := providers.NewRegistry(ps...)
-	vk := deriveKey(key, "ohx vendor token vault")
+	vk := seal.Derive(key, "ohx vendor token vault")
 	kid := keyID(vk)
 	vault, err := providers.NewVault(st, map[string][]byte{kid: vk}, kid, log)
 	if err != nil {
 		return nil, err
 	}
-	queue := pipeline.NewQueue(st, 5*time.Minute, 8)
 	runner := pipeline.NewRunner(pipeline.Config{
 		Backfill: time.Duration(cfg.BackfillDays) * 24 * time.Hour,
 		CallbackURL: func(provider string) string {
 			return origin + "/webhooks/" + provider + "/" + secrets[provider]
 		},
-		Metrics: reg,
-	}, queue, registry, vault, st, log)
+		Lease:       5 * time.Minute,
+		MaxAttempts: 8,
+		Metrics:     reg,
+	}, registry, vault, st, log)
 	var redirects []string
 	for r := range strings.SplitSeq(cfg.ConnectRedirects, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -88,7 +93,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		}
 	}
 	ac.Connect = &api.ConnectConfig{Providers: registry, Vault: vault, Sync: runner, Redirects: redirects}
-	ac.Webhooks = &api.WebhookConfig{Sink: &pipeline.Notifier{Queue: queue, Conns: vault}, Secrets: secrets}
+	ac.Webhooks = &api.WebhookConfig{Sink: runner.Notifier(), Handlers: hooks}
 	log.Info("vendors offered", "providers", registry.Names())
 	return runner, nil
 }
@@ -96,7 +101,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 // webhookSecret is the unguessable path segment of a provider's callback URL (Withings signs
 // nothing, so the URL itself is the credential).
 func webhookSecret(key []byte, provider string) string {
-	return hex.EncodeToString(deriveKey(key, "ohx webhook "+provider)[:16])
+	return hex.EncodeToString(seal.Derive(key, "ohx webhook "+provider)[:16])
 }
 
 // keyID names a key without revealing it, so that ciphertexts record which key sealed them.

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"github.com/openhealthexchange/ohx/api"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
+	"github.com/openhealthexchange/ohx/store/seal"
 	"github.com/openhealthexchange/ohx/store/sqlite"
 )
 
@@ -77,7 +76,8 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 		Version:        version,
 		DefaultCount:   cfg.DefaultCount,
 		MaxCount:       cfg.MaxCount,
-		CursorKey:      deriveKey(key, "ohx paging cursor"),
+		CursorKey:      seal.Derive(key, "ohx paging cursor"),
+		CacheBytes:     cacheBytes(cfg.CacheBytes),
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
 		CORSOrigins:    commaList(cfg.CORSOrigins),
@@ -184,9 +184,10 @@ func secretKey(cfg Config) ([]byte, error) {
 	return k, f.Close()
 }
 
-// deriveKey gives each use of the secret its own key (HMAC-SHA256 as a PRF).
-func deriveKey(secret []byte, purpose string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(purpose))
-	return m.Sum(nil)
+// cacheBytes maps OHX_CACHE_BYTES (0: off) to api.Config.CacheBytes (negative: off).
+func cacheBytes(n int) int64 {
+	if n == 0 {
+		return -1
+	}
+	return int64(n)
 }

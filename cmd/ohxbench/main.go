@@ -32,6 +32,7 @@ import (
 
 	"github.com/openhealthexchange/ohx/api"
 	"github.com/openhealthexchange/ohx/api/smart"
+	"github.com/openhealthexchange/ohx/api/smart/authserver"
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store/sqlite"
@@ -216,7 +217,7 @@ func setupAuth(ctx context.Context, st *sqlite.Store) (api.Authenticator, string
 	// The benchmark's data set is reused between runs, so its key material must be stable; it
 	// protects nothing but synthetic data.
 	secret := []byte("ohxbench: synthetic data only, not a secret key")
-	as, err := smart.NewServer(ctx, smart.Config{Issuer: "http://ohx.bench/auth", FHIRBaseURL: benchBase, SecretKey: secret}, st, slog.New(slog.DiscardHandler))
+	as, err := authserver.NewServer(ctx, authserver.Config{Issuer: "http://ohx.bench/auth", FHIRBaseURL: benchBase, SecretKey: secret}, st, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, "", err
 	}
@@ -230,7 +231,7 @@ func setupAuth(ctx context.Context, st *sqlite.Store) (api.Authenticator, string
 	}
 	jwks, _ := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{pub.Marshal()}})
 	id := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-	if _, err := as.AddClient(ctx, smart.Client{ID: id, Type: smart.ClientBackend, Scopes: []string{"system/*.rs"}, JWKS: jwks}); err != nil {
+	if _, err := as.AddClient(ctx, authserver.Client{ID: id, Type: authserver.ClientBackend, Scopes: []string{"system/*.rs"}, JWKS: jwks}); err != nil {
 		return nil, "", err
 	}
 	now := time.Now()
@@ -250,15 +251,16 @@ func setupAuth(ctx context.Context, st *sqlite.Store) (api.Authenticator, string
 	return v, tr.AccessToken, err
 }
 
-// startOhx serves the real API on loopback; cacheEntries < 0 turns the result cache off.
-func startOhx(st *sqlite.Store, cacheEntries int, auth api.Authenticator) (string, error) {
+// startOhx serves the real API on loopback; cacheBytes < 0 turns the result cache off, 0 is
+// the default budget.
+func startOhx(st *sqlite.Store, cacheBytes int64, auth api.Authenticator) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	srv, err := api.New(api.Config{BaseURL: benchBase, CursorKey: key, CacheEntries: cacheEntries, Auth: auth}, st,
+	srv, err := api.New(api.Config{BaseURL: benchBase, CursorKey: key, CacheBytes: cacheBytes, Auth: auth}, st,
 		search.DefaultRegistry(), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return "", err
@@ -313,7 +315,7 @@ func observation(p, i int, t0 time.Time) *fhir.Observation {
 	id := fmt.Sprintf("o-%d-%d", p, i)
 	return &fhir.Observation{
 		Base:       fhir.Base{ResourceType: "Observation", ID: id},
-		Identifier: []fhir.Identifier{{System: "https://ohx.example/fhir/sid/withings-measure", Value: id}},
+		Identifier: []fhir.Identifier{{System: fhir.IdentifierSystem("bench/measure"), Value: id}},
 		Status:     "final",
 		Category: []fhir.CodeableConcept{{Coding: []fhir.Coding{{System: "http://terminology.hl7.org/CodeSystem/observation-category",
 			Code: "vital-signs", Display: "Vital Signs"}}}},

@@ -93,11 +93,10 @@ func benchPipeline(ctx context.Context, groups int) error {
 	if err := vault.Save(ctx, conn); err != nil {
 		return err
 	}
-	q := pipeline.NewQueue(st, time.Minute, 3)
-	r := pipeline.NewRunner(pipeline.Config{}, q, providers.NewRegistry(w), vault, st, log)
+	r := pipeline.NewRunner(pipeline.Config{}, providers.NewRegistry(w), vault, st, log)
 	start := time.Now()
-	if err := r.Process(ctx, pipeline.Job{Type: pipeline.JobBackfill, Provider: withings.Name, Patient: "p1",
-		Start: time.Unix(base-1, 0), End: time.Now().Add(time.Hour)}); err != nil {
+	work := pipeline.Work{Provider: withings.Name, Patient: "p1", Start: time.Unix(base-1, 0), End: time.Now().Add(time.Hour)}
+	if err := r.Process(ctx, work.Job(pipeline.TypeBackfill)); err != nil {
 		return err
 	}
 	el := time.Since(start)

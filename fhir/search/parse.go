@@ -89,13 +89,26 @@ func truncate(s string) string {
 	return s[:n] + "…"
 }
 
-// resultParams are handled by the HTTP layer or below and are never "unknown".
+// formatParams are handled by the HTTP layer and are never "unknown".
 var formatParams = map[string]bool{"_format": true, "_pretty": true}
 
 // Parse turns the parameters of a search on typ into a Query. Invalid values are a 400 *fhir.Error,
 // and so is a search beyond MaxParams, MaxParamValues or MaxValues (code too-costly); unknown
 // parameters are dropped (and left out of Applied) unless opt.Strict.
 func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, string, error) {
+	p := &parser{r: r, typ: typ, opt: opt.withDefaults(), seenResult: map[string]bool{}}
+	p.q = &Query{Type: typ, Count: p.opt.DefaultCount}
+	for _, nv := range params {
+		if err := p.param(nv.Name, nv.Value); err != nil {
+			return nil, "", err
+		}
+	}
+	p.q.Sort = withTieBreaker(p.q.Sort)
+	return p.q, p.page, nil
+}
+
+// withDefaults fills in the zero fields of opt.
+func (opt Options) withDefaults() Options {
 	if opt.DefaultCount <= 0 {
 		opt.DefaultCount = 50
 	}
@@ -105,139 +118,190 @@ func (r *Registry) Parse(typ string, params []NameValue, opt Options) (*Query, s
 	if opt.Now.IsZero() {
 		opt.Now = time.Now()
 	}
-	q := &Query{Type: typ, Count: opt.DefaultCount}
-	var page string
-	seenResult := map[string]bool{}
-	var nParams, nValues int
-	countParam := func() error {
-		if nParams++; nParams > MaxParams {
-			return fhir.Invalid(fhir.CodeTooCostly, "too many search parameters: at most %d are allowed", MaxParams)
-		}
+	return opt
+}
+
+// parser is the state of one Parse: the query built so far and what the limits count.
+type parser struct {
+	r   *Registry
+	typ string
+	opt Options
+	q   *Query
+	// page is the _page cursor, returned apart from the query.
+	page string
+	// seenResult holds the result parameters seen, which may appear only once.
+	seenResult map[string]bool
+	// nParams and nValues count towards MaxParams and MaxValues.
+	nParams, nValues int
+}
+
+// param adds one name=value of the search to the query.
+func (p *parser) param(name, value string) error {
+	if formatParams[name] {
 		return nil
 	}
-	unsupported := func(name, why string) error {
-		if opt.Strict {
-			return fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %q: %s", truncate(name), why)
+	if strings.HasPrefix(name, "_") && p.r.Param(p.typ, name) == nil && !strings.Contains(name, ":") {
+		if name != "_include" && name != "_revinclude" && p.seenResult[name] {
+			return fhir.Invalid(fhir.CodeInvalid, "parameter %s may appear only once", name)
 		}
-		return nil
+		p.seenResult[name] = true
 	}
-	for _, nv := range params {
-		name, value := nv.Name, nv.Value
-		if formatParams[name] {
-			continue
-		}
-		if strings.HasPrefix(name, "_") && r.Param(typ, name) == nil && !strings.Contains(name, ":") {
-			if name != "_include" && name != "_revinclude" && seenResult[name] {
-				return nil, "", fhir.Invalid(fhir.CodeInvalid, "parameter %s may appear only once", name)
-			}
-			seenResult[name] = true
-		}
-		switch base, _, _ := strings.Cut(name, ":"); base {
-		case "_count":
-			n, err := strconv.Atoi(value)
-			if err != nil || n < 0 {
-				return nil, "", fhir.Invalid(fhir.CodeValue, "_count: %q is not a non-negative integer", truncate(value))
-			}
-			q.Count = min(n, opt.MaxCount)
-			if n == 0 {
-				q.SummaryCount = true
-			}
-			continue
-		case "_page":
-			page = value
-			continue
-		case "_sort":
-			keys, err := r.parseSort(typ, value)
-			if err != nil {
-				return nil, "", err
-			}
-			q.Sort = keys
-			q.Applied = append(q.Applied, NameValue{"_sort", value})
-			continue
-		case "_summary":
-			switch value {
-			case "count":
-				q.SummaryCount = true
-			case "true", "data", "text", "false":
-				q.Summary = value
-			default:
-				return nil, "", fhir.Invalid(fhir.CodeValue, "_summary: %q is not one of true, text, data, count, false", truncate(value))
-			}
-			q.Applied = append(q.Applied, NameValue{"_summary", value})
-			continue
-		case "_total":
-			switch value {
-			case "none", "estimate", "accurate":
-				q.Total = value
-			default:
-				return nil, "", fhir.Invalid(fhir.CodeValue, "_total: %q is not one of none, estimate, accurate", truncate(value))
-			}
-			q.Applied = append(q.Applied, NameValue{"_total", value})
-			continue
-		case "_elements":
-			if n := strings.Count(value, ",") + 1; n > MaxParamValues {
-				return nil, "", tooManyValues("_elements", n)
-			}
-			for e := range strings.SplitSeq(value, ",") {
-				if e = strings.TrimSpace(e); e != "" {
-					q.Elements = append(q.Elements, e)
-				}
-			}
-			q.Applied = append(q.Applied, NameValue{"_elements", value})
-			continue
-		case "_include", "_revinclude":
-			if err := countParam(); err != nil {
-				return nil, "", err
-			}
-			rev := base == "_revinclude"
-			incs, ok := r.parseInclude(typ, name, value, rev)
-			if !ok {
-				if err := unsupported(name+"="+value, "unsupported include"); err != nil {
-					return nil, "", err
-				}
-				continue
-			}
-			if rev {
-				q.RevInclude = appendUnique(q.RevInclude, incs...)
-			} else {
-				q.Include = appendUnique(q.Include, incs...)
-			}
-			q.Applied = append(q.Applied, NameValue{name, value})
-			continue
-		}
-		if err := countParam(); err != nil {
-			return nil, "", err
-		}
-		if value == "" {
-			continue // empty parameters are ignored (search.html §3.2.1.5.1)
-		}
-		c, ok, err := r.parseClause(typ, name, value, opt)
+	switch base, _, _ := strings.Cut(name, ":"); base {
+	case "_count":
+		return p.count(value)
+	case "_page":
+		p.page = value
+		return nil
+	case "_sort":
+		keys, err := p.r.parseSort(p.typ, value)
 		if err != nil {
-			return nil, "", err
+			return err
 		}
-		if !ok {
-			if err := unsupported(name, "unknown or unsupported search parameter"); err != nil {
-				return nil, "", err
-			}
-			continue
-		}
-		n := len(c.Values)
-		if c.Chain != nil {
-			n = len(c.Chain.Values) // a chain's values are searched like the target's own
-		}
-		if nValues += max(1, n); nValues > MaxValues {
-			return nil, "", fhir.Invalid(fhir.CodeTooCostly, "too many search values: at most %d are allowed in all parameters together", MaxValues)
-		}
-		q.Clauses = append(q.Clauses, c)
-		q.Applied = append(q.Applied, NameValue{name, value})
+		p.q.Sort = keys
+		p.applied("_sort", value)
+		return nil
+	case "_summary":
+		return p.summary(value)
+	case "_total":
+		return p.total(value)
+	case "_elements":
+		return p.elements(value)
+	case "_include", "_revinclude":
+		return p.include(name, value, base == "_revinclude")
 	}
-	if len(q.Sort) == 0 || q.Sort[len(q.Sort)-1].Param != "_id" {
-		// The implicit tie-breaker follows the direction of the last key, so that one index
-		// (…, date, id) serves both "_sort=date" and "_sort=-date" without a sort step.
-		desc := len(q.Sort) > 0 && q.Sort[len(q.Sort)-1].Desc
-		q.Sort = append(q.Sort, SortKey{Param: "_id", Desc: desc})
+	return p.filter(name, value)
+}
+
+// applied records a parameter the query honours, for the self link.
+func (p *parser) applied(name, value string) {
+	p.q.Applied = append(p.q.Applied, NameValue{name, value})
+}
+
+// countParam counts one parameter towards MaxParams.
+func (p *parser) countParam() error {
+	if p.nParams++; p.nParams > MaxParams {
+		return fhir.Invalid(fhir.CodeTooCostly, "too many search parameters: at most %d are allowed", MaxParams)
 	}
-	return q, page, nil
+	return nil
+}
+
+// unsupported is the answer to a parameter the registry does not support: an error under
+// opt.Strict (Prefer: handling=strict), else nil and the parameter is ignored.
+func (p *parser) unsupported(name, why string) error {
+	if p.opt.Strict {
+		return fhir.Errorf(http.StatusBadRequest, fhir.CodeNotSupported, "parameter %q: %s", truncate(name), why)
+	}
+	return nil
+}
+
+// count is _count: a page size of at most opt.MaxCount; 0 asks for the total only.
+func (p *parser) count(value string) error {
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 0 {
+		return fhir.Invalid(fhir.CodeValue, "_count: %q is not a non-negative integer", truncate(value))
+	}
+	p.q.Count = min(n, p.opt.MaxCount)
+	if n == 0 {
+		p.q.SummaryCount = true
+	}
+	return nil
+}
+
+// summary is _summary (https://hl7.org/fhir/R5/search.html#_summary).
+func (p *parser) summary(value string) error {
+	switch value {
+	case "count":
+		p.q.SummaryCount = true
+	case "true", "data", "text", "false":
+		p.q.Summary = value
+	default:
+		return fhir.Invalid(fhir.CodeValue, "_summary: %q is not one of true, text, data, count, false", truncate(value))
+	}
+	p.applied("_summary", value)
+	return nil
+}
+
+// total is _total (https://hl7.org/fhir/R5/search.html#_total).
+func (p *parser) total(value string) error {
+	switch value {
+	case "none", "estimate", "accurate":
+		p.q.Total = value
+	default:
+		return fhir.Invalid(fhir.CodeValue, "_total: %q is not one of none, estimate, accurate", truncate(value))
+	}
+	p.applied("_total", value)
+	return nil
+}
+
+// elements is _elements: at most MaxParamValues element names.
+func (p *parser) elements(value string) error {
+	if n := strings.Count(value, ",") + 1; n > MaxParamValues {
+		return tooManyValues("_elements", n)
+	}
+	for e := range strings.SplitSeq(value, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			p.q.Elements = append(p.q.Elements, e)
+		}
+	}
+	p.applied("_elements", value)
+	return nil
+}
+
+// include is _include or (rev) _revinclude; each counts towards MaxParams.
+func (p *parser) include(name, value string, rev bool) error {
+	if err := p.countParam(); err != nil {
+		return err
+	}
+	incs, ok := p.r.parseInclude(p.typ, name, value, rev)
+	if !ok {
+		return p.unsupported(name+"="+value, "unsupported include")
+	}
+	if rev {
+		p.q.RevInclude = appendUnique(p.q.RevInclude, incs...)
+	} else {
+		p.q.Include = appendUnique(p.q.Include, incs...)
+	}
+	p.applied(name, value)
+	return nil
+}
+
+// filter is a search parameter proper: one clause of the query, its values counted towards
+// MaxValues.
+func (p *parser) filter(name, value string) error {
+	if err := p.countParam(); err != nil {
+		return err
+	}
+	if value == "" {
+		return nil // empty parameters are ignored (https://hl7.org/fhir/R5/search.html#errors)
+	}
+	c, ok, err := p.r.parseClause(p.typ, name, value, p.opt)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return p.unsupported(name, "unknown or unsupported search parameter")
+	}
+	n := len(c.Values)
+	if c.Chain != nil {
+		n = len(c.Chain.Values) // a chain's values are searched like the target's own
+	}
+	if p.nValues += max(1, n); p.nValues > MaxValues {
+		return fhir.Invalid(fhir.CodeTooCostly, "too many search values: at most %d are allowed in all parameters together", MaxValues)
+	}
+	p.q.Clauses = append(p.q.Clauses, c)
+	p.applied(name, value)
+	return nil
+}
+
+// withTieBreaker ends the sort keys with _id, so that paging is stable. The implicit tie-breaker
+// follows the direction of the last key, so that one index (…, date, id) serves both
+// "_sort=date" and "_sort=-date" without a sort step.
+func withTieBreaker(keys []SortKey) []SortKey {
+	if len(keys) > 0 && keys[len(keys)-1].Param == "_id" {
+		return keys
+	}
+	desc := len(keys) > 0 && keys[len(keys)-1].Desc
+	return append(keys, SortKey{Param: "_id", Desc: desc})
 }
 
 func tooManyValues(name string, n int) error {

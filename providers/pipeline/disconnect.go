@@ -13,9 +13,9 @@ import (
 
 // Disconnect unlinks a patient from a provider: the vendor webhook subscription is removed and the
 // tokens revoked (best effort: the vendor may already have forgotten them), the stored connection
-// and its tokens are deleted, and the patient's DeviceAssociations with the provider's devices
-// are ended. Observations stay unless purge is set. It returns ErrNotConnected if there is no
-// connection.
+// and its tokens are deleted, the patient's DeviceAssociations with the provider's devices are
+// ended and the sync coverage is forgotten. Observations stay unless purge is set. It
+// returns ErrNotConnected if there is no connection.
 func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge bool) error {
 	p, ok := r.reg.Get(provider)
 	if !ok {
@@ -52,6 +52,9 @@ func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge
 			return fmt.Errorf("disconnect: end associations: %w", err)
 		}
 	}
+	if err := r.st.DeleteCoverage(ctx, provider, patient); err != nil {
+		return fmt.Errorf("disconnect: forget coverage: %w", err)
+	}
 	if purge {
 		return r.purge(ctx, provider, patient)
 	}
@@ -61,7 +64,7 @@ func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge
 // purge deletes the patient's Observations that came from the provider (their identifier
 // system is under the provider's namespace), with their version history.
 func (r *Runner) purge(ctx context.Context, provider, patient string) error {
-	prefix := fhir.Canonical + "/sid/" + provider + "/"
+	prefix := fhir.ProviderIdentifierPrefix(provider)
 	q, _, err := r.sreg.Parse("Observation", []search.NameValue{{Name: "patient", Value: "Patient/" + patient}, {Name: "_count", Value: "1000"}}, search.Options{MaxCount: 1000})
 	if err != nil {
 		return err

@@ -1,198 +1,274 @@
-// Package pipeline is the sync pipeline: durable jobs (device sync, backfill, incremental sync,
-// webhook subscription) that fetch from a vendor through its adapter, map samples to FHIR with
-// the one mapper in package fhir, and upsert the resources idempotently.
 package pipeline
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"strings"
 	"time"
 
+	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/store"
 )
 
-// JobType names what a job does.
-type JobType string
+// Handler runs one job of the type it is registered for. Jobs are idempotent: running one twice
+// writes nothing new, since a job whose lease is lost (a slow runner, a crash) runs again. An
+// error fails the run: it is retried with backoff, or dead-lettered when it matches
+// Permanent (or providers.ErrNotConnected, providers.ErrConsentRevoked, a permanent
+// *providers.UpstreamError) or the attempts are used up. The context ends when the runner stops
+// or loses the job's lease.
+type Handler func(ctx context.Context, j store.Job) error
 
-// Job types.
-const (
-	JobDeviceSync JobType = "device-sync" // devices → Device + DeviceAssociation
-	JobBackfill   JobType = "backfill"    // a time window of every enabled kind
-	JobSync       JobType = "sync"        // everything changed since the connection's cursor
-	JobSubscribe  JobType = "subscribe"   // register the vendor webhook subscription
-)
-
-// Job is one unit of durable work. Jobs are idempotent: running one twice writes nothing new.
-type Job struct {
-	ID        string    `json:"id"`
-	Type      JobType   `json:"type"`
-	Provider  string    `json:"provider"`
-	Patient   string    `json:"patient"`
-	Start     time.Time `json:"start,omitzero"` // backfill window
-	End       time.Time `json:"end,omitzero"`
-	Attempt   int       `json:"attempt"`
-	NotBefore time.Time `json:"notBefore,omitzero"` // not run before this time (backoff)
-	Created   time.Time `json:"created"`
-	LastErr   string    `json:"lastError,omitempty"`
-}
-
-// Record kinds of the queue in store.Records.
-const (
-	kindJob   = "job"
-	kindLease = "job-lease"
-	kindDead  = "job-dead"
-)
-
-// Queue is a durable job queue over store.Records: a job is written before anyone is told it
-// exists, workers lease jobs with an atomic create (so two workers never run one job at once),
-// failures are retried with exponential backoff and jitter, and after MaxAttempts a job is kept
-// as a dead letter, never dropped.
-type Queue struct {
-	rec         Records
-	lease       time.Duration
-	maxAttempts int
-	now         func() time.Time
-}
-
-// Records is the part of store.Records the queue uses.
-type Records interface {
-	PutRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error
-	CreateRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error
-	GetRecord(ctx context.Context, kind, id string) ([]byte, error)
-	DeleteRecord(ctx context.Context, kind, id string) error
-	ListRecords(ctx context.Context, kind string) ([]store.Record, error)
-}
-
-// NewQueue returns a queue; lease is how long a worker owns a job (default 5 min) and
-// maxAttempts how many failures make a dead letter (default 8).
-func NewQueue(rec Records, lease time.Duration, maxAttempts int) *Queue {
-	if lease <= 0 {
-		lease = 5 * time.Minute
+// Handle registers the handler of job type typ. It panics if typ is empty, h is nil or typ has a
+// handler already (like http.ServeMux: a wiring mistake, found at start).
+func (r *Runner) Handle(typ string, h Handler) {
+	if typ == "" || h == nil {
+		panic("pipeline: Handle needs a job type and a handler")
 	}
-	if maxAttempts <= 0 {
-		maxAttempts = 8
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.handlers[typ]; dup {
+		panic(fmt.Sprintf("pipeline: a handler for job type %q is registered already", typ))
 	}
-	return &Queue{rec: rec, lease: lease, maxAttempts: maxAttempts, now: time.Now}
+	r.handlers[typ] = h
 }
 
-func newJobID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// Enqueue stores a job durably.
-func (q *Queue) Enqueue(ctx context.Context, j Job) (Job, error) {
-	if j.ID == "" {
-		j.ID = newJobID()
-	}
-	if j.Created.IsZero() {
-		j.Created = q.now().UTC()
-	}
-	b, err := json.Marshal(j)
+// Enqueue stores a job durably (see store.Jobs.EnqueueJob for coalescing by key).
+func (r *Runner) Enqueue(ctx context.Context, j store.Job) (id string, coalesced bool, err error) {
+	id, coalesced, err = r.st.EnqueueJob(ctx, j, r.now())
 	if err != nil {
-		return j, fmt.Errorf("pipeline: encode job: %w", err)
+		return "", false, fmt.Errorf("pipeline: enqueue %s: %w", j.Type, err)
 	}
-	if err := q.rec.PutRecord(ctx, kindJob, j.ID, b, time.Time{}); err != nil {
-		return j, fmt.Errorf("pipeline: enqueue %s: %w", j.Type, err)
-	}
-	return j, nil
+	return id, coalesced, nil
 }
 
-// Claim leases up to max due jobs for this worker.
-func (q *Queue) Claim(ctx context.Context, max int) ([]Job, error) {
-	recs, err := q.rec.ListRecords(ctx, kindJob)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: list jobs: %w", err)
+// permanentError marks a failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as a failure that retrying cannot fix: the job becomes a dead letter at
+// once. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
 	}
-	now := q.now()
-	var out []Job
-	for _, r := range recs {
-		if len(out) >= max {
-			break
-		}
-		var j Job
-		if err := json.Unmarshal(r.Doc, &j); err != nil {
-			return nil, fmt.Errorf("pipeline: decode job %s: %w", r.ID, err)
-		}
-		if j.NotBefore.After(now) {
-			continue
-		}
-		err := q.rec.CreateRecord(ctx, kindLease, j.ID, nil, now.Add(q.lease))
-		if errors.Is(err, store.ErrDuplicate) {
-			continue // another worker has it
-		}
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: lease job %s: %w", j.ID, err)
-		}
-		out = append(out, j)
-	}
-	return out, nil
+	return &permanentError{err: err}
 }
 
-// Done removes a finished job.
-func (q *Queue) Done(ctx context.Context, j Job) error {
-	if err := q.rec.DeleteRecord(ctx, kindJob, j.ID); err != nil {
-		return fmt.Errorf("pipeline: finish job %s: %w", j.ID, err)
+// isPermanent reports failures that retrying cannot fix.
+func isPermanent(err error) bool {
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return true
 	}
-	return q.rec.DeleteRecord(ctx, kindLease, j.ID)
+	var ue *providers.UpstreamError
+	if errors.As(err, &ue) && ue.Kind == providers.KindPermanent {
+		return true
+	}
+	return errors.Is(err, providers.ErrConsentRevoked) || errors.Is(err, providers.ErrNotConnected)
 }
 
-// Fail records a failed attempt: the job is retried after an exponential backoff with jitter,
-// or, once it has failed maxAttempts times (or permanent is set), moved to the dead letters.
-// It reports whether the job was dead-lettered.
-func (q *Queue) Fail(ctx context.Context, j Job, cause error, permanent bool) (dead bool, err error) {
-	j.Attempt++
-	j.LastErr = cause.Error()
-	if permanent || j.Attempt >= q.maxAttempts {
-		b, _ := json.Marshal(j)
-		if err := q.rec.PutRecord(ctx, kindDead, j.ID, b, time.Time{}); err != nil {
-			return false, fmt.Errorf("pipeline: dead-letter job %s: %w", j.ID, err)
-		}
-		return true, q.Done(ctx, j)
+// publicError is the text recorded for a failure (a dead letter's LastError, a connection's
+// LastError): never raw vendor text, tokens or PHI.
+func publicError(err error) string {
+	var ue *providers.UpstreamError
+	switch {
+	case errors.As(err, &ue):
+		return fmt.Sprintf("vendor %s error (status %d)", ue.Kind, ue.Status)
+	case errors.Is(err, providers.ErrConsentRevoked):
+		return "the vendor refused the tokens: the patient must connect again"
+	case errors.Is(err, providers.ErrNotConnected):
+		return "not connected to the provider"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
 	}
-	// 30 s, 1 min, 2 min, … capped at 1 h, with ±20 % jitter so retries do not synchronise.
-	d := time.Duration(math.Min(float64(30*time.Second)*math.Pow(2, float64(j.Attempt-1)), float64(time.Hour)))
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// backoff is the wait before the retry after the attempt-th failed run: 30 s doubling per
+// attempt, capped at 1 h, with ±20 % jitter so that retries do not synchronise; at least a
+// vendor's Retry-After.
+func backoff(attempt int, err error) time.Duration {
+	d := time.Duration(math.Min(float64(30*time.Second)*math.Pow(2, float64(attempt-1)), float64(time.Hour)))
 	d = time.Duration(float64(d) * (0.8 + 0.4*mrand.Float64()))
-	j.NotBefore = q.now().Add(d).UTC()
-	b, err := json.Marshal(j)
-	if err != nil {
-		return false, fmt.Errorf("pipeline: encode job: %w", err)
+	var ue *providers.UpstreamError
+	if errors.As(err, &ue) && ue.RetryAfter > d {
+		d = ue.RetryAfter
 	}
-	if err := q.rec.PutRecord(ctx, kindJob, j.ID, b, time.Time{}); err != nil {
-		return false, fmt.Errorf("pipeline: reschedule job %s: %w", j.ID, err)
-	}
-	return false, q.rec.DeleteRecord(ctx, kindLease, j.ID)
+	return d
 }
 
-// Dead lists the dead letters.
-func (q *Queue) Dead(ctx context.Context) ([]Job, error) {
-	return q.list(ctx, kindDead)
-}
-
-// Pending lists the jobs waiting or running.
-func (q *Queue) Pending(ctx context.Context) ([]Job, error) {
-	return q.list(ctx, kindJob)
-}
-
-func (q *Queue) list(ctx context.Context, kind string) ([]Job, error) {
-	recs, err := q.rec.ListRecords(ctx, kind)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline: list %s: %w", kind, err)
+// Process runs one job with its type's handler, without a lease (tests, tools). An unknown type
+// is a permanent failure.
+func (r *Runner) Process(ctx context.Context, j store.Job) error {
+	r.mu.RLock()
+	h, ok := r.handlers[j.Type]
+	r.mu.RUnlock()
+	if !ok {
+		return Permanent(fmt.Errorf("no handler for job type %q", j.Type))
 	}
-	out := make([]Job, 0, len(recs))
-	for _, r := range recs {
-		var j Job
-		if err := json.Unmarshal(r.Doc, &j); err != nil {
-			return nil, fmt.Errorf("pipeline: decode %s %s: %w", kind, r.ID, err)
+	return h(ctx, j)
+}
+
+// Run migrates the queue of an earlier version (Migrate), then processes jobs until ctx ends.
+func (r *Runner) Run(ctx context.Context) {
+	if n, err := r.Migrate(ctx); err != nil {
+		r.log.Error("migrating the old job queue", "migrated", n, "err", err)
+	} else if n > 0 {
+		r.log.Info("migrated the old job queue", "jobs", n)
+	}
+	t := time.NewTicker(r.cfg.Poll)
+	defer t.Stop()
+	for {
+		n, err := r.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("job queue", "err", err)
 		}
-		out = append(out, j)
+		if n > 0 {
+			continue // more may be due
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
-	return out, nil
+}
+
+// RunOnce claims the due jobs (up to Workers) and runs them; it returns how many ran.
+func (r *Runner) RunOnce(ctx context.Context) (int, error) {
+	jobs, err := r.st.ClaimJobs(ctx, r.owner, r.cfg.Workers, r.cfg.Lease, r.now())
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: claim jobs: %w", err)
+	}
+	done := make(chan struct{}, len(jobs))
+	for _, j := range jobs {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r.runJob(ctx, j)
+		}()
+	}
+	for range jobs {
+		<-done
+	}
+	return len(jobs), nil
+}
+
+// runJob runs a claimed job while renewing its lease, then completes or fails it.
+func (r *Runner) runJob(ctx context.Context, j store.Job) {
+	log := r.log.With("job", j.ID, "type", j.Type, "attempt", j.Attempt+1)
+	start := time.Now()
+	jctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		r.keepLease(jctx, j, log, stop, cancel)
+	}()
+	err := r.Process(jctx, j)
+	close(stop)
+	<-kept
+	if errors.Is(context.Cause(jctx), store.ErrLeaseLost) {
+		// Another runner took the job over (this one was too slow to renew): whatever it
+		// recorded wins, and the job's writes are idempotent.
+		log.Warn("job lease lost", "err", err)
+		r.jobs.WithLabelValues(j.Type, "lost").Inc()
+		return
+	}
+	// The bookkeeping outlives a shutdown that began while the job ran: a finished job whose
+	// completion is lost runs again.
+	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer bcancel()
+	if err == nil {
+		if err := r.st.CompleteJob(bctx, j.ID, r.owner); err != nil {
+			log.Error("finishing job", "err", err)
+			return
+		}
+		log.Info("job done", "dur_ms", time.Since(start).Milliseconds())
+		r.jobs.WithLabelValues(j.Type, "done").Inc()
+		return
+	}
+	if ctx.Err() != nil {
+		return // shutting down: the lease expires and the job runs again
+	}
+	attempt := j.Attempt + 1
+	now := r.now()
+	f := store.JobFailure{Error: publicError(err), At: now, Dead: isPermanent(err) || attempt >= r.cfg.MaxAttempts}
+	if !f.Dead {
+		f.RetryAt = now.Add(backoff(attempt, err))
+	}
+	if ferr := r.st.FailJob(bctx, j.ID, r.owner, f); ferr != nil {
+		log.Error("recording job failure", "err", ferr, "cause", err)
+		return
+	}
+	if f.Dead {
+		log.Error("job dead-lettered", "err", err)
+		r.jobs.WithLabelValues(j.Type, "dead").Inc()
+	} else {
+		log.Warn("job failed, will retry", "err", err, "retry_at", f.RetryAt)
+		r.jobs.WithLabelValues(j.Type, "retry").Inc()
+	}
+}
+
+// keepLease renews the job's lease every Lease/3 until stop closes; a lost lease cancels the
+// job's context with store.ErrLeaseLost.
+func (r *Runner) keepLease(ctx context.Context, j store.Job, log *slog.Logger, stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(r.cfg.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := r.st.RenewJob(ctx, j.ID, r.owner, r.cfg.Lease, r.now())
+		if errors.Is(err, store.ErrLeaseLost) {
+			cancel(store.ErrLeaseLost)
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			// Keep running: the next renewal may succeed, and if the lease expires meanwhile
+			// and another runner claims the job, the renewal after says so.
+			log.Warn("renewing a job lease failed", "err", err)
+		}
+	}
+}
+
+// workKey is the queue key of a runner job: equal for jobs doing the same work.
+func workKey(typ string, w Work) string {
+	var b strings.Builder
+	b.WriteString(w.Provider)
+	b.WriteByte(0)
+	b.WriteString(w.Patient)
+	b.WriteByte(0)
+	for i, k := range w.Kinds {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(string(k))
+	}
+	b.WriteByte(0)
+	if !w.Start.IsZero() {
+		b.WriteString(w.Start.UTC().Format(time.RFC3339Nano))
+	}
+	b.WriteByte(0)
+	if !w.End.IsZero() {
+		b.WriteString(w.End.UTC().Format(time.RFC3339Nano))
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return typ + ":" + hex.EncodeToString(sum[:16])
 }

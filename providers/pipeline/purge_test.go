@@ -18,7 +18,7 @@ func TestPurgeErasesHistory(t *testing.T) {
 	obs := func(kg string) *fhir.Observation {
 		v := fhir.Decimal(kg)
 		return &fhir.Observation{Base: fhir.Base{ResourceType: "Observation"}, Status: "final",
-			Identifier: []fhir.Identifier{{System: fhir.Canonical + "/sid/withings/meas", Value: "m1"}},
+			Identifier: []fhir.Identifier{{System: fhir.IdentifierSystem("withings/meas"), Value: "m1"}},
 			Code:       fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
 			Subject:    &fhir.Reference{Reference: "Patient/p1"},
 			Value:      fhir.Value{ValueQuantity: &fhir.Quantity{Value: &v, System: "http://unitsofmeasure.org", Code: "kg"}}}

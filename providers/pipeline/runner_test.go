@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/providers/providertest"
 	"github.com/openhealthexchange/ohx/providers/withings"
+	"github.com/openhealthexchange/ohx/store"
 	"github.com/openhealthexchange/ohx/store/sqlite"
 )
 
@@ -22,12 +22,13 @@ type rig struct {
 	st    *sqlite.Store
 	fake  *providertest.Server
 	vault *providers.Vault
-	q     *Queue
+	w     *withings.Client
 	r     *Runner
 }
 
-// newRig wires the real Withings adapter, vault, queue and runner to a fake Withings and a
-// fresh embedded store, with patient p1 connected as Withings user 12345.
+// newRig wires the real Withings adapter, vault and runner to a fake Withings and a fresh
+// embedded store (its job queue and coverage), with patient p1 connected as Withings user
+// 12345. Jobs are dead-lettered after 3 failed runs.
 func newRig(t *testing.T, routes map[string]providertest.Route) *rig {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{}, nil)
@@ -52,9 +53,30 @@ func newRig(t *testing.T, routes map[string]providertest.Route) *rig {
 		Status: providers.StatusActive, Token: &oauth2.Token{AccessToken: "a1", RefreshToken: "r1", Expiry: time.Now().Add(time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
-	q := NewQueue(st, time.Minute, 3)
-	r := NewRunner(Config{CallbackURL: func(string) string { return "https://ohx.test/webhooks/withings/s" }}, q, providers.NewRegistry(w), vault, st, nil)
-	return &rig{st: st, fake: fake, vault: vault, q: q, r: r}
+	r := NewRunner(Config{CallbackURL: func(string) string { return "https://ohx.test/webhooks/withings/s" }, Lease: time.Minute, MaxAttempts: 3},
+		providers.NewRegistry(w), vault, st, nil)
+	return &rig{st: st, fake: fake, vault: vault, w: w, r: r}
+}
+
+// at sets the runner's clock to now+d.
+func (g *rig) at(d time.Duration) { g.r.now = func() time.Time { return time.Now().Add(d) } }
+
+func (g *rig) pending(t *testing.T) []store.Job {
+	t.Helper()
+	js, err := g.st.PendingJobs(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func (g *rig) dead(t *testing.T) []store.Job {
+	t.Helper()
+	js, err := g.st.DeadJobs(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 func (g *rig) associations(t *testing.T) map[string]fhir.DeviceAssociation {
@@ -73,11 +95,33 @@ func (g *rig) associations(t *testing.T) map[string]fhir.DeviceAssociation {
 	return out
 }
 
+// observations returns the patient's Observations.
+func (g *rig) observations(t *testing.T) []fhir.Observation {
+	t.Helper()
+	q, _, err := search.DefaultRegistry().Parse("Observation", []search.NameValue{{Name: "patient", Value: "p1"}, {Name: "_count", Value: "1000"}}, search.Options{MaxCount: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := g.st.Search(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []fhir.Observation
+	for _, m := range res.Matches {
+		var o fhir.Observation
+		if err := json.Unmarshal(m.JSON, &o); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 // TestDeviceSync: devices become Device + DeviceAssociation; a re-sync keeps period.start; a
 // device the vendor stops listing has its association ended, not deleted.
 func TestDeviceSync(t *testing.T) {
 	g := newRig(t, map[string]providertest.Route{"POST /v2/user action=getdevice": {File: "withings/getdevice_account.json"}})
-	job := Job{Type: JobDeviceSync, Provider: withings.Name, Patient: "p1"}
+	job := Work{Provider: withings.Name, Patient: "p1"}.Job(TypeDeviceSync)
 	if err := g.r.Process(t.Context(), job); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +137,7 @@ func TestDeviceSync(t *testing.T) {
 			t.Errorf("device %s not stored: %v", ref, err)
 		}
 	}
-	g.r.now = func() time.Time { return time.Now().Add(48 * time.Hour) }
+	g.at(48 * time.Hour)
 	if err := g.r.Process(t.Context(), job); err != nil {
 		t.Fatal(err)
 	}
@@ -126,30 +170,35 @@ func TestDeviceSync(t *testing.T) {
 	}
 }
 
-// TestJobFailures: a vendor refusing the tokens dead-letters the job at once and marks the
-// connection; a vendor outage is retried later.
+// TestJobFailures: a vendor outage is retried later; a vendor refusing the tokens dead-letters
+// the job at once and marks the connection.
 func TestJobFailures(t *testing.T) {
 	g := newRig(t, map[string]providertest.Route{
 		"POST /v2/user action=getdevice":                               {Seq: []providertest.Route{{Status: 503}, {File: "withings/status_401_invalid_token.json"}}},
 		"POST /v2/oauth2 action=requesttoken grant_type=refresh_token": {File: "withings/token_refresh_invalid.json"},
 	})
 	ctx := t.Context()
-	if _, err := g.q.Enqueue(ctx, Job{Type: JobDeviceSync, Provider: withings.Name, Patient: "p1"}); err != nil {
+	if _, _, err := g.r.Enqueue(ctx, Work{Provider: withings.Name, Patient: "p1"}.Job(TypeDeviceSync)); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := g.r.RunOnce(ctx); n != 1 || err != nil {
 		t.Fatalf("RunOnce: %d %v", n, err)
 	}
-	pending, _ := g.q.Pending(ctx)
-	if len(pending) != 1 || pending[0].Attempt != 1 || pending[0].NotBefore.IsZero() {
+	pending := g.pending(t)
+	if len(pending) != 1 || pending[0].Attempt != 1 || !pending[0].NotBefore.After(time.Now()) {
 		t.Fatalf("after a vendor 503 the job must wait for a retry: %+v", pending)
 	}
-	g.q.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if pending[0].LastError != "vendor transient error (status 503)" {
+		t.Errorf("LastError = %q, want the classified failure only", pending[0].LastError)
+	}
+	if n, _ := g.r.RunOnce(ctx); n != 0 {
+		t.Fatalf("a job in backoff ran")
+	}
+	g.at(time.Hour)
 	if n, _ := g.r.RunOnce(ctx); n != 1 {
 		t.Fatalf("retry not run")
 	}
-	dead, _ := g.q.Dead(ctx)
-	if len(dead) != 1 {
+	if dead := g.dead(t); len(dead) != 1 {
 		t.Fatalf("a refused token must dead-letter the job: %d dead", len(dead))
 	}
 	if r, d := testutil.ToFloat64(g.r.jobs.WithLabelValues("device-sync", "retry")), testutil.ToFloat64(g.r.jobs.WithLabelValues("device-sync", "dead")); r != 1 || d != 1 {
@@ -159,25 +208,7 @@ func TestJobFailures(t *testing.T) {
 	if err != nil || conn.Status != providers.StatusNeedsReauth || conn.LastError == "" {
 		t.Errorf("connection after refusal: %v %+v", err, conn)
 	}
-	if err := g.r.Process(ctx, Job{Type: JobSync, Provider: withings.Name, Patient: "p1"}); !errors.Is(err, providers.ErrNotConnected) {
+	if err := g.r.Process(ctx, Work{Provider: withings.Name, Patient: "p1"}.Job(TypeFetch)); !errors.Is(err, providers.ErrNotConnected) {
 		t.Errorf("jobs of a needs-reauth connection: %v", err)
-	}
-}
-
-func TestNotifier(t *testing.T) {
-	g := newRig(t, nil)
-	n := &Notifier{Queue: g.q, Conns: g.vault}
-	ctx := context.Background()
-	for range 2 { // a redelivered notification queues the work once
-		if err := n.Notified(ctx, withings.Name, "12345", "12345/1/100/200///"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := n.Notified(ctx, withings.Name, "99999", "x"); err != nil {
-		t.Errorf("unknown account: %v", err)
-	}
-	p, _ := g.q.Pending(ctx)
-	if len(p) != 1 || p[0].Type != JobSync || p[0].Patient != "p1" {
-		t.Errorf("pending: %+v", p)
 	}
 }

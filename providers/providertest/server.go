@@ -1,7 +1,8 @@
 // Package providertest fakes vendor APIs at the HTTP layer for adapter and client tests: a route
 // table maps requests to recorded payloads under the module's testdata/ directory, inline bodies,
 // sequences of answers or handler funcs; unexpected requests fail the test; every request is
-// recorded so tests can assert "exactly one refresh call".
+// recorded so tests can assert "exactly one refresh call". RunAdapter is the adapter contract
+// suite every adapter runs against such a fake.
 package providertest
 
 import (
@@ -313,15 +314,4 @@ func ModuleRoot(t testing.TB) string {
 func TestdataPath(t testing.TB, rel string) string {
 	t.Helper()
 	return filepath.Join(ModuleRoot(t), "testdata", filepath.FromSlash(rel))
-}
-
-// ReadTestdata returns the contents of a file under the module's testdata/ directory, failing
-// the test if it cannot be read.
-func ReadTestdata(t testing.TB, rel string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(TestdataPath(t, rel))
-	if err != nil {
-		t.Fatalf("providertest: %v", err)
-	}
-	return b
 }

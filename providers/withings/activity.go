@@ -18,7 +18,7 @@ type activityField struct {
 
 // activityFields in request order. steps per day are "/d" (LOINC 41950-7, Physical Activity IG);
 // distance is metres; elevation is floors climbed ("{floors}": no UCUM unit for a floor);
-// calories are the day's active energy in kcal per day (clinical-mapping.md §4.1).
+// calories are the day's active energy in kcal per day (LOINC 41979-6, https://loinc.org/41979-6).
 var activityFields = []activityField{
 	{"steps", fhir.KindSteps, "/d"},
 	{"distance", fhir.KindDistance, "m"},

@@ -9,7 +9,8 @@ import (
 	"github.com/openhealthexchange/ohx/fhir"
 )
 
-// scaled builds value × 10^exp as an exact decimal string, on the digits (providers.md §1.5):
+// scaled builds value × 10^exp as an exact decimal string, on the digits (Withings measures are
+// value × 10^unit, https://developer.withings.com/api-reference/#tag/measure/operation/measure-getmeas):
 // ("3680", -2) → "36.80", ("75000", -3) → "75.000", ("5", -3) → "0.005", ("12", 2) → "1200",
 // ("-5", -1) → "-0.5". The digits the vendor sent are kept (75.000 stays 75.000: FHIR decimals
 // carry their precision); nothing passes through float64. value must be an integer literal.

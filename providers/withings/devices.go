@@ -3,6 +3,7 @@ package withings
 import (
 	"context"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -10,7 +11,8 @@ import (
 	"github.com/openhealthexchange/ohx/fhir"
 )
 
-// getdeviceBody is the body of /v2/user action=getdevice (providers.md §1.8).
+// getdeviceBody is the body of /v2/user action=getdevice (User v2 - Getdevice,
+// https://developer.withings.com/api-reference/#tag/user/operation/userv2-getdevice).
 type getdeviceBody struct {
 	Devices []struct {
 		Type            string     `json:"type"`
@@ -25,14 +27,39 @@ type getdeviceBody struct {
 	} `json:"devices"`
 }
 
-// ecgModels are the model_ids of devices that record ECGs (providers.md §1.8: BPM Core, Move
-// ECG, ScanWatch, ScanWatch 2; ScanWatch Light has no ECG).
-var ecgModels = map[string]bool{"44": true, "91": true, "92": true, "93": true, "94": true}
+// manufacturer is Device.manufacturer of every device this adapter lists.
+const manufacturer = "Withings"
+
+// ecgModelIDs are the model_ids of devices that record ECGs (Getdevice: 44 BPM Core, 91/92 Move
+// ECG, 93 ScanWatch, 94 ScanWatch 2; 95 ScanWatch Light has no ECG).
+var ecgModelIDs = map[string]bool{"44": true, "91": true, "92": true, "93": true, "94": true}
+
+// ecgModelNames are the same devices by model name (lower case), plus the ScanWatch Horizon, for
+// responses whose model_id is missing or new.
+var ecgModelNames = map[string]bool{"bpm core": true, "move ecg": true, "scanwatch": true, "scanwatch 2": true, "scanwatch horizon": true}
+
+// deviceKinds maps the Getdevice type (lower case) to the provider-neutral device kind; other
+// types ("Gateway", "Babyphone", …) have none.
+var deviceKinds = map[string]fhir.DeviceKind{
+	"scale":                       fhir.DeviceKindScale,
+	"blood pressure monitor":      fhir.DeviceKindBloodPressureMonitor,
+	"pulse oximeter":              fhir.DeviceKindPulseOximeter,
+	"activity tracker":            fhir.DeviceKindActivityTracker,
+	"tracker":                     fhir.DeviceKindActivityTracker,
+	"sleep monitor":               fhir.DeviceKindSleepMonitor,
+	"smart connected thermometer": fhir.DeviceKindThermometer,
+}
+
+// recordsECG reports whether a Getdevice entry is a model that records ECGs.
+func recordsECG(modelID, model string) bool {
+	return ecgModelIDs[modelID] || ecgModelNames[strings.ToLower(strings.TrimSpace(model))]
+}
 
 // Devices lists the user's devices (POST /v2/user action=getdevice). Battery is the vendor's
 // category (high > 75 %, medium > 30 %, low), never a made-up percentage; LastSync is
 // last_session_date in the device's time zone. deviceid is decoded leniently (string or number),
-// falling back to hash_deviceid. Errors are *providers.UpstreamError or ctx.Err().
+// falling back to hash_deviceid. Each device carries the Withings rules the FHIR mapping does not
+// know: its manufacturer, its neutral kind and whether its model records ECGs. Errors are *providers.UpstreamError or ctx.Err().
 func (c *Client) Devices(ctx context.Context, user string, ts oauth2.TokenSource) ([]fhir.DeviceInfo, error) {
 	body, err := c.do(ctx, request{
 		user:      user,
@@ -67,14 +94,15 @@ func (c *Client) Devices(ctx context.Context, user string, ts oauth2.TokenSource
 			UserID:       user,
 			ID:           id,
 			Type:         d.Type,
+			Kind:         deviceKinds[strings.ToLower(strings.TrimSpace(d.Type))],
 			Model:        d.Model,
 			ModelID:      string(d.ModelID),
-			Manufacturer: "Withings",
+			Manufacturer: manufacturer,
 			Firmware:     string(d.FW),
 			Battery:      d.Battery,
 			LastSync:     last,
 			Timezone:     d.Timezone,
-			ECG:          ecgModels[string(d.ModelID)],
+			ECG:          recordsECG(string(d.ModelID), d.Model),
 		})
 	}
 	return out, nil

@@ -38,18 +38,36 @@ type heartGetBody struct {
 	HeartRate         flexInt    `json:"heart_rate"`
 }
 
-// afibCodes maps the Withings afib classification to the ohx ECG rhythm codes
-// (clinical-mapping.md §6) and the vendor's wording: 0 negative, 1 positive, 2 inconclusive.
+// afibCodes maps the Withings afib classification (Heart v2 - List,
+// https://developer.withings.com/api-reference/#tag/heart/operation/heartv2-list) to the ohx ECG
+// rhythm codes and the vendor's wording: 0 negative, 1 positive, 2 inconclusive.
 var afibCodes = map[int64]struct{ code, text string }{
 	0: {fhir.RhythmAFibNotDetected, "Negative"},
 	1: {fhir.RhythmAFibDetected, "Positive"},
 	2: {fhir.RhythmInconclusive, "Inconclusive"},
 }
 
+// wearPositions names, as Observation.bodySite text, the wearposition codes of Heart v2 - Get
+// (https://developer.withings.com/api-reference/#tag/heart/operation/heartv2-get) that are body
+// sites; the others (10–31: chest auscultation areas, hands, "hold" positions) get no body site.
+// The samples are never inverted by wear position: no Withings document describes an inversion.
+var wearPositions = map[string]string{
+	"0": "Right wrist",
+	"1": "Left wrist",
+	"2": "Right arm",
+	"3": "Left arm",
+	"4": "Right foot",
+	"5": "Left foot",
+	"6": "Between legs",
+	"8": "Left part of body",
+	"9": "Right part of body",
+}
+
 // ecgSample reads one recording's signal (one Heart Get per signal) and builds its sample: the
 // samples as delivered in µV (factor 1, never inverted by wear position — no source documents an
 // inversion), the interval 1000 / sampling_frequency ms (intervalMS), the heart rate as a component,
-// the afib classification in Code. Heart List has no time zone, so Start is the UTC instant.
+// the afib classification in Code, the wear position as the body site. Heart List has no time
+// zone, so Start is the UTC instant.
 func (c *Client) ecgSample(ctx context.Context, user string, ts oauth2.TokenSource, r heartRecord) (fhir.Sample, error) {
 	signal := string(r.ECG.SignalID)
 	body, err := c.do(ctx, request{
@@ -96,7 +114,7 @@ func (c *Client) ecgSample(ctx context.Context, user string, ts oauth2.TokenSour
 				Factor:     "1",
 				Unit:       "uV",
 				IntervalMS: iv,
-				Position:   string(g.WearPosition),
+				BodySite:   wearPositions[string(g.WearPosition)],
 			}
 		}
 	}

@@ -30,7 +30,7 @@ func TestECG(t *testing.T) {
 			Code: fhir.RhythmAFibNotDetected, CodeText: "Negative",
 			Components: []fhir.SampleComponent{{Kind: fhir.KindHeartRate, Value: "72", Unit: "/min"}},
 			// Samples as delivered (never negated for wear position 2, the right arm), µV, 2 ms.
-			Waveform: &fhir.Waveform{Samples: []int{-57, -62, -66, -71, 34}, Factor: "1", Unit: "uV", IntervalMS: "2", Position: "2"},
+			Waveform: &fhir.Waveform{Samples: []int{-57, -62, -66, -71, 34}, Factor: "1", Unit: "uV", IntervalMS: "2", BodySite: "Right arm"},
 		},
 		{
 			Provider: "withings", UserID: testUser, Kind: fhir.KindECG, System: "withings/ecg", RecordID: "12345/67890",
@@ -38,7 +38,7 @@ func TestECG(t *testing.T) {
 			Code: fhir.RhythmInconclusive, CodeText: "Inconclusive",
 			Components: []fhir.SampleComponent{{Kind: fhir.KindHeartRate, Value: "81", Unit: "/min"}},
 			Waveform: &fhir.Waveform{Samples: []int{12, 15, 19, 24, 31, 38, 30, 4, -88, -120, -42, 7, 11}, Factor: "1",
-				Unit: "uV", IntervalMS: "3.333333333", Position: "1"},
+				Unit: "uV", IntervalMS: "3.333333333", BodySite: "Left wrist"},
 		},
 	}
 	sortSamples(got)
@@ -59,6 +59,40 @@ func TestECG(t *testing.T) {
 	r := f.requests("/v2/heart")[0].Form
 	if r.Get("startdate") != "1704067200" || r.Get("enddate") != "1720224000" {
 		t.Errorf("list form %v", r)
+	}
+}
+
+// TestECGMapped: the adapter's ECG sample carries the Withings rules the mapper no longer knows:
+// wear position 2 becomes the body site "Right arm", and no note is attached.
+func TestECGMapped(t *testing.T) {
+	f := newFixture(t, ecgRoutes(), fixtureOpts{kinds: []fhir.SampleKind{fhir.KindECG}})
+	got, _ := fetchAll(t, f.c, providers.Query{Start: at("2024-01-01T00:00:00Z"), End: at("2024-07-06T00:00:00Z")})
+	sortSamples(got)
+	if len(got) == 0 {
+		t.Fatal("no ECG samples")
+	}
+	o, err := fhir.MapSample(got[0], "p1")
+	if err != nil {
+		t.Fatalf("MapSample: %v", err)
+	}
+	if o.BodySite == nil || o.BodySite.Text != "Right arm" {
+		t.Errorf("bodySite: got %+v, want the text Right arm", o.BodySite)
+	}
+	if len(o.Note) != 0 {
+		t.Errorf("note: got %v, want none", o.Note)
+	}
+}
+
+// TestWearPositions: the body-site codes of Heart v2 - Get, and none for the other positions.
+func TestWearPositions(t *testing.T) {
+	for code, want := range map[string]string{
+		"0": "Right wrist", "1": "Left wrist", "2": "Right arm", "3": "Left arm", "4": "Right foot", "5": "Left foot",
+		"6": "Between legs", "8": "Left part of body", "9": "Right part of body",
+		"7": "", "10": "", "31": "", "": "", "right arm": "",
+	} {
+		if got := wearPositions[code]; got != want {
+			t.Errorf("wear position %q: got %q, want %q", code, got, want)
+		}
 	}
 }
 

@@ -120,11 +120,11 @@ func TestDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []fhir.DeviceInfo{
-		{Provider: "withings", UserID: testUser, ID: "a1b2c3d4e5f6", Type: "Blood Pressure Monitor", Model: "BPM Core", ModelID: "44",
+		{Provider: "withings", UserID: testUser, ID: "a1b2c3d4e5f6", Type: "Blood Pressure Monitor", Kind: fhir.DeviceKindBloodPressureMonitor, Model: "BPM Core", ModelID: "44",
 			Manufacturer: "Withings", Battery: "high", LastSync: time.Unix(1704067200, 0), Timezone: "Europe/Paris", ECG: true},
-		{Provider: "withings", UserID: testUser, ID: "7c1f0e2a9b4d", Type: "Scale", Model: "Body Cardio", ModelID: "6",
+		{Provider: "withings", UserID: testUser, ID: "7c1f0e2a9b4d", Type: "Scale", Kind: fhir.DeviceKindScale, Model: "Body Cardio", ModelID: "6",
 			Manufacturer: "Withings", Firmware: "1720", Battery: "medium", LastSync: time.Unix(1720177120, 0), Timezone: "America/New_York"},
-		{Provider: "withings", UserID: testUser, ID: "1234567890", Type: "Activity Tracker", Model: "ScanWatch 2", ModelID: "94",
+		{Provider: "withings", UserID: testUser, ID: "1234567890", Type: "Activity Tracker", Kind: fhir.DeviceKindActivityTracker, Model: "ScanWatch 2", ModelID: "94",
 			Manufacturer: "Withings", Battery: "low", LastSync: time.Unix(1721020530, 0), Timezone: "Europe/Paris", ECG: true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -22,7 +22,9 @@ var testNow = time.Date(2024, 7, 6, 12, 0, 0, 0, time.UTC)
 
 const (
 	testUser     = "12345"
-	testCallback = "https://ohx.example/webhooks/withings/s3cr3t-segment"
+	testCallback = "https://ohx.example/webhooks/withings/" + testWebhookSecret
+	// testWebhookSecret is the fixture adapter's Config.WebhookSecret.
+	testWebhookSecret = "s3cr3t-segment"
 )
 
 // recordingCaller wraps the real resilient client and records every Call (without its funcs),
@@ -85,11 +87,12 @@ func newFixture(t *testing.T, routes map[string]providertest.Route, o fixtureOpt
 	}
 	rec := &recordingCaller{next: pc}
 	c, err := New(Config{
-		ClientID:     "cid",
-		ClientSecret: "csecret",
-		RedirectURL:  "https://ohx.example/connect/withings/callback",
-		APIURL:       srv.URL(),
-		Kinds:        o.kinds,
+		ClientID:      "cid",
+		ClientSecret:  "csecret",
+		RedirectURL:   "https://ohx.example/connect/withings/callback",
+		APIURL:        srv.URL(),
+		Kinds:         o.kinds,
+		WebhookSecret: testWebhookSecret,
 	}, rec, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -13,12 +13,13 @@ import (
 // measureType is how one Withings meastype becomes a sample.
 type measureType struct {
 	Kind fhir.SampleKind
-	Unit string // UCUM (clinical-mapping.md §4.1, §9)
+	Unit string // UCUM code (https://ucum.org/ucum)
 	// Shift is added to the Withings unit exponent to convert into Unit (height: m → cm, +2).
 	Shift int
 }
 
-// measureTypes maps the meastypes ohx reads (providers.md §1.5) to kinds and UCUM units. Types 9
+// measureTypes maps the meastypes ohx reads (Measure - Getmeas,
+// https://developer.withings.com/api-reference/#tag/measure/operation/measure-getmeas) to kinds and UCUM units. Types 9
 // and 10 are read only as the components of a blood-pressure panel.
 var measureTypes = map[int]measureType{
 	1:   {fhir.KindWeight, "kg", 0},
@@ -95,7 +96,8 @@ type measure struct {
 	Unit  flexInt     `json:"unit"`
 }
 
-// Categories (providers.md §1.6): 1 real measurements, 2 user objectives (goals).
+// Categories (Measure - Getmeas, https://developer.withings.com/api-reference/#tag/measure/operation/measure-getmeas):
+// 1 real measurements, 2 user objectives (goals).
 const categoryMeasure = 1
 
 // measureSamples maps measure groups to samples. Category-2 groups (objectives) are never
@@ -115,7 +117,7 @@ func (c *Client) measureSamples(user string, b *getmeasBody, wanted map[fhir.Sam
 			System:   "withings/measure",
 			Start:    c.instant(g.Date.Int(), b.Timezone),
 		}
-		// attrib (providers.md §1.6): 2 and 4 are entered by the user; 1 is a device value that may
+		// attrib (Measure - Getmeas): 2 and 4 are entered by the user; 1 is a device value that may
 		// belong to another user of the device; 0, 5, 7, 8, 15 are device measurements.
 		switch g.Attrib.Int() {
 		case 2, 4:

@@ -64,7 +64,7 @@ func TestScaled(t *testing.T) {
 	}
 }
 
-// TestPriorArtMeasures runs the prior-art Withings vectors W1–W10 (prior-art.md §3.1) with their
+// TestPriorArtMeasures runs the Withings vectors W1–W10 of an earlier implementation with their
 // corrected expectations.
 func TestPriorArtMeasures(t *testing.T) {
 	f := newFixture(t, map[string]providertest.Route{

@@ -12,7 +12,9 @@ import (
 	"github.com/openhealthexchange/ohx/fhir"
 )
 
-// Notification categories (appli, providers.md §1.7).
+// Notification categories (appli), from
+// https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/ and
+// https://developer.withings.com/developer-guide/v3/integration-guide/bulkship-sdk/data-api/notifications/notification-content .
 const (
 	appliWeight      = 1  // weight and body composition → getmeas
 	appliTemperature = 2  // temperature → getmeas
@@ -142,6 +144,19 @@ func (c *Client) Unsubscribe(ctx context.Context, user string, ts oauth2.TokenSo
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// appliKinds are the enabled kinds a notification category announces (the reverse of
+// kindAppli), sorted.
+func (c *Client) appliKinds(appli int) []fhir.SampleKind {
+	var ks []fhir.SampleKind
+	for k, a := range kindAppli {
+		if a == appli && c.kinds[k] {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	return ks
 }
 
 // listSubscriptions is /notify action=list (every category). Never served from the cache: it

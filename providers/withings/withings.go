@@ -1,8 +1,10 @@
-// Package withings adapts the Withings Public Health Data API (providers.md §1): OAuth2 through
+// Package withings adapts the Withings Public Health Data API
+// (https://developer.withings.com/api-reference): OAuth2 through
 // authorize2 and the {status, body} envelope of /v2/oauth2, measures (getmeas), daily activity
 // (getactivity), sleep summaries (getsummary), ECG recordings (heart list + get), devices
-// (getdevice) and webhook subscriptions (notify). It returns provider-neutral fhir.Samples; it never
-// writes FHIR. Every request goes through a providers.Caller (rate limits, cache, retries, breaker).
+// (getdevice), webhook subscriptions (notify) and the notifications they deliver (HandleWebhook).
+// It returns provider-neutral fhir.Samples; it never writes FHIR. Every request goes through a
+// providers.Caller (rate limits, cache, retries, breaker).
 package withings
 
 import (
@@ -22,7 +24,8 @@ import (
 // Name is the adapter's name, used in URLs, identifiers and storage.
 const Name = "withings"
 
-// Default endpoints and scopes (providers.md §1.1, §1.2).
+// Default endpoints and scopes
+// (https://developer.withings.com/developer-guide/v3/integration-guide/public-health-data-api/get-access/access-and-refresh-tokens-no-recover).
 const (
 	DefaultAPIURL  = "https://wbsapi.withings.net"
 	DefaultAuthURL = "https://account.withings.com/oauth2_user/authorize2"
@@ -47,6 +50,10 @@ type Config struct {
 	// Kinds are the data kinds this deployment reads (default: every kind SupportedKinds lists that
 	// fhir.MapSample can code).
 	Kinds []fhir.SampleKind
+	// WebhookSecret is the secret path segment of the notification callback URL
+	// (/webhooks/withings/{secret}): Withings signs no notification, so knowing it is what
+	// authenticates a delivery. Empty refuses every delivery.
+	WebhookSecret string
 }
 
 // Client is the Withings adapter. It is safe for concurrent use.
@@ -67,6 +74,7 @@ var (
 	_ providers.Provider   = (*Client)(nil)
 	_ providers.Subscriber = (*Client)(nil)
 	_ providers.Revoker    = (*Client)(nil)
+	_ providers.Webhooks   = (*Client)(nil)
 )
 
 // New returns the adapter. Every vendor request, the token endpoint included, goes through caller

@@ -156,6 +156,23 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("mongo: create indexes of history: %w", err)
 	}
+	// The job queue (jobs.go): claims and PendingJobs read the due jobs in claim order, DeadJobs
+	// the dead letters newest first; ks makes a key unique among pending jobs.
+	for _, m := range []mongo.IndexModel{
+		{Keys: bson.D{{Key: "dead", Value: 1}, {Key: "pri", Value: -1}, {Key: "ready", Value: 1}, {Key: "c", Value: 1}, {Key: fID, Value: 1}}, Options: options.Index().SetName("claim")},
+		{Keys: bson.D{{Key: "dead", Value: 1}, {Key: "fa", Value: -1}, {Key: fID, Value: 1}}, Options: options.Index().SetName("dead")},
+		{Keys: bson.D{{Key: "ks", Value: 1}}, Options: options.Index().SetName("ks").SetUnique(true)},
+	} {
+		if _, err := s.jobs().Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("mongo: create indexes of jobs: %w", err)
+		}
+	}
+	// Coverage reads one connection's streams in kind order.
+	if _, err := s.coverage().Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys: bson.D{{Key: "pv", Value: 1}, {Key: "pt", Value: 1}, {Key: "kd", Value: 1}}, Options: options.Index().SetName("pv_pt_kd"),
+	}); err != nil {
+		return fmt.Errorf("mongo: create indexes of coverage: %w", err)
+	}
 	return nil
 }
 

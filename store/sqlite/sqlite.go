@@ -195,6 +195,20 @@ var migrations = []string{
 	// on (type, id, version) would dirty a page of JSON per copied resource in every commit).
 	`CREATE TABLE history (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, last_updated INTEGER NOT NULL, json TEXT);
 	CREATE UNIQUE INDEX history_version ON history (type, id, version);`,
+	// The job queue (store.Jobs, jobs.go) and sync coverage (store.Coverages). Times are Unix µs,
+	// 0 for none. ready_at is when a pending job can next be claimed: not_before while it waits,
+	// lease_until while it is leased, so that jobs_ready hands out the due jobs of a priority in
+	// claim order with one range read. jobs_key makes a key unique among pending jobs: dead
+	// letters hold none.
+	`CREATE TABLE jobs (id TEXT NOT NULL PRIMARY KEY, type TEXT NOT NULL, key TEXT NOT NULL, priority INTEGER NOT NULL,
+		not_before INTEGER NOT NULL, ready_at INTEGER NOT NULL, payload BLOB NOT NULL, attempt INTEGER NOT NULL,
+		last_error TEXT NOT NULL, created INTEGER NOT NULL, owner TEXT NOT NULL, lease_until INTEGER NOT NULL,
+		rerun INTEGER NOT NULL, dead INTEGER NOT NULL, failed_at INTEGER NOT NULL) WITHOUT ROWID;
+	CREATE INDEX jobs_ready ON jobs (priority DESC, ready_at, created) WHERE dead = 0;
+	CREATE UNIQUE INDEX jobs_key ON jobs (key) WHERE key <> '' AND dead = 0;
+	CREATE INDEX jobs_dead ON jobs (failed_at DESC) WHERE dead = 1;
+	CREATE TABLE coverage (provider TEXT NOT NULL, patient TEXT NOT NULL, kind TEXT NOT NULL, intervals BLOB NOT NULL,
+		cursor TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (provider, patient, kind)) WITHOUT ROWID;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

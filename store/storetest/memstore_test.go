@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/openhealthexchange/ohx/fhir"
@@ -31,6 +32,9 @@ type memStore struct {
 	keep int
 	// totalBound is store.TotalBound (lowered for RunTotalBound).
 	totalBound int
+	// jobs holds pending jobs and dead letters by id; cov the coverage by key.
+	jobs map[string]*store.Job
+	cov  map[store.CoverageKey]store.Coverage
 }
 
 type memRes struct {
@@ -47,7 +51,8 @@ type memRes struct {
 var _ store.Store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{res: map[string]*memRes{}, reg: search.DefaultRegistry(), recs: map[string]store.Record{}, totalBound: store.TotalBound}
+	return &memStore{res: map[string]*memRes{}, reg: search.DefaultRegistry(), recs: map[string]store.Record{}, totalBound: store.TotalBound,
+		jobs: map[string]*store.Job{}, cov: map[store.CoverageKey]store.Coverage{}}
 }
 
 func (m *memStore) now() time.Time {
@@ -608,4 +613,331 @@ func (m *memStore) Transact(ctx context.Context, ops []store.TxOp) ([]store.TxRe
 		out[i] = store.TxResult{Entry: m.entry(mr), Created: !before[i].exists || before[i].deleted}
 	}
 	return out, nil
+}
+
+// The job queue and coverage store, kept as plainly as possible: every call takes the lock and
+// works on the maps, listing and sorting all jobs where a store would read an index.
+
+var (
+	_ store.Jobs      = (*memStore)(nil)
+	_ store.Coverages = (*memStore)(nil)
+)
+
+// keep is t as stores keep it: UTC, whole microseconds (the zero time stays zero).
+func keep(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(store.Precision)
+}
+
+// readyAt is when a pending job can next be claimed.
+func readyAt(j *store.Job) time.Time {
+	if j.Owner != "" {
+		return j.LeaseUntil
+	}
+	return j.NotBefore
+}
+
+// claimOrder orders pending jobs as ClaimJobs and PendingJobs do.
+func claimOrder(a, b *store.Job) int {
+	return cmp.Or(cmp.Compare(b.Priority, a.Priority), readyAt(a).Compare(readyAt(b)), a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+}
+
+func cloneJob(j *store.Job) store.Job {
+	c := *j
+	c.Payload = bytes.Clone(j.Payload)
+	return c
+}
+
+// pending returns the pending jobs in claim order; the caller holds the lock.
+func (m *memStore) pending() []*store.Job {
+	var out []*store.Job
+	for _, j := range m.jobs {
+		if !j.Dead {
+			out = append(out, j)
+		}
+	}
+	slices.SortFunc(out, claimOrder)
+	return out
+}
+
+// holder returns the pending job holding key; the caller holds the lock.
+func (m *memStore) holder(key string) *store.Job {
+	for _, j := range m.jobs {
+		if !j.Dead && j.Key == key {
+			return j
+		}
+	}
+	return nil
+}
+
+func (m *memStore) EnqueueJob(ctx context.Context, j store.Job, now time.Time) (string, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, fmt.Errorf("memstore: %w", err)
+	}
+	if j.Type == "" {
+		return "", false, errors.New("memstore: enqueue job without a type")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	nb := keep(cmp.Or(j.NotBefore, now))
+	if j.Key != "" {
+		if h := m.holder(j.Key); h != nil {
+			h.Priority = max(h.Priority, j.Priority)
+			switch {
+			case h.Owner == "":
+				if nb.Before(h.NotBefore) {
+					h.NotBefore = nb
+				}
+			case !h.Rerun:
+				h.Rerun, h.NotBefore = true, keep(now)
+			}
+			return h.ID, true, nil
+		}
+	}
+	if j.ID == "" {
+		j.ID = store.NewID()
+	} else if _, ok := m.jobs[j.ID]; ok {
+		return "", false, fmt.Errorf("memstore: job %s: %w", j.ID, store.ErrDuplicate)
+	}
+	m.jobs[j.ID] = &store.Job{ID: j.ID, Type: j.Type, Key: j.Key, Priority: j.Priority, NotBefore: nb, Payload: bytes.Clone(j.Payload),
+		Created: keep(cmp.Or(j.Created, now))}
+	return j.ID, false, nil
+}
+
+func (m *memStore) ClaimJobs(ctx context.Context, owner string, n int, lease time.Duration, now time.Time) ([]store.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	if owner == "" || lease <= 0 {
+		return nil, errors.New("memstore: claim jobs without an owner or lease")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Job
+	for _, j := range m.pending() {
+		if len(out) == n {
+			break
+		}
+		if readyAt(j).After(now) {
+			continue
+		}
+		j.Owner, j.LeaseUntil, j.Rerun = owner, keep(now.Add(lease)), false
+		out = append(out, cloneJob(j))
+	}
+	return out, nil
+}
+
+// leased returns the job owner holds, or ErrLeaseLost; the caller holds the lock.
+func (m *memStore) leased(id, owner string) (*store.Job, error) {
+	j, ok := m.jobs[id]
+	if !ok || j.Dead || owner == "" || j.Owner != owner {
+		return nil, fmt.Errorf("memstore: job %s: %w", id, store.ErrLeaseLost)
+	}
+	return j, nil
+}
+
+func (m *memStore) RenewJob(ctx context.Context, id, owner string, lease time.Duration, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.leased(id, owner)
+	if err != nil {
+		return err
+	}
+	j.LeaseUntil = keep(now.Add(lease))
+	return nil
+}
+
+func (m *memStore) CompleteJob(ctx context.Context, id, owner string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.leased(id, owner)
+	if err != nil {
+		return err
+	}
+	if !j.Rerun {
+		delete(m.jobs, id)
+		return nil
+	}
+	j.Owner, j.LeaseUntil, j.Attempt, j.LastError, j.Rerun = "", time.Time{}, 0, "", false
+	return nil
+}
+
+func (m *memStore) FailJob(ctx context.Context, id, owner string, f store.JobFailure) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, err := m.leased(id, owner)
+	if err != nil {
+		return err
+	}
+	j.Attempt++
+	j.LastError, j.Owner, j.LeaseUntil = f.Error, "", time.Time{}
+	if f.Dead {
+		j.Dead, j.FailedAt = true, keep(cmp.Or(f.At, time.Now()))
+	} else {
+		j.NotBefore = keep(f.RetryAt)
+	}
+	return nil
+}
+
+func (m *memStore) GetJob(ctx context.Context, id string) (store.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Job{}, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jobs[id]
+	if !ok {
+		return store.Job{}, fmt.Errorf("memstore: job %s: %w", id, store.ErrNotFound)
+	}
+	return cloneJob(j), nil
+}
+
+func (m *memStore) PendingJobs(ctx context.Context, limit int) ([]store.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Job
+	for _, j := range m.pending() {
+		if len(out) == limit {
+			break
+		}
+		out = append(out, cloneJob(j))
+	}
+	return out, nil
+}
+
+func (m *memStore) DeadJobs(ctx context.Context, limit int) ([]store.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var dead []*store.Job
+	for _, j := range m.jobs {
+		if j.Dead {
+			dead = append(dead, j)
+		}
+	}
+	slices.SortFunc(dead, func(a, b *store.Job) int { return cmp.Or(b.FailedAt.Compare(a.FailedAt), cmp.Compare(a.ID, b.ID)) })
+	var out []store.Job
+	for _, j := range dead[:min(limit, len(dead))] {
+		out = append(out, cloneJob(j))
+	}
+	return out, nil
+}
+
+func (m *memStore) RetryDeadJob(ctx context.Context, id string, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jobs[id]
+	if !ok || !j.Dead {
+		return fmt.Errorf("memstore: dead job %s: %w", id, store.ErrNotFound)
+	}
+	if j.Key != "" && m.holder(j.Key) != nil {
+		return fmt.Errorf("memstore: dead job %s: %w", id, store.ErrDuplicate)
+	}
+	j.Dead, j.FailedAt, j.Attempt, j.Owner, j.LeaseUntil, j.Rerun, j.NotBefore = false, time.Time{}, 0, "", time.Time{}, false, keep(now)
+	return nil
+}
+
+func (m *memStore) JobStats(ctx context.Context, now time.Time) (store.JobStats, error) {
+	if err := ctx.Err(); err != nil {
+		return store.JobStats{}, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var st store.JobStats
+	for _, j := range m.jobs {
+		switch {
+		case j.Dead:
+			st.Dead++
+		case j.Owner != "" && j.LeaseUntil.After(now):
+			st.Running++
+		default:
+			st.Waiting++
+		}
+	}
+	return st, nil
+}
+
+func cloneCoverage(c store.Coverage) store.Coverage {
+	c.Intervals = slices.Clone(c.Intervals)
+	return c
+}
+
+func (m *memStore) Coverage(ctx context.Context, provider, patient string) ([]store.Coverage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []store.Coverage{}
+	for k, c := range m.cov {
+		if k.Provider == provider && k.Patient == patient {
+			out = append(out, cloneCoverage(c))
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Coverage) int { return cmp.Compare(a.Kind, b.Kind) })
+	return out, nil
+}
+
+func (m *memStore) UpdateCoverage(ctx context.Context, k store.CoverageKey, now time.Time, fn func(*store.Coverage) error) (store.Coverage, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Coverage{}, fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.cov[k]
+	if ok {
+		c = cloneCoverage(c)
+	} else {
+		c = store.Coverage{CoverageKey: k}
+	}
+	if err := fn(&c); err != nil {
+		return store.Coverage{}, err
+	}
+	c.CoverageKey, c.Updated = k, now
+	c = c.Normalized()
+	m.cov[k] = c
+	return cloneCoverage(c), nil
+}
+
+func (m *memStore) DeleteCoverage(ctx context.Context, provider, patient string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.cov {
+		if k.Provider == provider && k.Patient == patient {
+			delete(m.cov, k)
+		}
+	}
+	return nil
+}
+
+// TestRunJobsSharedMemStore runs the shared-database job checks with one memStore behind both
+// handles.
+func TestRunJobsSharedMemStore(t *testing.T) {
+	RunJobsShared(t, func(t testing.TB) (store.Store, store.Store) {
+		s := newMemStore()
+		t.Cleanup(func() { s.Close() })
+		return s, s
+	})
 }

@@ -56,6 +56,16 @@ type opener = func(t testing.TB) store.Store
 //     MaxValues), paged.
 //   - Records: the small document store (put, create-if-absent, get, take, delete, list, expiry,
 //     atomic concurrent create and take).
+//   - Jobs: the durable job queue (store.Jobs): enqueue, claim, complete; claim order (priority,
+//     then ready time, then created) and PendingJobs in it; jobs not yet due; leases (no second
+//     claim before expiry, takeover after it, ErrLeaseLost for the old owner, RenewJob);
+//     FailJob with a retry time and as a dead letter (DeadJobs, never claimed, GetJob);
+//     RetryDeadJob; coalescing by key (waiting: earlier NotBefore, higher priority; running:
+//     Rerun and one requeue; dead letters hold no key); JobStats; caller-chosen ids;
+//     cancellation (RunJobsShared races claims and enqueues across two handles).
+//   - Coverage: sync coverage (store.Coverages): UpdateCoverage creating and updating a stream,
+//     normalised intervals, fn errors storing nothing, Coverage ordered by kind, DeleteCoverage
+//     (RunJobsShared races updates across two handles).
 //   - Cancel: every method returns an error matching context.Canceled for a cancelled context.
 //   - Concurrency: parallel writers, readers and searchers; run it with -race.
 func Run(t *testing.T, open func(t testing.TB) store.Store) {
@@ -73,6 +83,8 @@ func Run(t *testing.T, open func(t testing.TB) store.Store) {
 	t.Run("LastN", func(t *testing.T) { testLastN(t, open) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, open) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, open) })
+	t.Run("Jobs", func(t *testing.T) { testJobs(t, jobsOf(open)) })
+	t.Run("Coverage", func(t *testing.T) { testCoverage(t, jobsOf(open)) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }
