@@ -182,8 +182,8 @@ type ChangeTracker interface {
 
 // Transactor is implemented by stores that write several resources atomically: the embedded
 // SQLite store, in one database transaction. The MongoDB store does not (single-document
-// atomicity, no multi-document transactions: DESIGN decision 3), so FHIR transactions are
-// offered only on stores implementing it.
+// atomicity, no multi-document transactions, which FerretDB, the MongoDB stand-in CI runs, does
+// not offer either), so FHIR transactions are offered only on stores implementing it.
 type Transactor interface {
 	// Transact performs ops in order, all or nothing: every op is written and committed
 	// together, or none is. Later ops see the writes of earlier ones. It returns one result per

@@ -158,7 +158,9 @@ func TestSecondVendor(t *testing.T) {
 
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String() + "/fhir"
-	s, err := api.New(api.Config{BaseURL: base, CursorKey: bytes.Repeat([]byte("k"), 32)}, st, search.DefaultRegistry(), nil, nil)
+	s, err := api.New(api.Config{BaseURL: base, CursorKey: bytes.Repeat([]byte("k"), 32),
+		Webhooks: &api.WebhookConfig{Sink: notifier, Handlers: map[string]providers.Webhooks{"acme": adapter}}},
+		st, search.DefaultRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,19 +168,34 @@ func TestSecondVendor(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	// The vendor's delivery. The api's generic /webhooks/{provider} endpoint is being written
-	// concurrently; until it exists the test performs its two steps itself: the adapter
-	// authenticates and parses the delivery, the sink persists the jobs before the 2xx.
-	body := []byte(`{"User":"u-42","Kind":"weight","Start":1772323200,"End":1772409600}`)
-	if _, err := adapter.HandleWebhook(ctx, providers.WebhookRequest{Method: "POST", Header: http.Header{"X-Acme-Secret": {"wrong"}}, Body: body}); err == nil {
-		t.Fatal("a delivery with the wrong secret was accepted")
+	// The vendor's delivery, through the api's generic /webhooks/{provider} endpoint: the
+	// adapter authenticates and parses it, the sink persists the job before the 2xx.
+	post := func(secret string) int {
+		t.Helper()
+		body := `{"User":"u-42","Kind":"weight","Start":1772323200,"End":1772409600}`
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/webhooks/acme", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Acme-Secret", secret)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode
 	}
-	resp, err := adapter.HandleWebhook(ctx, providers.WebhookRequest{Method: "POST", Header: http.Header{"X-Acme-Secret": {"shh"}}, Body: body, Received: time.Now()})
-	if err != nil || resp.Status/100 != 2 {
-		t.Fatalf("HandleWebhook: %+v %v", resp, err)
+	if code := post("wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("a delivery with the wrong secret: status %d, want 401", code)
 	}
-	if err := notifier.Notify(ctx, "acme", resp.Notifications); err != nil {
-		t.Fatal(err)
+	if js, _ := st.JobStats(ctx, time.Now()); js.Waiting != 0 {
+		t.Fatalf("a refused delivery queued %d jobs", js.Waiting)
+	}
+	for range 2 { // a redelivery coalesces
+		if code := post("shh"); code != http.StatusNoContent {
+			t.Fatalf("webhook: status %d, want the adapter's 204", code)
+		}
+	}
+	if js, _ := st.JobStats(ctx, time.Now()); js.Waiting != 1 {
+		t.Fatalf("after two identical deliveries: %d jobs waiting, want 1", js.Waiting)
 	}
 	// A new connection's device sync, then the notified fetch.
 	if err := runner.Connected(ctx, "acme", "p7"); err != nil {

@@ -194,7 +194,8 @@ func tokenUserID(t *oauth2.Token) string {
 }
 
 // Revoke revokes the app's access to the user's data (POST /v2/oauth2 action=revoke), which also
-// removes the user's notification subscriptions. It is signed (§1.2.1): a single-use nonce from
+// removes the user's notification subscriptions. It is signed (Signature v2 in
+// https://developer.withings.com/api-reference): a single-use nonce from
 // /v2/signature action=getnonce, then HMAC-SHA256 under the client secret over the values of
 // action, client_id and nonce sorted by name. Withings identifies the user by userid, which is taken
 // from t.Extra("userid") (set by Exchange and Refresh); a token without it is a permanent error.

@@ -121,7 +121,7 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 
 // initFile creates the file with 16 KiB pages and migrates it. The page size must be set on a
 // plain connection before the first table exists and before any WAL connection opens the file
-// (toolchain.md §7): bigger pages keep a patient's rows of the clustered tables together.
+// (https://www.sqlite.org/pragma.html#pragma_page_size): bigger pages keep a patient's rows of the clustered tables together.
 func initFile(ctx context.Context, path string) error {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
