@@ -198,7 +198,8 @@ func TestWebhookWithings(t *testing.T) {
 	n := ds[0][0]
 	want := providers.Notification{VendorUser: "42", Event: providers.EventData,
 		Kinds: []fhir.SampleKind{fhir.KindRespiratoryRate, fhir.KindSleep},
-		Start: time.Unix(1530576000, 0).UTC(), End: time.Unix(1530698754, 0).UTC(), Key: n.Key}
+		// A sleep window is widened to every zone's local day (the adapter's rule).
+		Start: time.Unix(1530576000, 0).UTC().Add(-14 * time.Hour), End: time.Unix(1530698754, 0).UTC().Add(14 * time.Hour), Key: n.Key}
 	if diff := cmp.Diff(want, n); diff != "" || n.Key == "" {
 		t.Errorf("notification (-want +got):\n%s (key %q)", diff, n.Key)
 	}

@@ -69,6 +69,10 @@ type Query struct {
 	Since time.Time
 	// Cursor continues a previous page ("" for the first page).
 	Cursor string
+	// Fresh bypasses the response cache: the sync pipeline reads what the vendor has now (a job
+	// re-run because a notification arrived while it ran must not get the answer of its first
+	// run), where an interactive read may share a recent identical answer.
+	Fresh bool
 }
 
 // Page is one page of samples.

@@ -63,7 +63,8 @@ type Job struct {
 type JobFailure struct {
 	// Error is the failure's public text (never tokens, PHI or raw vendor text).
 	Error string
-	// RetryAt is when the job may run again. Ignored when Dead is set.
+	// RetryAt is when the job may run again (zero: at once, at At or the store's clock). Ignored
+	// when Dead is set.
 	RetryAt time.Time
 	// Dead moves the job to the dead letters: retrying cannot help, or the attempts are used up.
 	Dead bool
@@ -98,9 +99,11 @@ type Jobs interface {
 	// (NotBefore for a waiting job, LeaseUntil for an abandoned one), then earliest Created,
 	// then ID. The claimed jobs are returned in that order with Owner and LeaseUntil set and
 	// Rerun cleared. It must not list the whole queue: an index gives the due jobs in claim
-	// order. owner must not be empty and lease must be positive.
+	// order. owner must not be empty and lease must be at least Precision. Jobs claimed before
+	// an error are handed back (a best effort), not returned.
 	ClaimJobs(ctx context.Context, owner string, max int, lease time.Duration, now time.Time) ([]Job, error)
-	// RenewJob extends owner's lease on the job to now+lease. ErrLeaseLost if owner does not
+	// RenewJob extends owner's lease on the job to now+lease (lease at least Precision: a renew
+	// never releases the lease). ErrLeaseLost if owner does not
 	// hold it.
 	RenewJob(ctx context.Context, id, owner string, lease time.Duration, now time.Time) error
 	// CompleteJob removes a finished job, or, if it is marked Rerun, puts it back in the queue

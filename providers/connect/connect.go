@@ -77,6 +77,8 @@ type Store interface {
 	PutRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error
 	// TakeRecord deletes a live record and returns it, atomically; store.ErrNotFound if none.
 	TakeRecord(ctx context.Context, kind, id string) ([]byte, error)
+	// DeleteCoverage forgets what was synced of a patient's connection to provider.
+	DeleteCoverage(ctx context.Context, provider, patient string) error
 }
 
 // Config configures a Service.
@@ -293,7 +295,12 @@ func (s *Service) Finish(ctx context.Context, provider string, cb Callback) (Flo
 	case err == nil:
 		conn.ID, conn.Created, conn.SyncCursors = old.ID, old.Created, old.SyncCursors
 		if old.VendorUserID != grant.UserID {
-			conn.SyncCursors = nil // another account: sync it from scratch
+			// Another account: sync it from scratch. What was synced of the old account (time
+			// ranges, incremental cursors) says nothing about the new one.
+			conn.SyncCursors = nil
+			if err := s.cfg.Store.DeleteCoverage(ctx, provider, r.Patient); err != nil {
+				return f, fmt.Errorf("connect: forget the previous account's sync coverage: %w", err)
+			}
 		}
 	case !errors.Is(err, providers.ErrNotConnected):
 		return f, fmt.Errorf("connect: read the connection: %w", err)
@@ -302,7 +309,7 @@ func (s *Service) Finish(ctx context.Context, provider string, cb Callback) (Flo
 		return f, fmt.Errorf("connect: save the connection: %w", err)
 	}
 	if err := s.cfg.Sync.Connected(ctx, provider, r.Patient); err != nil {
-		// The connection stands; the pipeline's periodic sync picks it up later.
+		// The connection stands; the pipeline's periodic reconciliation picks it up later.
 		s.log.Error("connect: scheduling the first sync failed", "provider", provider, "err", err)
 	}
 	return f, nil

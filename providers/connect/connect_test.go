@@ -15,6 +15,7 @@ import (
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/providers/connect"
+	"github.com/openhealthexchange/ohx/store"
 	"github.com/openhealthexchange/ohx/store/sqlite"
 )
 
@@ -426,13 +427,33 @@ func TestReconnect(t *testing.T) {
 	if err := e.vault.Save(ctx, first); err != nil {
 		t.Fatal(err)
 	}
+	covered := func() int {
+		t.Helper()
+		cs, err := e.st.Coverage(ctx, "vendor", "p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cs)
+	}
+	if _, err := e.st.UpdateCoverage(ctx, store.CoverageKey{Provider: "vendor", Patient: "p1", Kind: "weight"}, time.Now(), func(c *store.Coverage) error {
+		c.Add(time.Now().Add(-time.Hour), time.Now())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	again := connectWith("abc")
+	if covered() != 1 {
+		t.Error("reconnecting the same account dropped its sync coverage")
+	}
 	if again.ID != first.ID || !again.Created.Equal(first.Created) || !again.SyncCursors["all"].Equal(cursor["all"]) {
 		t.Errorf("same account again: %v cursors %v, want id %s, created %v, cursors %v", again, again.SyncCursors, first.ID, first.Created, cursor)
 	}
 	other := connectWith("xyz")
 	if other.ID != first.ID || other.VendorUserID != "user-xyz" || len(other.SyncCursors) != 0 {
 		t.Errorf("another account: %v cursors %v, want id %s, vendor user user-xyz, no cursors", other, other.SyncCursors, first.ID)
+	}
+	if covered() != 0 {
+		t.Error("another account inherited the previous account's sync coverage")
 	}
 }
 

@@ -75,25 +75,44 @@ func isPermanent(err error) bool {
 	return errors.Is(err, providers.ErrConsentRevoked) || errors.Is(err, providers.ErrNotConnected)
 }
 
-// publicError is the text recorded for a failure (a dead letter's LastError, a connection's
-// LastError): never raw vendor text, tokens or PHI.
-func publicError(err error) string {
-	var ue *providers.UpstreamError
-	switch {
-	case errors.As(err, &ue):
-		return fmt.Sprintf("vendor %s error (status %d)", ue.Kind, ue.Status)
-	case errors.Is(err, providers.ErrConsentRevoked):
-		return "the vendor refused the tokens: the patient must connect again"
-	case errors.Is(err, providers.ErrNotConnected):
-		return "not connected to the provider"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timed out"
+// jobError is the text a failed run records in the job (what an operator sees on a dead
+// letter): the classified summary for vendor and connection failures (vendor text never), else
+// the error itself, shortened. Errors of ohx's own handlers carry no tokens or PHI.
+func jobError(err error) string {
+	if s, ok := classified(err); ok {
+		return s
 	}
 	s := err.Error()
 	if len(s) > 200 {
 		s = s[:200]
 	}
 	return s
+}
+
+// publicError is the text recorded on a connection (GET /connect/status shows it to the EHR or
+// the patient): the classified summary, or a fixed text, since anything else (a store error, an
+// internal one) may name internals; the log has the error.
+func publicError(err error) string {
+	if s, ok := classified(err); ok {
+		return s
+	}
+	return "sync failed"
+}
+
+// classified is the public summary of a known kind of failure.
+func classified(err error) (string, bool) {
+	var ue *providers.UpstreamError
+	switch {
+	case errors.As(err, &ue):
+		return fmt.Sprintf("vendor %s error (status %d)", ue.Kind, ue.Status), true
+	case errors.Is(err, providers.ErrConsentRevoked):
+		return "the vendor refused the tokens: the patient must connect again", true
+	case errors.Is(err, providers.ErrNotConnected):
+		return "not connected to the provider", true
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out", true
+	}
+	return "", false
 }
 
 // backoff is the wait before the retry after the attempt-th failed run: 30 s doubling per
@@ -128,6 +147,9 @@ func (r *Runner) Run(ctx context.Context) {
 	} else if n > 0 {
 		r.log.Info("migrated the old job queue", "jobs", n)
 	}
+	if r.cfg.Reconcile > 0 {
+		go r.reconcileEvery(ctx, r.cfg.Reconcile)
+	}
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
 	for {
@@ -142,6 +164,25 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// reconcileEvery runs Reconcile every d until ctx ends (the first time after d: a restart does
+// not re-read every account at once).
+func (r *Runner) reconcileEvery(ctx context.Context, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("reconciling connections", "err", err)
+		} else if n > 0 {
+			r.log.Info("reconciliation queued", "jobs", n)
 		}
 	}
 }
@@ -205,7 +246,7 @@ func (r *Runner) runJob(ctx context.Context, j store.Job) {
 	}
 	attempt := j.Attempt + 1
 	now := r.now()
-	f := store.JobFailure{Error: publicError(err), At: now, Dead: isPermanent(err) || attempt >= r.cfg.MaxAttempts}
+	f := store.JobFailure{Error: jobError(err), At: now, Dead: isPermanent(err) || attempt >= r.cfg.MaxAttempts}
 	if !f.Dead {
 		f.RetryAt = now.Add(backoff(attempt, err))
 	}

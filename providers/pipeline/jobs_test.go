@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/providers/withings"
 	"github.com/openhealthexchange/ohx/store"
 )
@@ -284,5 +285,23 @@ func TestMigrate(t *testing.T) {
 	}
 	if p := g.pending(t); len(p) != 3 {
 		t.Errorf("pending after the second migration: %d, want 3", len(p))
+	}
+}
+
+// TestPublicError: a connection's LastError (shown by GET /connect/status) is a classified
+// summary or a fixed text, never the error's own words; the job keeps them for the operator.
+func TestPublicError(t *testing.T) {
+	internal := errors.New("sqlite: write jobs: disk I/O error at /var/lib/ohx/ohx.db")
+	if got := publicError(internal); got != "sync failed" {
+		t.Errorf("publicError(internal) = %q, want the fixed text", got)
+	}
+	if got := jobError(internal); got != internal.Error() {
+		t.Errorf("jobError(internal) = %q, want the error", got)
+	}
+	ue := &providers.UpstreamError{Provider: "withings", Kind: providers.KindTransient, Status: 503, Err: errors.New("vendor says: user 12345 …")}
+	for _, f := range []func(error) string{publicError, jobError} {
+		if got := f(ue); got != "vendor transient error (status 503)" {
+			t.Errorf("vendor error recorded as %q, want the classified summary", got)
+		}
 	}
 }

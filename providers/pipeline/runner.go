@@ -36,6 +36,8 @@ type Vault interface {
 	Delete(ctx context.Context, c *providers.Connection) error
 	// Save stores the connection.
 	Save(ctx context.Context, c *providers.Connection) error
+	// List returns every connection.
+	List(ctx context.Context) ([]*providers.Connection, error)
 	// MarkNeedsReauth records that the patient must connect again; providers.ErrNotConnected
 	// if the connection is gone.
 	MarkNeedsReauth(ctx context.Context, c *providers.Connection, reason string) error
@@ -86,6 +88,11 @@ type Config struct {
 	Lease time.Duration
 	// MaxAttempts is how many failed runs make a dead letter (default 8).
 	MaxAttempts int
+	// Reconcile is how often every active connection gets an incremental fetch from its cursors
+	// and a subscription repair (default 6 h; negative: never). Notifications only ever fetch
+	// their own window, so this is what catches up data whose notification never arrived: a
+	// vendor gives up after its retries and drops a failing subscription.
+	Reconcile time.Duration
 	// Metrics, if set, receives the counters ohx_jobs_total{type,outcome} and
 	// ohx_webhook_notifications_total{provider,outcome}.
 	Metrics prometheus.Registerer
@@ -130,6 +137,9 @@ func NewRunner(cfg Config, reg *providers.Registry, vault Vault, st Store, log *
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 8
 	}
+	if cfg.Reconcile == 0 {
+		cfg.Reconcile = 6 * time.Hour
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -167,6 +177,7 @@ const (
 // connection, which comes before the bulk of a backfill.
 const (
 	PriorityFetch      = 100
+	PriorityReconcile  = 20
 	PrioritySubscribe  = 60
 	PriorityDeviceSync = 50
 	PriorityBackfill   = 0
@@ -216,6 +227,38 @@ func (r *Runner) Connected(ctx context.Context, provider, patient string) error 
 		}
 	}
 	return nil
+}
+
+// Reconcile enqueues, for every active connection, an incremental fetch of every kind from its
+// cursor and a subscription repair (the Withings Subscribe lists first and adds only what is
+// missing). Both coalesce with the same work already queued, so running it often is harmless.
+// It returns how many jobs it queued.
+func (r *Runner) Reconcile(ctx context.Context) (int, error) {
+	conns, err := r.vault.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: reconcile: %w", err)
+	}
+	n := 0
+	for _, c := range conns {
+		if c.Status != providers.StatusActive {
+			continue
+		}
+		if _, ok := r.reg.Get(c.Provider); !ok {
+			continue
+		}
+		fetch := Work{Provider: c.Provider, Patient: c.PatientID}.Job(TypeFetch)
+		fetch.Priority = PriorityReconcile // after the webhooks' fresh data
+		for _, j := range []store.Job{fetch, Work{Provider: c.Provider, Patient: c.PatientID}.Job(TypeSubscribe)} {
+			_, coalesced, err := r.Enqueue(ctx, j)
+			if err != nil {
+				return n, fmt.Errorf("pipeline: reconcile: %w", err)
+			}
+			if !coalesced {
+				n++
+			}
+		}
+	}
+	return n, nil
 }
 
 // Coverage returns what has been synced of a patient's connection to provider, per kind.
@@ -315,7 +358,7 @@ func (r *Runner) fetch(ctx context.Context, s *session, w Work) error {
 // fetchWindow reads [w.Start, w.End) of the kinds with one query (for Withings: one vendor call
 // per kind family and page) and adds the window to each kind's coverage.
 func (r *Runner) fetchWindow(ctx context.Context, s *session, w Work, startCursor bool) error {
-	synced, err := r.fetchQuery(ctx, s, providers.Query{Kinds: w.Kinds, Start: w.Start, End: w.End})
+	synced, err := r.fetchQuery(ctx, s, providers.Query{Kinds: w.Kinds, Start: w.Start, End: w.End, Fresh: true})
 	if err != nil {
 		return err
 	}
@@ -383,7 +426,7 @@ func (r *Runner) fetchIncremental(ctx context.Context, s *session, w Work) error
 	slices.SortFunc(groups, func(a, b *group) int { return a.since.Compare(b.since) })
 	enabled := s.p.Kinds()
 	for _, g := range groups {
-		synced, err := r.fetchQuery(ctx, s, providers.Query{Kinds: g.kinds, Since: g.since})
+		synced, err := r.fetchQuery(ctx, s, providers.Query{Kinds: g.kinds, Since: g.since, Fresh: true})
 		if err != nil {
 			return err
 		}

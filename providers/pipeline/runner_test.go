@@ -212,3 +212,40 @@ func TestJobFailures(t *testing.T) {
 		t.Errorf("jobs of a needs-reauth connection: %v", err)
 	}
 }
+
+// TestReconcile: every active connection gets one incremental fetch (cursor-based, no window)
+// and one subscription repair; a connection that needs a new consent gets nothing; a second
+// reconciliation coalesces with the jobs still queued.
+func TestReconcile(t *testing.T) {
+	g := newRig(t, map[string]providertest.Route{})
+	ctx := t.Context()
+	if err := g.vault.Save(ctx, &providers.Connection{Provider: withings.Name, PatientID: "p2", VendorUserID: "777",
+		Status: providers.StatusNeedsReauth, Token: &oauth2.Token{AccessToken: "a2", Expiry: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := g.r.Reconcile(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("Reconcile = %d, %v; want 2 jobs (fetch and subscribe of p1)", n, err)
+	}
+	js := g.pending(t)
+	types := map[string]int{}
+	for _, j := range js {
+		var w Work
+		if err := json.Unmarshal(j.Payload, &w); err != nil {
+			t.Fatal(err)
+		}
+		if w.Patient != "p1" || !w.Start.IsZero() || !w.End.IsZero() {
+			t.Errorf("job %s: %+v, want p1 without a window", j.Type, w)
+		}
+		if j.Type == TypeFetch && j.Priority != PriorityReconcile {
+			t.Errorf("reconcile fetch priority %d, want %d", j.Priority, PriorityReconcile)
+		}
+		types[j.Type]++
+	}
+	if types[TypeFetch] != 1 || types[TypeSubscribe] != 1 || len(js) != 2 {
+		t.Errorf("queued %v, want one fetch and one subscribe", types)
+	}
+	if n, err := g.r.Reconcile(ctx); err != nil || n != 0 {
+		t.Errorf("second Reconcile = %d, %v; want 0 (coalesced)", n, err)
+	}
+}

@@ -57,11 +57,12 @@ type window struct {
 	since      bool // incremental: lastupdate = Since (the zero Since reads everything)
 	sinceT     time.Time
 	start, end time.Time // [start, end) when !since
+	fresh      bool      // bypass the response cache (Query.Fresh)
 }
 
 func (c *Client) resolve(q providers.Query) (window, error) {
 	if !q.Since.IsZero() || (q.Start.IsZero() && q.End.IsZero()) {
-		return window{since: true, sinceT: q.Since}, nil
+		return window{since: true, sinceT: q.Since, fresh: q.Fresh}, nil
 	}
 	end := q.End
 	if end.IsZero() {
@@ -70,7 +71,7 @@ func (c *Client) resolve(q providers.Query) (window, error) {
 	if q.Start.IsZero() || !q.Start.Before(end) {
 		return window{}, c.upstream(providers.KindPermanent, 0, errors.New("query window needs start before end"))
 	}
-	return window{start: q.Start, end: end}, nil
+	return window{start: q.Start, end: end, fresh: q.Fresh}, nil
 }
 
 // Fetch reads one page of samples. A query is read family by family — measures (one getmeas with
@@ -179,7 +180,7 @@ func (c *Client) fetchMeasures(ctx context.Context, user string, ts oauth2.Token
 		form.Set("enddate", unix(w.end))
 	}
 	setOffset(form, offset)
-	body, err := c.do(ctx, request{user: user, endpoint: "measure/getmeas", path: "/measure", form: form, ts: ts, cacheable: true})
+	body, err := c.do(ctx, request{user: user, endpoint: "measure/getmeas", path: "/measure", form: form, ts: ts, cacheable: !w.fresh})
 	if err != nil {
 		return nil, false, 0, 0, err
 	}
@@ -206,7 +207,7 @@ func (c *Client) fetchActivity(ctx context.Context, user string, ts oauth2.Token
 		ymdWindow(form, w)
 	}
 	setOffset(form, offset)
-	body, err := c.do(ctx, request{user: user, endpoint: "measure/getactivity", path: "/v2/measure", form: form, ts: ts, cacheable: true})
+	body, err := c.do(ctx, request{user: user, endpoint: "measure/getactivity", path: "/v2/measure", form: form, ts: ts, cacheable: !w.fresh})
 	if err != nil {
 		return nil, false, 0, err
 	}
@@ -229,7 +230,7 @@ func (c *Client) fetchSleep(ctx context.Context, user string, ts oauth2.TokenSou
 		ymdWindow(form, w)
 	}
 	setOffset(form, offset)
-	body, err := c.do(ctx, request{user: user, endpoint: "sleep/getsummary", path: "/v2/sleep", form: form, ts: ts, cacheable: true})
+	body, err := c.do(ctx, request{user: user, endpoint: "sleep/getsummary", path: "/v2/sleep", form: form, ts: ts, cacheable: !w.fresh})
 	if err != nil {
 		return nil, false, 0, err
 	}
@@ -272,7 +273,7 @@ func (c *Client) fetchECG(ctx context.Context, user string, ts oauth2.TokenSourc
 		}
 	}
 	setOffset(form, offset)
-	body, err := c.do(ctx, request{user: user, endpoint: "heart/list", path: "/v2/heart", form: form, ts: ts, cacheable: true})
+	body, err := c.do(ctx, request{user: user, endpoint: "heart/list", path: "/v2/heart", form: form, ts: ts, cacheable: !w.fresh})
 	if err != nil {
 		return nil, false, 0, err
 	}

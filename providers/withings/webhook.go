@@ -94,6 +94,13 @@ func (c *Client) notification(form url.Values) (*providers.Notification, error) 
 	if n.Start, n.End, err = notificationWindow(form); err != nil {
 		return nil, err
 	}
+	if (appli == appliActivity || appli == appliSleep) && form.Get("date") == "" && !n.Start.IsZero() {
+		// Activity and sleep summaries are read by the user's local calendar day (getactivity
+		// and getsummary take startdateymd/enddateymd), which an instant window only names in
+		// UTC: a night ending 06:00 at UTC+10 is summarised on a local day the UTC dates of its
+		// instants miss. Widen to every zone's day, as for date.
+		n.Start, n.End = n.Start.Add(-dayWiden), n.End.Add(dayWiden)
+	}
 	return n, nil
 }
 

@@ -104,6 +104,9 @@ func TestHandleWebhookDeliveries(t *testing.T) {
 			&providers.Notification{VendorUser: "12345", Event: providers.EventData, Kinds: []fhir.SampleKind{fhir.KindSteps}, Start: d15s, End: d15e}},
 		{"activity day as unix", "userid=12345&appli=16&date=1705320000", // 2024-01-15T12:00Z
 			&providers.Notification{VendorUser: "12345", Event: providers.EventData, Kinds: []fhir.SampleKind{fhir.KindSteps}, Start: d15s, End: d15e}},
+		{"sleep night, widened to every zone's local day", "userid=12345&appli=44&startdate=1704139200&enddate=1704168000",
+			&providers.Notification{VendorUser: "12345", Event: providers.EventData, Kinds: []fhir.SampleKind{fhir.KindSleep},
+				Start: unix(1704139200).Add(-14 * time.Hour), End: unix(1704168001).Add(14 * time.Hour)}},
 		{"sleep without window", "userid=12345&appli=44",
 			&providers.Notification{VendorUser: "12345", Event: providers.EventData, Kinds: []fhir.SampleKind{fhir.KindSleep}}},
 		{"ecg", "userid=12345&appli=54&startdate=1720143000&enddate=1720143605&deviceid=abc",

@@ -227,8 +227,10 @@ func (s *Store) coalesce(ctx context.Context, j store.Job, now time.Time) (id st
 
 // ClaimJobs implements store.Jobs: one findOneAndUpdate per job, each atomic.
 func (s *Store) ClaimJobs(ctx context.Context, owner string, max int, lease time.Duration, now time.Time) ([]store.Job, error) {
-	if owner == "" || lease <= 0 {
-		return nil, fmt.Errorf("mongo: claim jobs: owner %q, lease %s: need an owner and a positive lease", owner, lease)
+	if owner == "" || lease < store.Precision {
+		// A lease shorter than the stored precision would end the instant it starts: the job
+		// would match this very claim's filter again.
+		return nil, fmt.Errorf("mongo: claim jobs: owner %q, lease %s: need an owner and a lease of at least %s", owner, lease, store.Precision)
 	}
 	if max <= 0 {
 		return nil, ctx.Err()
@@ -246,11 +248,25 @@ func (s *Store) ClaimJobs(ctx context.Context, owner string, max int, lease time
 			break
 		}
 		if err != nil {
+			s.release(ctx, out, owner)
 			return nil, fmt.Errorf("mongo: claim jobs: %w", err)
 		}
 		out = append(out, d.job())
 	}
 	return out, nil
+}
+
+// release hands back, best effort, the jobs a failed ClaimJobs had leased already, so that they
+// wait in their place instead of sitting unrun until their lease expires. Called with the job
+// lock held.
+func (s *Store) release(ctx context.Context, js []store.Job, owner string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, j := range js {
+		nb := micros(j.NotBefore)
+		_, _ = s.jobs().UpdateOne(ctx, heldBy(j.ID, owner), bson.D{{Key: "$set", Value: bson.D{
+			{Key: "o", Value: ""}, {Key: "lu", Value: int64(0)}, {Key: "ready", Value: nb}}}})
+	}
 }
 
 func leaseLost(op, id string) error {
@@ -266,6 +282,9 @@ func heldBy(id, owner string) bson.D {
 func (s *Store) RenewJob(ctx context.Context, id, owner string, lease time.Duration, now time.Time) error {
 	if owner == "" {
 		return leaseLost("renew", id)
+	}
+	if lease < store.Precision {
+		return fmt.Errorf("mongo: renew job %s: lease %s: need at least %s", id, lease, store.Precision)
 	}
 	defer s.jobLock(jobsCollection)()
 	until := micros(now.Add(lease))
@@ -334,7 +353,7 @@ func (s *Store) FailJob(ctx context.Context, id, owner string, f store.JobFailur
 		}
 		set = append(set, bson.E{Key: "dead", Value: true}, bson.E{Key: "fa", Value: micros(at)}, bson.E{Key: "ks", Value: idSlot(id)})
 	} else {
-		retry := micros(f.RetryAt)
+		retry := micros(retryAt(f))
 		set = append(set, bson.E{Key: "nb", Value: retry}, bson.E{Key: "ready", Value: retry})
 	}
 	res, err := s.jobs().UpdateOne(ctx, heldBy(id, owner), bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: "att", Value: int64(1)}}}})
@@ -579,4 +598,17 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// retryAt is when a failed job may run again: f.RetryAt, or at once (f.At, else the store's
+// clock) when it is zero — never the zero time, which would put the job ahead of every job that
+// became due before it.
+func retryAt(f store.JobFailure) time.Time {
+	switch {
+	case !f.RetryAt.IsZero():
+		return f.RetryAt
+	case !f.At.IsZero():
+		return f.At
+	}
+	return time.Now()
 }

@@ -165,8 +165,10 @@ func (s *Store) EnqueueJob(ctx context.Context, j store.Job, now time.Time) (str
 
 // ClaimJobs implements store.Jobs (see the comment at the top of the file for the reads).
 func (s *Store) ClaimJobs(ctx context.Context, owner string, max int, lease time.Duration, now time.Time) ([]store.Job, error) {
-	if owner == "" || lease <= 0 {
-		return nil, fmt.Errorf("sqlite: claim jobs: owner %q, lease %s: need an owner and a positive lease", owner, lease)
+	if owner == "" || lease < store.Precision {
+		// A lease shorter than the stored precision would end the instant it starts: the job
+		// would be claimable again at once.
+		return nil, fmt.Errorf("sqlite: claim jobs: owner %q, lease %s: need an owner and a lease of at least %s", owner, lease, store.Precision)
 	}
 	if max <= 0 {
 		return nil, ctx.Err()
@@ -257,6 +259,9 @@ func (s *Store) RenewJob(ctx context.Context, id, owner string, lease time.Durat
 	if owner == "" {
 		return leaseLost("renew", id)
 	}
+	if lease < store.Precision {
+		return fmt.Errorf("sqlite: renew job %s: lease %s: need at least %s", id, lease, store.Precision)
+	}
 	until := micros(now.Add(lease))
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		n, err := affected(s.txExec(ctx, tx, `UPDATE jobs SET lease_until = ?, ready_at = ? WHERE id = ? AND owner = ? AND dead = 0`, until, until, id, owner))
@@ -307,7 +312,7 @@ func (s *Store) FailJob(ctx context.Context, id, owner string, f store.JobFailur
 			n, err = affected(s.txExec(ctx, tx, `UPDATE jobs SET attempt = attempt + 1, last_error = ?, owner = '', lease_until = 0, dead = 1, failed_at = ?
 				WHERE id = ? AND owner = ? AND dead = 0`, f.Error, micros(at), id, owner))
 		} else {
-			retry := micros(f.RetryAt)
+			retry := micros(retryAt(f))
 			n, err = affected(s.txExec(ctx, tx, `UPDATE jobs SET attempt = attempt + 1, last_error = ?, owner = '', lease_until = 0, not_before = ?, ready_at = ?
 				WHERE id = ? AND owner = ? AND dead = 0`, f.Error, retry, retry, id, owner))
 		}
@@ -540,4 +545,17 @@ func (s *Store) DeleteCoverage(ctx context.Context, provider, patient string) er
 		}
 		return nil
 	})
+}
+
+// retryAt is when a failed job may run again: f.RetryAt, or at once (f.At, else the store's
+// clock) when it is zero — never the zero time, which would put the job ahead of every job that
+// became due before it.
+func retryAt(f store.JobFailure) time.Time {
+	switch {
+	case !f.RetryAt.IsZero():
+		return f.RetryAt
+	case !f.At.IsZero():
+		return f.At
+	}
+	return time.Now()
 }

@@ -388,6 +388,44 @@ func testJobs(t *testing.T, open jobOpener) {
 		}
 	})
 
+	t.Run("FailRetryNow", func(t *testing.T) {
+		// A zero RetryAt means "at once" (at f.At), never the zero time: the job must not jump
+		// ahead of the jobs that became due before it.
+		s := open(t)
+		first := mustEnqueueNew(t, s, store.Job{Type: "t"}, t0)
+		failed := mustEnqueueNew(t, s, store.Job{Type: "t"}, t0.Add(time.Second))
+		if got := claimIDs(t, s, "w", 2, lease, t0.Add(2*time.Second)); len(got) != 2 {
+			t.Fatalf("claimed %v, want both", got)
+		}
+		mustFail(t, s, failed, "w", store.JobFailure{Error: "retry now", At: t0.Add(3 * time.Second)})
+		mustFail(t, s, first, "w", store.JobFailure{Error: "later", RetryAt: t0.Add(4 * time.Second)})
+		if j := mustGetJob(t, s, failed); !j.NotBefore.Equal(at(3 * time.Second)) {
+			t.Errorf("NotBefore after a failure without RetryAt: %s, want its At %s", j.NotBefore, at(3*time.Second))
+		}
+		got := claimIDs(t, s, "w", 2, lease, t0.Add(5*time.Second))
+		if len(got) != 2 || got[0] != failed || got[1] != first {
+			t.Errorf("claim order %v, want [%s %s] (ready at 3 s, then 4 s)", got, failed, first)
+		}
+	})
+
+	t.Run("LeaseTooShort", func(t *testing.T) {
+		// A lease below the stored precision would end the instant it starts.
+		s := open(t)
+		id := mustEnqueueNew(t, s, store.Job{Type: "t"}, t0)
+		if _, err := s.ClaimJobs(t.Context(), "w", 1, store.Precision/2, t0); err == nil {
+			t.Error("ClaimJobs with a lease below Precision: no error")
+		}
+		claimIDs(t, s, "w", 1, lease, t0)
+		for _, l := range []time.Duration{0, -time.Hour, store.Precision / 2} {
+			if err := s.RenewJob(t.Context(), id, "w", l, t0); err == nil {
+				t.Errorf("RenewJob with lease %s: no error", l)
+			}
+		}
+		if got := claimIDs(t, s, "other", 1, lease, t0.Add(time.Second)); len(got) != 0 {
+			t.Errorf("a refused renew released the lease: %v claimed by another owner", got)
+		}
+	})
+
 	t.Run("FailDead", func(t *testing.T) {
 		s := open(t)
 		first := mustEnqueueNew(t, s, store.Job{Type: "t", Key: "k1", Payload: []byte("one")}, t0)

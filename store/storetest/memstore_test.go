@@ -710,7 +710,7 @@ func (m *memStore) ClaimJobs(ctx context.Context, owner string, n int, lease tim
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	if owner == "" || lease <= 0 {
+	if owner == "" || lease < store.Precision {
 		return nil, errors.New("memstore: claim jobs without an owner or lease")
 	}
 	m.mu.Lock()
@@ -744,6 +744,9 @@ func (m *memStore) RenewJob(ctx context.Context, id, owner string, lease time.Du
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if lease < store.Precision {
+		return errors.New("memstore: renew with a lease below Precision")
+	}
 	j, err := m.leased(id, owner)
 	if err != nil {
 		return err
@@ -785,7 +788,7 @@ func (m *memStore) FailJob(ctx context.Context, id, owner string, f store.JobFai
 	if f.Dead {
 		j.Dead, j.FailedAt = true, keep(cmp.Or(f.At, time.Now()))
 	} else {
-		j.NotBefore = keep(f.RetryAt)
+		j.NotBefore = keep(cmp.Or(f.RetryAt, f.At, time.Now()))
 	}
 	return nil
 }
