@@ -3,6 +3,7 @@ package pipeline
 import (
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,14 +125,16 @@ func TestNotificationBurst(t *testing.T) {
 	}
 	// A notification arriving while the job runs marks it to run once more (data announced
 	// mid-run is fetched too); the store's Rerun semantics, not a second job.
-	started := make(chan struct{})
+	// The first vendor call of the run waits until the test has sent the notification (a
+	// buffered signal and a Once: the handler never depends on the test being ready to receive).
+	started := make(chan struct{}, 1)
 	release := make(chan struct{})
+	var first sync.Once
 	g.fake.Set(getmeas, providertest.Route{Handler: func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case started <- struct{}{}:
+		first.Do(func() {
+			started <- struct{}{}
 			<-release
-		default:
-		}
+		})
 		http.ServeFile(w, r, "../../testdata/withings/getmeas_page2.json")
 	}})
 	nf.Notify(ctx, withings.Name, []providers.Notification{weightNotification()})
