@@ -146,7 +146,8 @@ func TestLeaseTakeover(t *testing.T) {
 // when the lease is lost anyway the job's context ends and the runner records nothing.
 func TestLeaseRenewal(t *testing.T) {
 	g := newRig(t, nil)
-	g.r.cfg.Lease = 300 * time.Millisecond
+	// Renewed every lease/3: a second of lease leaves two renewals of slack on a loaded machine.
+	g.r.cfg.Lease = time.Second
 	ctx := t.Context()
 	started := make(chan struct{})
 	ended := make(chan error, 1)
@@ -168,7 +169,7 @@ func TestLeaseRenewal(t *testing.T) {
 		g.r.RunOnce(ctx)
 	}()
 	<-started
-	time.Sleep(time.Second) // three lease lengths: renewed meanwhile
+	time.Sleep(2500 * time.Millisecond) // two and a half lease lengths: renewed meanwhile
 	if js, _ := g.st.ClaimJobs(ctx, "other", 1, time.Minute, time.Now()); len(js) != 0 {
 		t.Fatal("a renewed lease was taken over")
 	}
