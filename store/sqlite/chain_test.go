@@ -31,21 +31,7 @@ func planOf(t *testing.T, s *Store, typ, query string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+stmt, args...)
-	if err != nil {
-		t.Fatalf("explain: %v", err)
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, detail)
-	}
-	return strings.Join(lines, "\n")
+	return explainSQL(t, s, stmt, args...)
 }
 
 // seedChains stores 20 patients (MRN urn:mrn|40 … 59), each with a device, an association and

@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"time"
-
 	"testing"
+	"time"
 
 	"github.com/openhealthexchange/ohx/store"
 	"github.com/openhealthexchange/ohx/store/storetest"
@@ -15,18 +14,7 @@ import (
 // TestJobsShared opens one database file twice, as two ohx processes would: claims, coalescing
 // and coverage updates stay atomic across the two handles.
 func TestJobsShared(t *testing.T) {
-	storetest.RunJobsShared(t, func(t testing.TB) (store.Store, store.Store) {
-		dir := t.TempDir()
-		open := func() store.Store {
-			s, err := Open(t.Context(), dir, Options{}, nil)
-			if err != nil {
-				t.Fatalf("Open: %v", err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}
-		return open(), open()
-	})
+	storetest.RunJobsShared(t, openShared)
 }
 
 // TestJobPlans asserts that a claim reads the due jobs through jobs_ready in claim order (a seek

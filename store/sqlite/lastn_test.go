@@ -11,29 +11,6 @@ import (
 	"github.com/openhealthexchange/ohx/store"
 )
 
-// explainSQL returns SQLite's query plan for a statement.
-func explainSQL(t *testing.T, s *Store, stmt string, args ...any) string {
-	t.Helper()
-	rows, err := s.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+stmt, args...)
-	if err != nil {
-		t.Fatalf("explain: %v", err)
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, detail)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestLastNPlan asserts that $lastn is index-backed: a skip-scan step is a seek or two on
 // obs_clinical's primary key, and each group is a range of that key read in order (newest
 // first), other filters probing index tables per row, with no full scan of any table and no

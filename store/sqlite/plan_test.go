@@ -48,21 +48,7 @@ func explain(t *testing.T, s *Store, query string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+stmt, args...)
-	if err != nil {
-		t.Fatalf("explain: %v", err)
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, detail)
-	}
-	return strings.Join(lines, "\n")
+	return explainSQL(t, s, stmt, args...)
 }
 
 // TestHotSearchPlan asserts that the patient + code + date search is answered by range scans on
@@ -100,4 +86,27 @@ func TestHotSearchPlan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// explainSQL returns SQLite's query plan for a statement.
+func explainSQL(t *testing.T, s *Store, stmt string, args ...any) string {
+	t.Helper()
+	rows, err := s.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+stmt, args...)
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
 }

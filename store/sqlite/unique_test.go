@@ -10,16 +10,19 @@ import (
 // TestShared opens the same database file twice, as two ohx processes would: conditional
 // creates and transactions stay atomic across the two handles.
 func TestShared(t *testing.T) {
-	storetest.RunShared(t, func(t testing.TB) (store.Store, store.Store) {
-		dir := t.TempDir()
-		open := func() store.Store {
-			s, err := Open(t.Context(), dir, Options{}, nil)
-			if err != nil {
-				t.Fatalf("Open: %v", err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
+	storetest.RunShared(t, openShared)
+}
+
+// openShared opens one new database file twice, as two ohx processes on one file would.
+func openShared(t testing.TB) (store.Store, store.Store) {
+	dir := t.TempDir()
+	open := func() store.Store {
+		s, err := Open(t.Context(), dir, Options{}, nil)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
 		}
-		return open(), open()
-	})
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	return open(), open()
 }
