@@ -53,11 +53,42 @@ type Revoker interface {
 	Revoke(ctx context.Context, user string, t *oauth2.Token) error
 }
 
+// Titled is implemented by adapters whose name shown to patients is not their Name
+// ("Fitbit (Google Health)" for "googlehealth"). Title reads it.
+type Titled interface {
+	// Title is the vendor's name as patients know it.
+	Title() string
+}
+
+// Title is the name pages show for p: its Title when it has one, else its Name.
+func Title(p Provider) string {
+	if t, ok := p.(Titled); ok {
+		if s := t.Title(); s != "" {
+			return s
+		}
+	}
+	return p.Name()
+}
+
 // Grant is the result of a code exchange.
 type Grant struct {
 	Token  *oauth2.Token
 	UserID string // the vendor's user id, as a string
 	Scopes []string
+	// Predecessor is the account at an earlier vendor API that this account continues, nil for
+	// none: a Google Health account carries the Fitbit user id it had at the legacy Fitbit Web
+	// API (https://developers.google.com/health/reference/rest/v4/users/getIdentity). The
+	// connect flow records it on the connection, so that measurements the predecessor's adapter
+	// already stored for the patient are updated, not duplicated, when the new account delivers
+	// them again.
+	Predecessor *Account
+}
+
+// Account names one vendor account.
+type Account struct {
+	// Provider is the adapter's name ("fitbit"), User the vendor's user id there ("ABC123").
+	Provider string
+	User     string
 }
 
 // Query selects what Fetch reads.
