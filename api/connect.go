@@ -197,22 +197,17 @@ func (h *connectAPI) callback(c *gin.Context) {
 	case errors.Is(err, providers.ErrVendorUserLinked):
 		// Never move an account silently from one patient to another.
 		h.finish(c, f, "conflict", http.StatusConflict, "Already connected",
-			"This "+vendorTitle(name)+" account is already connected to another patient. Ask your care team for help.")
+			"This "+h.vendorTitle(name)+" account is already connected to another patient. Ask your care team for help.")
 	default:
 		h.s.log.Error("completing the connect flow", "provider", name, "err", err)
 		h.finish(c, f, "error", http.StatusInternalServerError, "Something went wrong", "Please try again later.")
 	}
 }
 
-// vendorTitle is how pages name a vendor.
-func vendorTitle(provider string) string {
-	switch provider {
-	case "withings":
-		return "Withings"
-	case "fitbit":
-		return "Fitbit"
-	case "googlehealth":
-		return "Google Health"
+// vendorTitle is how pages name a vendor: the adapter's title ("Fitbit (Google Health)").
+func (h *connectAPI) vendorTitle(provider string) string {
+	if p, ok := h.s.cfg.Connect.Providers.Get(provider); ok {
+		return providers.Title(p)
 	}
 	return provider
 }

@@ -37,9 +37,22 @@ type Connection struct {
 	LastError string `json:"lastError,omitempty"`
 	// SyncCursors are the incremental-sync positions per data kind (or "all").
 	SyncCursors map[string]time.Time `json:"syncCursors,omitempty"`
+	// Predecessor is the account at an earlier vendor API this one continues (Grant.Predecessor),
+	// nil for none.
+	Predecessor *Predecessor `json:"predecessor,omitempty"`
 
 	// tokenGen is the generation of Token in the vault (0: not loaded from the vault).
 	tokenGen uint64
+}
+
+// Predecessor is the earlier account a connection continues, and until when that account's
+// adapter can have stored measurements for the patient.
+type Predecessor struct {
+	Account
+	// Until is when the patient moved to the new account: only measurements taken before it
+	// can exist twice, once as stored by the predecessor's adapter and once as the new account
+	// delivers them again, so only those are matched against what is stored.
+	Until time.Time `json:"until"`
 }
 
 // String describes the connection without its tokens.

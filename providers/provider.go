@@ -87,8 +87,8 @@ type Grant struct {
 // Account names one vendor account.
 type Account struct {
 	// Provider is the adapter's name ("fitbit"), User the vendor's user id there ("ABC123").
-	Provider string
-	User     string
+	Provider string `json:"provider"`
+	User     string `json:"user"`
 }
 
 // Query selects what Fetch reads.

@@ -126,6 +126,7 @@ type connDoc struct {
 	LastSync     time.Time            `json:"lastSync,omitzero"`
 	LastError    string               `json:"lastError,omitempty"`
 	SyncCursors  map[string]time.Time `json:"syncCursors,omitempty"`
+	Predecessor  *Predecessor         `json:"predecessor,omitempty"`
 }
 
 // tokenDoc is the stored form of a token pair: sealed (seal.Key.Seal) under key KeyID, with the
@@ -259,6 +260,7 @@ func (v *Vault) putDoc(ctx context.Context, c *Connection) error {
 	b, err := json.Marshal(connDoc{
 		ID: c.ID, Provider: c.Provider, PatientID: c.PatientID, VendorUserID: c.VendorUserID, Status: c.Status,
 		Scopes: c.Scopes, Created: c.Created, LastSync: c.LastSync, LastError: c.LastError, SyncCursors: c.SyncCursors,
+		Predecessor: c.Predecessor,
 	})
 	if err != nil {
 		return err
@@ -273,6 +275,7 @@ func (d *connDoc) connection() *Connection {
 	return &Connection{
 		ID: d.ID, Provider: d.Provider, PatientID: d.PatientID, VendorUserID: d.VendorUserID, Status: d.Status,
 		Scopes: d.Scopes, Created: d.Created, LastSync: d.LastSync, LastError: d.LastError, SyncCursors: d.SyncCursors,
+		Predecessor: d.Predecessor,
 	}
 }
 

@@ -57,6 +57,9 @@ type Vault interface {
 	// providers.ErrVendorUserLinked, and stores nothing, if the vendor account is connected to
 	// another patient (and not revoked): the one rule of who holds a vendor account.
 	Save(ctx context.Context, c *providers.Connection) error
+	// ByVendorUser returns the connection holding a vendor account (without its token), or an
+	// error matching providers.ErrNotConnected.
+	ByVendorUser(ctx context.Context, provider, vendorUserID string) (*providers.Connection, error)
 }
 
 // Syncer starts and ends the sync work of connections (providers/pipeline.Runner).
@@ -305,14 +308,54 @@ func (s *Service) Finish(ctx context.Context, provider string, cb Callback) (Flo
 	case !errors.Is(err, providers.ErrNotConnected):
 		return f, fmt.Errorf("connect: read the connection: %w", err)
 	}
+	var retire *providers.Connection
+	if pa := grant.Predecessor; pa != nil && pa.Provider != "" && pa.User != "" {
+		retire, err = s.predecessor(ctx, *pa, r.Patient)
+		if err != nil {
+			return f, err
+		}
+		conn.Predecessor = &providers.Predecessor{Account: *pa, Until: s.cfg.Now().UTC()}
+		if old != nil && old.Predecessor != nil && old.Predecessor.Account == *pa && old.Predecessor.Until.Before(conn.Predecessor.Until) {
+			// A renewed consent keeps the moment of the move: measurements taken since then
+			// were never stored by the predecessor's adapter.
+			conn.Predecessor.Until = old.Predecessor.Until
+		}
+	}
 	if err := s.cfg.Vault.Save(ctx, conn); err != nil {
 		return f, fmt.Errorf("connect: save the connection: %w", err)
+	}
+	if retire != nil {
+		// The patient moved to the new account (Fitbit to Google Health: the legacy API is
+		// switched off and its tokens cannot be reused, https://developers.google.com/health/migration).
+		// The old connection ends; its Observations stay and the new account updates them.
+		if err := s.cfg.Sync.Disconnect(ctx, retire.Provider, r.Patient, false); err != nil && !errors.Is(err, providers.ErrNotConnected) {
+			s.log.Error("connect: retiring the predecessor connection failed", "provider", retire.Provider, "err", err)
+		}
 	}
 	if err := s.cfg.Sync.Connected(ctx, provider, r.Patient); err != nil {
 		// The connection stands; the pipeline's periodic reconciliation picks it up later.
 		s.log.Error("connect: scheduling the first sync failed", "provider", provider, "err", err)
 	}
 	return f, nil
+}
+
+// predecessor returns the patient's live connection of the account a new account continues (to
+// be retired once the new one is saved), nil when there is none. An account whose predecessor is
+// held by another patient is refused like an account linked to another patient: both would
+// claim one person's history.
+func (s *Service) predecessor(ctx context.Context, pa providers.Account, patient string) (*providers.Connection, error) {
+	c, err := s.cfg.Vault.ByVendorUser(ctx, pa.Provider, pa.User)
+	switch {
+	case errors.Is(err, providers.ErrNotConnected):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("connect: read the predecessor connection: %w", err)
+	case c.Status == providers.StatusRevoked:
+		return nil, nil
+	case c.PatientID != patient:
+		return nil, fmt.Errorf("connect: the account continues a %s account held by another patient: %w", pa.Provider, providers.ErrVendorUserLinked)
+	}
+	return c, nil
 }
 
 // Disconnect ends the patient's connection to provider (and, with purge, deletes the data read

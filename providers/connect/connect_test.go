@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +45,12 @@ func (f *fakeVendor) Exchange(_ context.Context, code, verifier string) (*provid
 	if code == "refuse" {
 		return nil, &providers.UpstreamError{Provider: "vendor", Kind: providers.KindPermanent, Status: 400, Err: errors.New("invalid_grant")}
 	}
-	return &providers.Grant{Token: &oauth2.Token{AccessToken: "at-" + code, RefreshToken: "rt-" + code}, UserID: "user-" + code, Scopes: []string{"metrics"}}, nil
+	g := &providers.Grant{Token: &oauth2.Token{AccessToken: "at-" + code, RefreshToken: "rt-" + code}, UserID: "user-" + code, Scopes: []string{"metrics"}}
+	if old, ok := strings.CutPrefix(code, "moved-"); ok {
+		// An account that continues the account old had at the "legacy" vendor.
+		g.Predecessor = &providers.Account{Provider: "legacy", User: old}
+	}
+	return g, nil
 }
 
 func (f *fakeVendor) calls() []exchange {
@@ -476,5 +482,81 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := connect.New(connect.Config{Providers: providers.NewRegistry(), Store: st}); err != nil {
 		t.Errorf("no providers, no vault: %v", err)
+	}
+}
+
+// TestPredecessorAccount: an account that continues a legacy account of the same patient records
+// the move on the connection and retires the legacy connection (its Observations stay); one that
+// continues another patient's legacy account is refused like an account linked to another
+// patient; a renewed consent keeps the moment of the move.
+func TestPredecessorAccount(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	legacy := &providers.Connection{Provider: "legacy", PatientID: "p1", VendorUserID: "ABC123", Status: providers.StatusActive,
+		Token: &oauth2.Token{AccessToken: "old-at", RefreshToken: "old-rt"}}
+	if err := e.vault.Save(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	b := connect.NewBinding()
+
+	// p2 presents a Google account that continues p1's legacy account.
+	s2, _ := e.start(e.link("p2", ""), b)
+	if _, err := e.finish(s2, "moved-ABC123", b); !errors.Is(err, providers.ErrVendorUserLinked) {
+		t.Fatalf("p2 continuing p1's legacy account: got %v, want ErrVendorUserLinked", err)
+	}
+	if c := e.connection("p2"); c != nil {
+		t.Fatalf("p2 got connected: %v", c)
+	}
+	if got := e.sync.calls(); len(got) != 0 {
+		t.Fatalf("syncer calls %v, want none", got)
+	}
+
+	before := time.Now().UTC()
+	s1, _ := e.start(e.link("p1", ""), b)
+	if _, err := e.finish(s1, "moved-ABC123", b); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connection("p1")
+	if c == nil || c.Predecessor == nil || c.Predecessor.Account != (providers.Account{Provider: "legacy", User: "ABC123"}) {
+		t.Fatalf("p1's connection %v, predecessor %+v: want legacy/ABC123", c, c.Predecessor)
+	}
+	until := c.Predecessor.Until
+	if until.Before(before) || until.After(time.Now().UTC()) {
+		t.Errorf("Predecessor.Until %v, want the time of the move (after %v)", until, before)
+	}
+	if diff := cmp.Diff([]string{"disconnect legacy p1", "connected vendor p1"}, e.sync.calls()); diff != "" {
+		t.Errorf("syncer calls (-want +got):\n%s", diff)
+	}
+
+	// A renewed consent a day later keeps the moment of the move.
+	e.skew = 24 * time.Hour
+	s3, _ := e.start(e.link("p1", ""), b)
+	if _, err := e.finish(s3, "moved-ABC123", b); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.connection("p1"); c.Predecessor == nil || !c.Predecessor.Until.Equal(until) {
+		t.Errorf("after a renewed consent Predecessor %+v, want Until %v kept", c.Predecessor, until)
+	}
+}
+
+// TestPredecessorRevoked: a revoked legacy connection of another patient does not block the
+// new account, and nothing is retired.
+func TestPredecessorRevoked(t *testing.T) {
+	e := newEnv(t)
+	legacy := &providers.Connection{Provider: "legacy", PatientID: "p1", VendorUserID: "ABC123", Status: providers.StatusRevoked,
+		Token: &oauth2.Token{AccessToken: "old-at"}}
+	if err := e.vault.Save(t.Context(), legacy); err != nil {
+		t.Fatal(err)
+	}
+	b := connect.NewBinding()
+	s2, _ := e.start(e.link("p2", ""), b)
+	if _, err := e.finish(s2, "moved-ABC123", b); err != nil {
+		t.Fatalf("p2 continuing a revoked legacy account: %v", err)
+	}
+	if c := e.connection("p2"); c == nil || c.Predecessor == nil || c.Predecessor.User != "ABC123" {
+		t.Fatalf("p2's connection %v: want the predecessor recorded", c)
+	}
+	if diff := cmp.Diff([]string{"connected vendor p2"}, e.sync.calls()); diff != "" {
+		t.Errorf("syncer calls (-want +got):\n%s", diff)
 	}
 }

@@ -15,17 +15,16 @@ import (
 // tokens revoked (best effort: the vendor may already have forgotten them), the stored connection
 // and its tokens are deleted, the patient's DeviceAssociations with the provider's devices are
 // ended and the sync coverage is forgotten. Observations stay unless purge is set. It
-// returns ErrNotConnected if there is no connection.
+// returns ErrNotConnected if there is no connection. A provider this deployment no longer
+// offers (the legacy Fitbit Web API, switched off) can still be disconnected: the vendor is
+// then not called.
 func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge bool) error {
-	p, ok := r.reg.Get(provider)
-	if !ok {
-		return fmt.Errorf("disconnect: %w", providers.ErrNotConnected)
-	}
+	p, offered := r.reg.Get(provider)
 	conn, err := r.vault.Get(ctx, provider, patient)
 	if err != nil {
 		return fmt.Errorf("disconnect: %w", err)
 	}
-	if conn.Status == providers.StatusActive {
+	if offered && conn.Status == providers.StatusActive {
 		ts := r.vault.TokenSource(ctx, conn, p)
 		if s, ok := p.(providers.Subscriber); ok && r.cfg.CallbackURL != nil {
 			if err := s.Unsubscribe(ctx, conn.VendorUserID, ts, r.cfg.CallbackURL(provider)); err != nil {
@@ -62,9 +61,10 @@ func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge
 }
 
 // purge deletes the patient's Observations that came from the provider (their identifier
-// system is under the provider's namespace), with their version history.
+// system is under the provider's namespace, or the provider wrote their current version), with
+// their version history.
 func (r *Runner) purge(ctx context.Context, provider, patient string) error {
-	prefix := fhir.ProviderIdentifierPrefix(provider)
+	prefix, source := fhir.ProviderIdentifierPrefix(provider), fhir.ProviderSource(provider)
 	q, _, err := r.sreg.Parse("Observation", []search.NameValue{{Name: "patient", Value: "Patient/" + patient}, {Name: "_count", Value: "1000"}}, search.Options{MaxCount: 1000})
 	if err != nil {
 		return err
@@ -77,10 +77,16 @@ func (r *Runner) purge(ctx context.Context, provider, patient string) error {
 		}
 		for _, m := range res.Matches {
 			var o struct {
+				Meta       *fhir.Meta        `json:"meta"`
 				Identifier []fhir.Identifier `json:"identifier"`
 			}
 			if err := json.Unmarshal(m.JSON, &o); err != nil {
 				return fmt.Errorf("purge: decode Observation/%s: %w", m.ID, err)
+			}
+			if o.Meta != nil && o.Meta.Source == source {
+				// Last written by the provider: also a predecessor's measurement it took over.
+				ids = append(ids, m.ID)
+				continue
 			}
 			for _, id := range o.Identifier {
 				if strings.HasPrefix(id.System, prefix) {

@@ -508,6 +508,7 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 		return err
 	}
 	var synced time.Time
+	lin := r.newLineage(s.conn)
 	for {
 		// An auth error refreshes the token once and retries; a second one marks the
 		// connection needs-reauth.
@@ -530,6 +531,9 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 				// A sample the mapper cannot code is a defect to fix, not data to guess at.
 				r.log.Warn("sample not mapped", "provider", smp.Provider, "kind", smp.Kind, "err", err)
 				continue
+			}
+			if err := lin.adopt(ctx, s.conn.PatientID, o); err != nil {
+				return time.Time{}, err
 			}
 			batch = append(batch, o)
 			if len(batch) >= r.cfg.Batch {

@@ -75,6 +75,7 @@ var (
 	_ providers.Subscriber = (*Client)(nil)
 	_ providers.Revoker    = (*Client)(nil)
 	_ providers.Webhooks   = (*Client)(nil)
+	_ providers.Titled     = (*Client)(nil)
 )
 
 // New returns the adapter. Every vendor request, the token endpoint included, goes through caller
@@ -127,6 +128,9 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 	}
 	return &Client{cfg: cfg, api: api, caller: caller, log: log.With("provider", Name), kinds: kinds, now: time.Now}, nil
 }
+
+// Title returns "Withings", the vendor's name on pages.
+func (c *Client) Title() string { return "Withings" }
 
 // Name returns "withings".
 func (c *Client) Name() string { return Name }
