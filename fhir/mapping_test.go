@@ -1028,7 +1028,8 @@ var (
 	d1 = DeviceInfo{Provider: "withings", UserID: "12345", ID: "a1b2c3d4e5f6", Type: "Blood Pressure Monitor", Kind: DeviceKindBloodPressureMonitor,
 		Model: "BPM Core", ModelID: "44", Manufacturer: "Withings", Battery: "high", LastSync: unix(1704067200, time.UTC), Timezone: "Europe/Paris", ECG: true}
 	d2 = DeviceInfo{Provider: "fitbit", UserID: "ABC123", ID: "816713257", Type: "TRACKER", Kind: DeviceKindActivityTracker, Model: "Charge 6",
-		Manufacturer: "Fitbit", Battery: "100", LastSync: time.Date(2024, 1, 15, 12, 0, 58, 0, berlin), Timezone: "Europe/Berlin"}
+		Manufacturer: "Fitbit", Battery: "100", LastSync: time.Date(2024, 1, 15, 12, 0, 58, 0, berlin), Timezone: "Europe/Berlin",
+		ECG: true} // Charge 6 has the ECG app (https://support.google.com/fitbit/answer/14236718)
 )
 
 var goldenDevices = []struct {
@@ -1118,8 +1119,10 @@ func TestMapDeviceVectors(t *testing.T) {
 	if d.DisplayName != "Charge 6" || d.Manufacturer != "Fitbit" {
 		t.Errorf("displayName/manufacturer: got %s/%s", d.DisplayName, d.Manufacturer)
 	}
-	if len(d.DeviceType) != 1 || !d.DeviceType[0].HasCoding(SNOMEDSystem, "49062001") || d.DeviceType[0].Text != "Activity tracker" {
-		t.Errorf("type: got %+v, want 49062001 Activity tracker", d.DeviceType)
+	// D2 names the tracker type; a Charge 6 also records ECGs, the second type.
+	if len(d.DeviceType) != 2 || !d.DeviceType[0].HasCoding(SNOMEDSystem, "49062001") || d.DeviceType[0].Text != "Activity tracker" ||
+		!d.DeviceType[1].HasCoding(SNOMEDSystem, "86184003") {
+		t.Errorf("type: got %+v, want 49062001 Activity tracker then 86184003", d.DeviceType)
 	}
 	if p := d.Property; len(p) != 1 || p[0].ValueQuantity == nil || string(*p[0].ValueQuantity.Value) != "100" || p[0].ValueQuantity.Code != "%" || p[0].ValueQuantity.System != UCUMSystem {
 		t.Errorf("battery: got %+v, want 100 %%", p)

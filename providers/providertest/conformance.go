@@ -38,6 +38,9 @@ type AdapterHarness struct {
 
 	// Exchange answers an authorization-code exchange with a token pair for User.
 	Exchange map[string]Route
+	// ExchangeRequests is how many vendor requests an exchange makes (default 1): the token
+	// request, and for Google Health the identity read with the new token.
+	ExchangeRequests int
 	// Refresh answers a refresh with a rotated pair: a refresh token other than the one sent.
 	Refresh map[string]Route
 	// RefreshRefused answers a refresh with the vendor's definitive refusal (invalid_grant or
@@ -151,12 +154,17 @@ func RunAdapter(t *testing.T, h AdapterHarness) {
 			t.Errorf("UserID = %q, want %q", g.UserID, h.User)
 		}
 		reqs := srv.Requests()
-		if len(reqs) != 1 {
-			t.Fatalf("%d vendor requests, want 1", len(reqs))
+		if want := max(h.ExchangeRequests, 1); len(reqs) != want {
+			t.Fatalf("%d vendor requests, want %d", len(reqs), want)
 		}
-		// RFC 6749 §4.1.3, RFC 7636 §4.5.
+		// RFC 6749 §4.1.3, RFC 7636 §4.5: the token request comes first.
 		if f := reqs[0].Form; f.Get("code") != confCode || h.PKCE && f.Get("code_verifier") != confVerifier {
 			t.Errorf("exchange request without the code (or the PKCE verifier): parameters %s", paramNames(f))
+		}
+		for _, r := range reqs[1:] {
+			if r.Form.Has("code") || r.Form.Has("code_verifier") {
+				t.Errorf("%s %s after the exchange repeats the authorization code", r.Method, r.Path)
+			}
 		}
 	})
 
