@@ -71,6 +71,7 @@ type nopSyncer struct{}
 
 func (nopSyncer) Connected(context.Context, string, string) error        { return nil }
 func (nopSyncer) Disconnect(context.Context, string, string, bool) error { return nil }
+func (nopSyncer) Retire(context.Context, string, string) error           { return nil }
 
 type connectEnv struct {
 	*env

@@ -43,8 +43,27 @@ type Config struct {
 	WithingsAuthURL      string // OHX_WITHINGS_AUTH_URL: default the Withings consent page
 	WithingsKinds        string // OHX_WITHINGS_KINDS: comma-separated data kinds (default: all that map)
 	WithingsRate         int    // OHX_WITHINGS_RATE: requests per minute for the whole app (default 120)
-	BackfillDays         int    // OHX_BACKFILL_DAYS: initial backfill after connecting (default 30)
-	ConnectRedirects     string // OHX_CONNECT_REDIRECTS: comma-separated deep links the connect flow may end on
+
+	GoogleHealthClientID      string // OHX_GOOGLEHEALTH_CLIENT_ID: the Google Health API (Fitbit devices) is offered only when set
+	GoogleHealthClientSecret  string // OHX_GOOGLEHEALTH_CLIENT_SECRET
+	GoogleHealthRedirectURL   string // OHX_GOOGLEHEALTH_REDIRECT_URL: default ORIGIN/connect/googlehealth/callback
+	GoogleHealthWebhookSecret string // OHX_GOOGLEHEALTH_WEBHOOK_SECRET: the whole Authorization header value Google sends with notifications
+	GoogleHealthAPIURL        string // OHX_GOOGLEHEALTH_API_URL: default https://health.googleapis.com
+	GoogleHealthAuthURL       string // OHX_GOOGLEHEALTH_AUTH_URL: default Google's consent page
+	GoogleHealthTokenURL      string // OHX_GOOGLEHEALTH_TOKEN_URL: default https://oauth2.googleapis.com/token
+	GoogleHealthKinds         string // OHX_GOOGLEHEALTH_KINDS: comma-separated data kinds (default: all that map)
+
+	FitbitClientID         string // OHX_FITBIT_CLIENT_ID: the legacy Fitbit Web API is offered only when set
+	FitbitClientSecret     string // OHX_FITBIT_CLIENT_SECRET: also the key of the notification signatures
+	FitbitRedirectURL      string // OHX_FITBIT_REDIRECT_URL: default ORIGIN/connect/fitbit/callback
+	FitbitVerificationCode string // OHX_FITBIT_VERIFICATION_CODE: the subscriber verification code
+	FitbitSubscriberID     string // OHX_FITBIT_SUBSCRIBER_ID: the subscriber of the subscriptions ohx creates
+	FitbitAPIURL           string // OHX_FITBIT_API_URL: default https://api.fitbit.com
+	FitbitAuthURL          string // OHX_FITBIT_AUTH_URL: default the Fitbit consent page
+	FitbitKinds            string // OHX_FITBIT_KINDS: comma-separated data kinds (default: all that map)
+
+	BackfillDays     int    // OHX_BACKFILL_DAYS: initial backfill after connecting (default 30)
+	ConnectRedirects string // OHX_CONNECT_REDIRECTS: comma-separated deep links the connect flow may end on
 }
 
 func defaultConfig() Config {
@@ -130,6 +149,22 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.WithingsAuthURL, "withings-auth-url", "OHX_WITHINGS_AUTH_URL", "Withings consent page URL")
 	str(&cfg.WithingsKinds, "withings-kinds", "OHX_WITHINGS_KINDS", "comma-separated data kinds to read from Withings (default: all that map to FHIR)")
 	num(&cfg.WithingsRate, "withings-rate", "OHX_WITHINGS_RATE", "Withings requests per minute for the whole application")
+	str(&cfg.GoogleHealthClientID, "googlehealth-client-id", "OHX_GOOGLEHEALTH_CLIENT_ID", "Google Health API OAuth client id (Fitbit devices through Google; offered only when set)")
+	str(&cfg.GoogleHealthClientSecret, "googlehealth-client-secret", "OHX_GOOGLEHEALTH_CLIENT_SECRET", "Google Health API OAuth client secret")
+	str(&cfg.GoogleHealthRedirectURL, "googlehealth-redirect-url", "OHX_GOOGLEHEALTH_REDIRECT_URL", "Google Health redirect URL (default ORIGIN/connect/googlehealth/callback)")
+	str(&cfg.GoogleHealthWebhookSecret, "googlehealth-webhook-secret", "OHX_GOOGLEHEALTH_WEBHOOK_SECRET", "the Authorization header value the Google Health subscriber sends (notifications are refused when empty)")
+	str(&cfg.GoogleHealthAPIURL, "googlehealth-api-url", "OHX_GOOGLEHEALTH_API_URL", "Google Health API base URL")
+	str(&cfg.GoogleHealthAuthURL, "googlehealth-auth-url", "OHX_GOOGLEHEALTH_AUTH_URL", "Google OAuth consent page URL")
+	str(&cfg.GoogleHealthTokenURL, "googlehealth-token-url", "OHX_GOOGLEHEALTH_TOKEN_URL", "Google OAuth token endpoint URL")
+	str(&cfg.GoogleHealthKinds, "googlehealth-kinds", "OHX_GOOGLEHEALTH_KINDS", "comma-separated data kinds to read from the Google Health API (default: all that map to FHIR)")
+	str(&cfg.FitbitClientID, "fitbit-client-id", "OHX_FITBIT_CLIENT_ID", "legacy Fitbit Web API OAuth client id (offered only when set)")
+	str(&cfg.FitbitClientSecret, "fitbit-client-secret", "OHX_FITBIT_CLIENT_SECRET", "legacy Fitbit Web API OAuth client secret (also signs notifications)")
+	str(&cfg.FitbitRedirectURL, "fitbit-redirect-url", "OHX_FITBIT_REDIRECT_URL", "Fitbit redirect URL (default ORIGIN/connect/fitbit/callback)")
+	str(&cfg.FitbitVerificationCode, "fitbit-verification-code", "OHX_FITBIT_VERIFICATION_CODE", "Fitbit subscriber verification code (verification fails when empty)")
+	str(&cfg.FitbitSubscriberID, "fitbit-subscriber-id", "OHX_FITBIT_SUBSCRIBER_ID", "Fitbit subscriber id of the subscriptions ohx creates (default: the app's default subscriber)")
+	str(&cfg.FitbitAPIURL, "fitbit-api-url", "OHX_FITBIT_API_URL", "Fitbit Web API base URL")
+	str(&cfg.FitbitAuthURL, "fitbit-auth-url", "OHX_FITBIT_AUTH_URL", "Fitbit consent page URL")
+	str(&cfg.FitbitKinds, "fitbit-kinds", "OHX_FITBIT_KINDS", "comma-separated data kinds to read from Fitbit (default: all that map to FHIR)")
 	num(&cfg.BackfillDays, "backfill-days", "OHX_BACKFILL_DAYS", "days of history read after a patient connects")
 	str(&cfg.ConnectRedirects, "connect-redirects", "OHX_CONNECT_REDIRECTS", "comma-separated deep links the connect flow may end on")
 	if len(errs) > 0 {

@@ -16,6 +16,8 @@ import (
 	"github.com/openhealthexchange/ohx/api"
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/providers"
+	"github.com/openhealthexchange/ohx/providers/fitbit"
+	"github.com/openhealthexchange/ohx/providers/googlehealth"
 	"github.com/openhealthexchange/ohx/providers/pipeline"
 	"github.com/openhealthexchange/ohx/providers/withings"
 	"github.com/openhealthexchange/ohx/store"
@@ -34,6 +36,18 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	var ps []providers.Provider
 	secrets := map[string]string{}
 	hooks := map[string]providers.Webhooks{}
+	add := func(p providers.Provider) {
+		ps = append(ps, p)
+		if h, ok := p.(providers.Webhooks); ok {
+			hooks[p.Name()] = h
+		}
+	}
+	redirect := func(set, provider string) string {
+		if set != "" {
+			return set
+		}
+		return origin + "/connect/" + provider + "/callback"
+	}
 	if cfg.WithingsClientID != "" {
 		if cfg.WithingsClientSecret == "" {
 			return nil, fmt.Errorf("config: OHX_WITHINGS_CLIENT_SECRET is required with OHX_WITHINGS_CLIENT_ID")
@@ -47,25 +61,50 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		if err != nil {
 			return nil, err
 		}
-		redirect := cfg.WithingsRedirectURL
-		if redirect == "" {
-			redirect = origin + "/connect/withings/callback"
-		}
-		var kinds []fhir.SampleKind
-		for k := range strings.SplitSeq(cfg.WithingsKinds, ",") {
-			if k = strings.TrimSpace(k); k != "" {
-				kinds = append(kinds, fhir.SampleKind(k))
-			}
-		}
 		secrets[withings.Name] = webhookSecret(key, withings.Name)
 		w, err := withings.New(withings.Config{ClientID: cfg.WithingsClientID, ClientSecret: cfg.WithingsClientSecret,
-			RedirectURL: redirect, APIURL: cfg.WithingsAPIURL, AuthURL: cfg.WithingsAuthURL, Kinds: kinds,
-			WebhookSecret: secrets[withings.Name]}, caller, log)
+			RedirectURL: redirect(cfg.WithingsRedirectURL, withings.Name), APIURL: cfg.WithingsAPIURL, AuthURL: cfg.WithingsAuthURL,
+			Kinds: kindList(cfg.WithingsKinds), WebhookSecret: secrets[withings.Name]}, caller, log)
 		if err != nil {
 			return nil, err
 		}
-		ps = append(ps, w)
-		hooks[withings.Name] = w
+		add(w)
+	}
+	if cfg.GoogleHealthClientID != "" {
+		if cfg.GoogleHealthClientSecret == "" {
+			return nil, fmt.Errorf("config: OHX_GOOGLEHEALTH_CLIENT_SECRET is required with OHX_GOOGLEHEALTH_CLIENT_ID")
+		}
+		if cfg.GoogleHealthWebhookSecret == "" {
+			log.Warn("OHX_GOOGLEHEALTH_WEBHOOK_SECRET is not set: Google Health notifications are refused, data arrives only through the periodic reconciliation")
+		}
+		caller, err := providers.NewClient(googlehealth.ClientConfig(), &http.Client{}, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		g, err := googlehealth.New(googlehealth.Config{ClientID: cfg.GoogleHealthClientID, ClientSecret: cfg.GoogleHealthClientSecret,
+			RedirectURL: redirect(cfg.GoogleHealthRedirectURL, googlehealth.Name), APIURL: cfg.GoogleHealthAPIURL,
+			AuthURL: cfg.GoogleHealthAuthURL, TokenURL: cfg.GoogleHealthTokenURL, Kinds: kindList(cfg.GoogleHealthKinds),
+			WebhookSecret: cfg.GoogleHealthWebhookSecret}, caller, log)
+		if err != nil {
+			return nil, fmt.Errorf("config: Google Health: %w", err)
+		}
+		add(g)
+	}
+	if cfg.FitbitClientID != "" {
+		if cfg.FitbitClientSecret == "" {
+			return nil, fmt.Errorf("config: OHX_FITBIT_CLIENT_SECRET is required with OHX_FITBIT_CLIENT_ID")
+		}
+		caller, err := providers.NewClient(fitbit.ClientConfig(), &http.Client{}, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		f, err := fitbit.New(fitbit.Config{ClientID: cfg.FitbitClientID, ClientSecret: cfg.FitbitClientSecret,
+			RedirectURL: redirect(cfg.FitbitRedirectURL, fitbit.Name), APIURL: cfg.FitbitAPIURL, AuthURL: cfg.FitbitAuthURL,
+			Kinds: kindList(cfg.FitbitKinds), VerificationCode: cfg.FitbitVerificationCode, SubscriberID: cfg.FitbitSubscriberID}, caller, log)
+		if err != nil {
+			return nil, fmt.Errorf("config: Fitbit: %w", err)
+		}
+		add(f)
 	}
 	if len(ps) == 0 {
 		return nil, nil
@@ -80,11 +119,18 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	runner := pipeline.NewRunner(pipeline.Config{
 		Backfill: time.Duration(cfg.BackfillDays) * 24 * time.Hour,
 		CallbackURL: func(provider string) string {
-			return origin + "/webhooks/" + provider + "/" + secrets[provider]
+			// Withings signs nothing: its URL carries a secret. Fitbit signs its notifications
+			// and Google sends a configured Authorization header; their subscriber endpoints
+			// are registered once per application, not per subscription.
+			if s := secrets[provider]; s != "" {
+				return origin + "/webhooks/" + provider + "/" + s
+			}
+			return origin + "/webhooks/" + provider
 		},
 		Lease:       5 * time.Minute,
 		MaxAttempts: 8,
 		Metrics:     reg,
+		Now:         pipelineClock,
 	}, registry, vault, st, log)
 	var redirects []string
 	for r := range strings.SplitSeq(cfg.ConnectRedirects, ",") {
@@ -96,6 +142,19 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	ac.Webhooks = &api.WebhookConfig{Sink: runner.Notifier(), Handlers: hooks}
 	log.Info("vendors offered", "providers", registry.Names())
 	return runner, nil
+}
+
+// pipelineClock is the sync pipeline's clock; end-to-end tests shift it to the days of their
+// recorded vendor payloads.
+var pipelineClock = time.Now
+
+// kindList parses a comma-separated list of data kinds ("" → nil: the adapter's default).
+func kindList(s string) []fhir.SampleKind {
+	var kinds []fhir.SampleKind
+	for _, k := range commaList(s) {
+		kinds = append(kinds, fhir.SampleKind(k))
+	}
+	return kinds
 }
 
 // webhookSecret is the unguessable path segment of a provider's callback URL (Withings signs

@@ -47,11 +47,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runToken(ctx, args, getenv, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args, getenv, stdout, stderr)
+	case "connections":
+		return runConnections(ctx, args, getenv, stdout, stderr)
+	case "googlehealth":
+		return runGoogleHealth(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ohx", version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (commands: serve, clients, users, token, keys, version)", cmd)
+	return fmt.Errorf("unknown command %q (commands: serve, clients, users, token, keys, connections, googlehealth, version)", cmd)
 }
 
 // serve runs the server until ctx ends. If ready is not nil it receives the listening address.

@@ -69,6 +69,9 @@ type Syncer interface {
 	// Disconnect ends the connection's sync work, forgets its tokens and, with purge, deletes
 	// the data read through it. Disconnecting an absent connection is not an error.
 	Disconnect(ctx context.Context, provider, patient string, purge bool) error
+	// Retire queues the end of a connection that a newer connection of the same patient
+	// continues (like a Disconnect without purge, without calling the superseded vendor).
+	Retire(ctx context.Context, provider, patient string) error
 }
 
 // Store is what the flow needs of the store (every store.Store satisfies it).
@@ -328,8 +331,9 @@ func (s *Service) Finish(ctx context.Context, provider string, cb Callback) (Flo
 		// The patient moved to the new account (Fitbit to Google Health: the legacy API is
 		// switched off and its tokens cannot be reused, https://developers.google.com/health/migration).
 		// The old connection ends; its Observations stay and the new account updates them.
-		if err := s.cfg.Sync.Disconnect(ctx, retire.Provider, r.Patient, false); err != nil && !errors.Is(err, providers.ErrNotConnected) {
-			s.log.Error("connect: retiring the predecessor connection failed", "provider", retire.Provider, "err", err)
+		if err := s.cfg.Sync.Retire(ctx, retire.Provider, r.Patient); err != nil {
+			// The new connection stands; the old one stays until it is disconnected.
+			s.log.Error("connect: queueing the end of the predecessor connection failed", "provider", retire.Provider, "err", err)
 		}
 	}
 	if err := s.cfg.Sync.Connected(ctx, provider, r.Patient); err != nil {

@@ -95,6 +95,13 @@ func (s *fakeSyncer) Disconnect(_ context.Context, provider, patient string, pur
 	return nil
 }
 
+func (s *fakeSyncer) Retire(_ context.Context, provider, patient string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, "retire "+provider+" "+patient)
+	return nil
+}
+
 func (s *fakeSyncer) calls() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -524,7 +531,7 @@ func TestPredecessorAccount(t *testing.T) {
 	if until.Before(before) || until.After(time.Now().UTC()) {
 		t.Errorf("Predecessor.Until %v, want the time of the move (after %v)", until, before)
 	}
-	if diff := cmp.Diff([]string{"disconnect legacy p1", "connected vendor p1"}, e.sync.calls()); diff != "" {
+	if diff := cmp.Diff([]string{"retire legacy p1", "connected vendor p1"}, e.sync.calls()); diff != "" {
 		t.Errorf("syncer calls (-want +got):\n%s", diff)
 	}
 

@@ -3,7 +3,9 @@ package fitbit
 import (
 	"errors"
 	"net/http"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,13 @@ func TestHappyPathWindow(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s %s: MapSample: %v", s.Kind, s.RecordID, err)
 		}
-		checkResource(t, o, "Observation", fhir.R4Options{})
+		b := checkResource(t, o, "Observation", fhir.R4Options{})
+		// One golden per kind of the fixtures' window (the second ECG numbered).
+		name := string(s.Kind)
+		if got[s.Kind] > 1 {
+			name += "-" + strconv.Itoa(got[s.Kind])
+		}
+		compareGolden(t, filepath.Join("fitbit", name+".json"), b)
 	}
 	want := map[fhir.SampleKind]int{
 		fhir.KindSteps: 1, fhir.KindDistance: 1, fhir.KindCalories: 1, fhir.KindRestingHeartRate: 1,

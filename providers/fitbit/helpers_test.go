@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,11 +214,28 @@ func checkResource(t testing.TB, r fhir.Resource, typ string, opt fhir.R4Options
 	return b
 }
 
+// update rewrites the goldens of testdata/golden/fitbit (go test ./providers/fitbit -run
+// HappyPath -update); read every rewritten file before committing it.
+var update = flag.Bool("update", false, "rewrite the adapter's goldens")
+
 // compareGolden compares v with testdata/golden/<rel> after decoding both sides (numbers as
-// written).
+// written). With -update it first writes got to the goldens under fitbit/.
 func compareGolden(t testing.TB, rel string, got []byte) {
 	t.Helper()
-	want, err := os.ReadFile(filepath.Join(providertest.ModuleRoot(t), "testdata", "golden", rel))
+	file := filepath.Join(providertest.ModuleRoot(t), "testdata", "golden", rel)
+	if *update && strings.HasPrefix(rel, "fitbit"+string(filepath.Separator)) {
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, got, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, append(pretty.Bytes(), '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,14 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/providers"
+	"github.com/openhealthexchange/ohx/store"
 )
 
 // Disconnect unlinks a patient from a provider: the vendor webhook subscription is removed and the
@@ -39,24 +41,75 @@ func (r *Runner) Disconnect(ctx context.Context, provider, patient string, purge
 			}
 		}
 	}
-	if err := r.vault.Delete(ctx, conn); err != nil {
+	if err := r.forget(ctx, conn); err != nil {
 		return fmt.Errorf("disconnect: %w", err)
-	}
-	ended, err := r.endGone(ctx, provider, conn, map[string]bool{}, r.now())
-	if err != nil {
-		return fmt.Errorf("disconnect: end associations: %w", err)
-	}
-	if len(ended) > 0 {
-		if _, err := r.st.Upsert(ctx, ended); err != nil {
-			return fmt.Errorf("disconnect: end associations: %w", err)
-		}
-	}
-	if err := r.st.DeleteCoverage(ctx, provider, patient); err != nil {
-		return fmt.Errorf("disconnect: forget coverage: %w", err)
 	}
 	if purge {
 		return r.purge(ctx, provider, patient)
 	}
+	return nil
+}
+
+// forget deletes a connection and its tokens, ends the patient's DeviceAssociations with the
+// provider's devices and forgets the sync coverage, without calling the vendor.
+func (r *Runner) forget(ctx context.Context, conn *providers.Connection) error {
+	provider, patient := conn.Provider, conn.PatientID
+	if err := r.vault.Delete(ctx, conn); err != nil {
+		return err
+	}
+	ended, err := r.endGone(ctx, provider, conn, map[string]bool{}, r.now())
+	if err != nil {
+		return fmt.Errorf("end associations: %w", err)
+	}
+	if len(ended) > 0 {
+		if _, err := r.st.Upsert(ctx, ended); err != nil {
+			return fmt.Errorf("end associations: %w", err)
+		}
+	}
+	if err := r.st.DeleteCoverage(ctx, provider, patient); err != nil {
+		return fmt.Errorf("forget coverage: %w", err)
+	}
+	return nil
+}
+
+// TypeRetire is the job type that ends a connection a newer connection of the same patient
+// continues (Fitbit to Google Health).
+const TypeRetire = "retire"
+
+// PriorityRetire runs retirements with the setup of the new connection.
+const PriorityRetire = 60
+
+// Retire queues the end of the patient's connection to provider, which a newer connection
+// continues. The connection, its tokens, coverage and DeviceAssociations end as with Disconnect
+// (Observations stay: the new connection updates them), but the vendor is not called: the patient
+// moved because the old API was superseded, and its tokens are not usable at the new one
+// (https://developers.google.com/health/migration; the legacy Fitbit Web API was switched off on
+// 2026-11-02), so unsubscribing and revoking there would only wait out timeouts and rate limits.
+// It is a durable job, retried and kept as a dead letter, off the patient's connect callback.
+func (r *Runner) Retire(ctx context.Context, provider, patient string) error {
+	if _, _, err := r.Enqueue(ctx, Work{Provider: provider, Patient: patient}.Job(TypeRetire)); err != nil {
+		return fmt.Errorf("retire: %w", err)
+	}
+	return nil
+}
+
+// retire is the handler of TypeRetire jobs. A connection already gone is done.
+func (r *Runner) retire(ctx context.Context, j store.Job) error {
+	var w Work
+	if err := json.Unmarshal(j.Payload, &w); err != nil || w.Provider == "" || w.Patient == "" {
+		return Permanent(fmt.Errorf("retire: malformed payload"))
+	}
+	conn, err := r.vault.Get(ctx, w.Provider, w.Patient)
+	if errors.Is(err, providers.ErrNotConnected) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("retire: %w", err)
+	}
+	if err := r.forget(ctx, conn); err != nil {
+		return fmt.Errorf("retire: %w", err)
+	}
+	r.log.Info("connection retired: a newer connection continues it", "provider", w.Provider, "connection", conn.ID)
 	return nil
 }
 

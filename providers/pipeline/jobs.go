@@ -10,6 +10,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/openhealthexchange/ohx/providers"
@@ -152,18 +153,40 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
+	// Each worker slot takes the next due job as soon as it is free: a slow job (a vendor that
+	// throttles, a switched-off API timing out) holds only its own slot, never the others.
+	busy := make(chan struct{}, r.cfg.Workers)
+	freed := make(chan struct{}, r.cfg.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		n, err := r.RunOnce(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.log.Error("job queue", "err", err)
-		}
-		if n > 0 {
-			continue // more may be due
+		if free := r.cfg.Workers - len(busy); free > 0 {
+			jobs, err := r.st.ClaimJobs(ctx, r.owner, free, r.cfg.Lease, r.now())
+			if err != nil && ctx.Err() == nil {
+				r.log.Error("job queue", "err", fmt.Errorf("pipeline: claim jobs: %w", err))
+			}
+			for _, j := range jobs {
+				busy <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r.runJob(ctx, j)
+					<-busy
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+			}
+			if len(jobs) == free {
+				continue // more may be due
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-freed:
 		}
 	}
 }

@@ -306,3 +306,72 @@ func TestPublicError(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowJobHoldsOnlyItsSlot: while one job is stuck (a throttled or unreachable vendor), the
+// other worker slot keeps taking due jobs one after the other.
+func TestSlowJobHoldsOnlyItsSlot(t *testing.T) {
+	g := newRig(t, nil)
+	g.r.cfg.Workers, g.r.cfg.Poll = 2, 10*time.Millisecond
+	release := make(chan struct{})
+	stuck := make(chan struct{})
+	g.r.Handle("slow", func(ctx context.Context, j store.Job) error {
+		close(stuck)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	var quick atomic.Int32
+	g.r.Handle("quick", func(context.Context, store.Job) error { quick.Add(1); return nil })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); g.r.Run(ctx) }()
+	defer func() { close(release); cancel(); <-done }()
+
+	if _, _, err := g.r.Enqueue(ctx, store.Job{Type: "slow", Priority: 100}); err != nil {
+		t.Fatal(err)
+	}
+	<-stuck
+	for i := range 5 {
+		if _, _, err := g.r.Enqueue(ctx, store.Job{Type: "quick", Key: string(rune('a' + i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for quick.Load() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 5 jobs ran while another job was stuck", quick.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRetire: a retired connection ends like a disconnection without purge (tokens, coverage
+// and the connection gone, Observations kept) but without a single vendor call; retiring it
+// again is done at once.
+func TestRetire(t *testing.T) {
+	g := newRig(t, nil) // no routes: any vendor request fails the test
+	ctx := t.Context()
+	if err := g.r.Retire(ctx, withings.Name, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.r.RunOnce(ctx); n != 1 || err != nil {
+		t.Fatalf("RunOnce: %d %v", n, err)
+	}
+	if _, err := g.vault.Get(ctx, withings.Name, "p1"); !errors.Is(err, providers.ErrNotConnected) {
+		t.Errorf("after Retire: %v, want ErrNotConnected", err)
+	}
+	if n := len(g.fake.Requests()); n != 0 {
+		t.Errorf("%d vendor requests, want none", n)
+	}
+	if err := g.r.Retire(ctx, withings.Name, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := g.r.RunOnce(ctx); n != 1 {
+		t.Fatalf("second retirement not run")
+	}
+	if dead, err := g.st.DeadJobs(ctx, 10); err != nil || len(dead) != 0 {
+		t.Errorf("dead letters %v (%v), want none", dead, err)
+	}
+}

@@ -35,7 +35,7 @@ func (r *Runner) newLineage(conn *providers.Connection) *lineage {
 }
 
 // adopt gives o the id of the predecessor's Observation of the same measurement, and that
-// Observation's identifiers besides its own, when there is one. Measurements taken after the
+// Observation's identifiers before its own, when there is one. Measurements taken after the
 // move cannot have one and cost nothing.
 func (l *lineage) adopt(ctx context.Context, patient string, o *fhir.Observation) error {
 	if l == nil {
@@ -83,11 +83,15 @@ func (l *lineage) adopt(ctx context.Context, patient string, o *fhir.Observation
 			}
 			l.moved[o.ID], l.taken[m.ID] = m.ID, o.ID
 			o.ID = m.ID
-			for _, id := range ids {
-				if !hasIdentifier(o.Identifier, id) {
-					o.Identifier = append(o.Identifier, id)
+			// The predecessor's identifier stays first: the stores' upsert finds the resource
+			// to update by the first identifier, and the Observation keeps its business
+			// identity; the new account's identifier follows.
+			for _, id := range o.Identifier {
+				if !hasIdentifier(ids, id) {
+					ids = append(ids, id)
 				}
 			}
+			o.Identifier = ids
 			return nil
 		}
 		if res.Next == nil {

@@ -96,6 +96,10 @@ type Config struct {
 	// Metrics, if set, receives the counters ohx_jobs_total{type,outcome} and
 	// ohx_webhook_notifications_total{provider,outcome}.
 	Metrics prometheus.Registerer
+	// Now is the runner's clock (default time.Now): job times and leases, the backfill window,
+	// the end of fetch windows, the last sync and the times of device associations. End-to-end
+	// tests shift it to the time of their recorded vendor payloads.
+	Now func() time.Time
 }
 
 // Runner executes the jobs of the store's queue with the handler registered for their type.
@@ -143,9 +147,12 @@ func NewRunner(cfg Config, reg *providers.Registry, vault Vault, st Store, log *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	r := &Runner{cfg: cfg, reg: reg, vault: vault, st: st, sreg: search.DefaultRegistry(), log: log, now: time.Now,
+	r := &Runner{cfg: cfg, reg: reg, vault: vault, st: st, sreg: search.DefaultRegistry(), log: log, now: cfg.Now,
 		owner: "runner-" + hex.EncodeToString(b[:]), handlers: map[string]Handler{},
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ohx_jobs_total", Help: "Sync jobs run, by type and outcome (done, retry, dead, lost).",
@@ -162,6 +169,7 @@ func NewRunner(cfg Config, reg *providers.Registry, vault Vault, st Store, log *
 	r.Handle(TypeBackfill, r.connHandler(r.backfill))
 	r.Handle(TypeFetch, r.connHandler(r.fetch))
 	r.Handle(TypeSubscribe, r.connHandler(r.subscribe))
+	r.Handle(TypeRetire, r.retire)
 	return r
 }
 
@@ -185,6 +193,7 @@ const (
 
 var typePriority = map[string]int{
 	TypeFetch: PriorityFetch, TypeSubscribe: PrioritySubscribe, TypeDeviceSync: PriorityDeviceSync, TypeBackfill: PriorityBackfill,
+	TypeRetire: PriorityRetire,
 }
 
 // Work is the payload of the runner's own jobs: one patient's connection to one provider, the
