@@ -56,6 +56,20 @@ func (g *googleHealthCommand) admin(ctx context.Context, cfg Config, getenv func
 	return googlehealth.NewAdmin(googlehealth.AdminConfig{APIURL: cfg.GoogleHealthAPIURL, Project: g.project, TokenSource: ts}, caller)
 }
 
+// open parses the subcommand's flags, resolves the configuration as serve does and returns the
+// subscriber administration.
+func (g *googleHealthCommand) open(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) (Config, *googlehealth.Admin, error) {
+	if err := g.parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	cfg, err := g.config(getenv, stderr)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	a, err := g.admin(ctx, cfg, getenv, stderr)
+	return cfg, a, err
+}
+
 // cloudTokenSource is the Google Cloud identity: a service-account key (the JWT bearer grant,
 // https://developers.google.com/identity/protocols/oauth2/service-account#httprest) or an access
 // token obtained elsewhere.
@@ -163,14 +177,7 @@ func subscriberPut(ctx context.Context, g *googleHealthCommand, create bool, arg
 }
 
 func subscriberList(ctx context.Context, g *googleHealthCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if err := g.parse(args); err != nil {
-		return err
-	}
-	cfg, err := g.config(getenv, stderr)
-	if err != nil {
-		return err
-	}
-	a, err := g.admin(ctx, cfg, getenv, stderr)
+	_, a, err := g.open(ctx, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -200,19 +207,12 @@ func subscriberDelete(ctx context.Context, g *googleHealthCommand, args []string
 	var force bool
 	g.fs.StringVar(&id, "id", "", "subscriber id (required)")
 	g.fs.BoolVar(&force, "force", false, "also delete the subscriber's subscriptions")
-	if err := g.parse(args); err != nil {
-		return err
-	}
-	cfg, err := g.config(getenv, stderr)
+	_, a, err := g.open(ctx, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	if id == "" {
 		return errors.New("-id is required")
-	}
-	a, err := g.admin(ctx, cfg, getenv, stderr)
-	if err != nil {
-		return err
 	}
 	if _, err := a.DeleteSubscriber(ctx, id, force); err != nil {
 		return err
@@ -227,19 +227,12 @@ func subscriberDelete(ctx context.Context, g *googleHealthCommand, args []string
 func subscriptionsSync(ctx context.Context, g *googleHealthCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var subscriber string
 	g.fs.StringVar(&subscriber, "subscriber", "", "id of the MANUAL subscriber (required)")
-	if err := g.parse(args); err != nil {
-		return err
-	}
-	cfg, err := g.config(getenv, stderr)
+	cfg, a, err := g.open(ctx, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	if subscriber == "" {
 		return errors.New("-subscriber is required")
-	}
-	a, err := g.admin(ctx, cfg, getenv, stderr)
-	if err != nil {
-		return err
 	}
 	vault, st, err := openVault(ctx, cfg, stderr)
 	if err != nil {
@@ -276,19 +269,12 @@ func subscriptionsSync(ctx context.Context, g *googleHealthCommand, args []strin
 func subscriptionsList(ctx context.Context, g *googleHealthCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var subscriber string
 	g.fs.StringVar(&subscriber, "subscriber", "", "subscriber id (required)")
-	if err := g.parse(args); err != nil {
-		return err
-	}
-	cfg, err := g.config(getenv, stderr)
+	_, a, err := g.open(ctx, args, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	if subscriber == "" {
 		return errors.New("-subscriber is required")
-	}
-	a, err := g.admin(ctx, cfg, getenv, stderr)
-	if err != nil {
-		return err
 	}
 	subs, err := a.ListSubscriptions(ctx, subscriber, "")
 	if err != nil {

@@ -75,7 +75,7 @@ type Client struct {
 	api    *url.URL
 	caller providers.Caller
 	log    *slog.Logger
-	kinds  map[fhir.SampleKind]bool // enabled top-level kinds
+	kinds  providers.KindSet // enabled kinds, component kinds folded into their parent
 	now    func() time.Time
 
 	zones   *cache.Cache // user → *time.Location (from the profile)
@@ -125,24 +125,12 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 	if u, err := url.Parse(cfg.AuthURL); err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("fitbit: invalid auth URL %q", cfg.AuthURL)
 	}
-	if len(cfg.Kinds) == 0 {
-		mappable := fhir.SupportedKinds()
-		for _, k := range SupportedKinds() {
-			if slices.Contains(mappable, k) {
-				cfg.Kinds = append(cfg.Kinds, k)
-			}
-		}
-	}
-	kinds := map[fhir.SampleKind]bool{}
-	for _, k := range cfg.Kinds {
-		p, ok := parentKind[k]
-		if !ok {
-			return nil, fmt.Errorf("fitbit: data kind %q is not supported", k)
-		}
-		kinds[p] = true
+	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind)
+	if err != nil {
+		return nil, fmt.Errorf("fitbit: %w", err)
 	}
 	if len(cfg.Scopes) == 0 {
-		cfg.Scopes = scopesFor(kinds)
+		cfg.Scopes = scopesFor(kinds.Sorted())
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
@@ -178,12 +166,7 @@ func (c *Client) Title() string { return "Fitbit" }
 
 // Kinds lists the enabled top-level kinds, sorted.
 func (c *Client) Kinds() []fhir.SampleKind {
-	ks := make([]fhir.SampleKind, 0, len(c.kinds))
-	for k := range c.kinds {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
+	return c.kinds.Sorted()
 }
 
 // kindScope is the OAuth scope each kind needs
@@ -208,9 +191,9 @@ var kindScope = map[fhir.SampleKind]string{
 }
 
 // scopesFor is the consent the kinds need, plus profile (the time zone) and settings (devices).
-func scopesFor(kinds map[fhir.SampleKind]bool) []string {
+func scopesFor(kinds []fhir.SampleKind) []string {
 	set := map[string]bool{"profile": true, "settings": true}
-	for k := range kinds {
+	for _, k := range kinds {
 		set[kindScope[k]] = true
 	}
 	out := make([]string, 0, len(set))
@@ -249,22 +232,9 @@ func SupportedKinds() []fhir.SampleKind {
 	return ks
 }
 
-// wanted resolves a query's kinds against the enabled kinds: empty means every enabled kind;
-// kinds not enabled (or unknown) are ignored.
+// wanted resolves a query's kinds against the enabled kinds (providers.KindSet.Wanted).
 func (c *Client) wanted(kinds []fhir.SampleKind) map[fhir.SampleKind]bool {
-	w := map[fhir.SampleKind]bool{}
-	if len(kinds) == 0 {
-		for k := range c.kinds {
-			w[k] = true
-		}
-		return w
-	}
-	for _, k := range kinds {
-		if p, ok := parentKind[k]; ok && c.kinds[p] {
-			w[p] = true
-		}
-	}
-	return w
+	return c.kinds.Wanted(kinds)
 }
 
 func upstream(kind providers.ErrorKind, status int, err error) *providers.UpstreamError {

@@ -117,7 +117,7 @@ func (c *Client) notification(it notificationItem) (*providers.Notification, err
 		return nil, nil // foods, and collections we never subscribe to
 	}
 	n.Event = providers.EventData
-	for k := range c.kinds {
+	for _, k := range c.kinds.Sorted() {
 		if kindCollection[k] == it.CollectionType {
 			n.Kinds = append(n.Kinds, k)
 		}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,7 +68,7 @@ type Client struct {
 	api    *url.URL
 	caller providers.Caller
 	log    *slog.Logger
-	kinds  map[fhir.SampleKind]bool // enabled kinds, component kinds folded into their parent
+	kinds  providers.KindSet // enabled kinds, component kinds folded into their parent
 	now    func() time.Time
 
 	zones sync.Map // IANA name → *time.Location (nil: unknown)
@@ -115,21 +114,9 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 			return nil, fmt.Errorf("googlehealth: invalid %s URL %q", name, raw)
 		}
 	}
-	if len(cfg.Kinds) == 0 {
-		mappable := fhir.SupportedKinds()
-		for _, k := range SupportedKinds() {
-			if slices.Contains(mappable, k) {
-				cfg.Kinds = append(cfg.Kinds, k)
-			}
-		}
-	}
-	kinds := map[fhir.SampleKind]bool{}
-	for _, k := range cfg.Kinds {
-		p, ok := parentKind[k]
-		if !ok {
-			return nil, fmt.Errorf("googlehealth: data kind %q is not supported", k)
-		}
-		kinds[p] = true
+	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind)
+	if err != nil {
+		return nil, fmt.Errorf("googlehealth: %w", err)
 	}
 	if cfg.SignatureKey != nil && cfg.SignatureKey.Curve == nil {
 		return nil, errors.New("googlehealth: signature key without a curve")
@@ -148,30 +135,12 @@ func (c *Client) Title() string { return title }
 
 // Kinds lists the enabled top-level kinds, sorted.
 func (c *Client) Kinds() []fhir.SampleKind {
-	ks := make([]fhir.SampleKind, 0, len(c.kinds))
-	for k := range c.kinds {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
+	return c.kinds.Sorted()
 }
 
-// wanted resolves a query's kinds against the enabled kinds: empty means every enabled kind;
-// kinds that are not enabled (or unknown) are ignored.
+// wanted resolves a query's kinds against the enabled kinds (providers.KindSet.Wanted).
 func (c *Client) wanted(kinds []fhir.SampleKind) map[fhir.SampleKind]bool {
-	w := map[fhir.SampleKind]bool{}
-	if len(kinds) == 0 {
-		for k := range c.kinds {
-			w[k] = true
-		}
-		return w
-	}
-	for _, k := range kinds {
-		if p, ok := parentKind[k]; ok && c.kinds[p] {
-			w[p] = true
-		}
-	}
-	return w
+	return c.kinds.Wanted(kinds)
 }
 
 // ClientConfig is the resilient client configuration for this vendor's documented limits

@@ -136,7 +136,7 @@ func DataTypes(kinds []fhir.SampleKind) []string {
 func (c *Client) scopes() []string {
 	areas := map[string]bool{areaSettings: true}
 	for _, d := range dataTypes {
-		if c.kinds[d.kind] {
+		if c.kinds.Enabled(d.kind) {
 			areas[d.area] = true
 		}
 	}

@@ -157,7 +157,7 @@ func (c *Client) notification(d webhookData) (providers.Notification, bool) {
 		name = name[i+1:]
 	}
 	dt, ok := typeByName(strings.ReplaceAll(strings.ToLower(name), "_", "-"))
-	if !ok || !c.kinds[dt.kind] {
+	if !ok || !c.kinds.Enabled(dt.kind) {
 		return providers.Notification{}, false
 	}
 	n := providers.Notification{VendorUser: user, Event: providers.EventData, Kinds: []fhir.SampleKind{dt.kind}}

@@ -151,7 +151,7 @@ func (c *Client) Unsubscribe(ctx context.Context, user string, ts oauth2.TokenSo
 func (c *Client) appliKinds(appli int) []fhir.SampleKind {
 	var ks []fhir.SampleKind
 	for k, a := range kindAppli {
-		if a == appli && c.kinds[k] {
+		if a == appli && c.kinds.Enabled(k) {
 			ks = append(ks, k)
 		}
 	}

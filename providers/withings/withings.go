@@ -62,7 +62,7 @@ type Client struct {
 	api    *url.URL
 	caller providers.Caller
 	log    *slog.Logger
-	kinds  map[fhir.SampleKind]bool // enabled kinds, component kinds folded into their parent
+	kinds  providers.KindSet // enabled kinds, component kinds folded into their parent
 	now    func() time.Time
 
 	locs         sync.Map // IANA name → *time.Location (nil value: unknown zone)
@@ -107,21 +107,9 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 	if u, err := url.Parse(cfg.AuthURL); err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("withings: invalid auth URL %q", cfg.AuthURL)
 	}
-	if len(cfg.Kinds) == 0 {
-		mappable := fhir.SupportedKinds()
-		for _, k := range SupportedKinds() {
-			if slices.Contains(mappable, k) {
-				cfg.Kinds = append(cfg.Kinds, k)
-			}
-		}
-	}
-	kinds := map[fhir.SampleKind]bool{}
-	for _, k := range cfg.Kinds {
-		p, ok := parentKind[k]
-		if !ok {
-			return nil, fmt.Errorf("withings: data kind %q is not supported", k)
-		}
-		kinds[p] = true
+	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind)
+	if err != nil {
+		return nil, fmt.Errorf("withings: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -202,22 +190,9 @@ func SupportedKinds() []fhir.SampleKind {
 	return ks
 }
 
-// wanted resolves a query's kinds against the enabled kinds: nil or empty means every enabled kind;
-// kinds that are not enabled (or unknown) are ignored.
+// wanted resolves a query's kinds against the enabled kinds (providers.KindSet.Wanted).
 func (c *Client) wanted(kinds []fhir.SampleKind) map[fhir.SampleKind]bool {
-	w := map[fhir.SampleKind]bool{}
-	if len(kinds) == 0 {
-		for k := range c.kinds {
-			w[k] = true
-		}
-		return w
-	}
-	for _, k := range kinds {
-		if p, ok := parentKind[k]; ok && c.kinds[p] {
-			w[p] = true
-		}
-	}
-	return w
+	return c.kinds.Wanted(kinds)
 }
 
 // location returns the IANA zone, or nil when name is empty or unknown (callers then fall back
@@ -250,10 +225,5 @@ func (c *Client) instant(unix int64, tz string) time.Time {
 
 // Kinds lists the enabled top-level kinds, sorted.
 func (c *Client) Kinds() []fhir.SampleKind {
-	ks := make([]fhir.SampleKind, 0, len(c.kinds))
-	for k := range c.kinds {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
+	return c.kinds.Sorted()
 }
