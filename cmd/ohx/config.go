@@ -64,6 +64,10 @@ type Config struct {
 
 	BackfillDays     int    // OHX_BACKFILL_DAYS: initial backfill after connecting (default 30)
 	ConnectRedirects string // OHX_CONNECT_REDIRECTS: comma-separated deep links the connect flow may end on
+
+	// pipelineClock is the sync pipeline's clock (nil: time.Now); no setting: end-to-end tests
+	// shift it to the days of their recorded vendor payloads.
+	pipelineClock func() time.Time
 }
 
 func defaultConfig() Config {
@@ -99,6 +103,13 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		}
 		fs.StringVar(p, flagName, *p, usage+" ("+env+")")
 	}
+	// secret is str for values -h must never print (its defaults come from the environment).
+	secret := func(p *string, flagName, env, usage string) {
+		if v := getenv(env); v != "" {
+			*p = v
+		}
+		fs.Var(secretFlag{p}, flagName, usage+" ("+env+")")
+	}
 	var errs []string
 	num := func(p *int, flagName, env, usage string) {
 		if v := getenv(env); v != "" {
@@ -123,7 +134,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.Addr, "addr", "OHX_ADDR", "listen address")
 	str(&cfg.BaseURL, "base-url", "OHX_BASE_URL", "public FHIR base URL (default http://localhost:PORT/fhir)")
 	str(&cfg.DataDir, "data-dir", "OHX_DATA_DIR", "directory of the embedded store and key files")
-	str(&cfg.MongoURI, "mongodb-uri", "OHX_MONGODB_URI", "MongoDB connection URI; the embedded SQLite store is used when empty")
+	secret(&cfg.MongoURI, "mongodb-uri", "OHX_MONGODB_URI", "MongoDB connection URI; the embedded SQLite store is used when empty")
 	str(&cfg.MongoDatabase, "mongodb-database", "OHX_MONGODB_DATABASE", "MongoDB database name")
 	num(&cfg.HistoryVersions, "history-versions", "OHX_HISTORY_VERSIONS", "versions of each resource kept for vread and _history, the current one included; 0 keeps all")
 	str(&cfg.LogLevel, "log-level", "OHX_LOG_LEVEL", "log level: debug, info, warn, error")
@@ -134,7 +145,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	num(&maxBody, "max-body-bytes", "OHX_MAX_BODY_BYTES", "largest accepted request body")
 	dur(&cfg.RequestTimeout, "request-timeout", "OHX_REQUEST_TIMEOUT", "time limit for one request")
 	dur(&cfg.ShutdownTimeout, "shutdown-timeout", "OHX_SHUTDOWN_TIMEOUT", "time allowed for in-flight requests at shutdown")
-	str(&cfg.SecretKey, "secret-key", "OHX_SECRET_KEY", "base64 key material for signing; generated in the data dir when empty")
+	secret(&cfg.SecretKey, "secret-key", "OHX_SECRET_KEY", "base64 key material for signing; generated in the data dir when empty")
 	str(&cfg.Auth, "auth", "OHX_AUTH", "on, or off to serve FHIR without tokens (local experiments only)")
 	str(&cfg.AuthIssuer, "auth-issuer", "OHX_AUTH_ISSUER", "external SMART/OpenID issuer URL; the built-in authorization server is used when empty")
 	str(&cfg.AuthPatientClaim, "auth-patient-claim", "OHX_AUTH_PATIENT_CLAIM", "claim naming the patient in external tokens")
@@ -143,24 +154,24 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.CORSOrigins, "cors-origins", "OHX_CORS_ORIGINS", "comma-separated origins (scheme://host[:port]) whose browser apps may call the API, * for any")
 	num(&cfg.CacheBytes, "cache-bytes", "OHX_CACHE_BYTES", "memory budget in bytes of the result cache of searches and reads (embedded store only); 0 turns it off")
 	str(&cfg.WithingsClientID, "withings-client-id", "OHX_WITHINGS_CLIENT_ID", "Withings OAuth client id (Withings is offered only when set)")
-	str(&cfg.WithingsClientSecret, "withings-client-secret", "OHX_WITHINGS_CLIENT_SECRET", "Withings OAuth client secret")
+	secret(&cfg.WithingsClientSecret, "withings-client-secret", "OHX_WITHINGS_CLIENT_SECRET", "Withings OAuth client secret")
 	str(&cfg.WithingsRedirectURL, "withings-redirect-url", "OHX_WITHINGS_REDIRECT_URL", "Withings redirect URL (default ORIGIN/connect/withings/callback)")
 	str(&cfg.WithingsAPIURL, "withings-api-url", "OHX_WITHINGS_API_URL", "Withings API base URL")
 	str(&cfg.WithingsAuthURL, "withings-auth-url", "OHX_WITHINGS_AUTH_URL", "Withings consent page URL")
 	str(&cfg.WithingsKinds, "withings-kinds", "OHX_WITHINGS_KINDS", "comma-separated data kinds to read from Withings (default: all that map to FHIR)")
 	num(&cfg.WithingsRate, "withings-rate", "OHX_WITHINGS_RATE", "Withings requests per minute for the whole application")
 	str(&cfg.GoogleHealthClientID, "googlehealth-client-id", "OHX_GOOGLEHEALTH_CLIENT_ID", "Google Health API OAuth client id (Fitbit devices through Google; offered only when set)")
-	str(&cfg.GoogleHealthClientSecret, "googlehealth-client-secret", "OHX_GOOGLEHEALTH_CLIENT_SECRET", "Google Health API OAuth client secret")
+	secret(&cfg.GoogleHealthClientSecret, "googlehealth-client-secret", "OHX_GOOGLEHEALTH_CLIENT_SECRET", "Google Health API OAuth client secret")
 	str(&cfg.GoogleHealthRedirectURL, "googlehealth-redirect-url", "OHX_GOOGLEHEALTH_REDIRECT_URL", "Google Health redirect URL (default ORIGIN/connect/googlehealth/callback)")
-	str(&cfg.GoogleHealthWebhookSecret, "googlehealth-webhook-secret", "OHX_GOOGLEHEALTH_WEBHOOK_SECRET", "the Authorization header value the Google Health subscriber sends (notifications are refused when empty)")
+	secret(&cfg.GoogleHealthWebhookSecret, "googlehealth-webhook-secret", "OHX_GOOGLEHEALTH_WEBHOOK_SECRET", "the Authorization header value the Google Health subscriber sends (notifications are refused when empty)")
 	str(&cfg.GoogleHealthAPIURL, "googlehealth-api-url", "OHX_GOOGLEHEALTH_API_URL", "Google Health API base URL")
 	str(&cfg.GoogleHealthAuthURL, "googlehealth-auth-url", "OHX_GOOGLEHEALTH_AUTH_URL", "Google OAuth consent page URL")
 	str(&cfg.GoogleHealthTokenURL, "googlehealth-token-url", "OHX_GOOGLEHEALTH_TOKEN_URL", "Google OAuth token endpoint URL")
 	str(&cfg.GoogleHealthKinds, "googlehealth-kinds", "OHX_GOOGLEHEALTH_KINDS", "comma-separated data kinds to read from the Google Health API (default: all that map to FHIR)")
 	str(&cfg.FitbitClientID, "fitbit-client-id", "OHX_FITBIT_CLIENT_ID", "legacy Fitbit Web API OAuth client id (offered only when set)")
-	str(&cfg.FitbitClientSecret, "fitbit-client-secret", "OHX_FITBIT_CLIENT_SECRET", "legacy Fitbit Web API OAuth client secret (also signs notifications)")
+	secret(&cfg.FitbitClientSecret, "fitbit-client-secret", "OHX_FITBIT_CLIENT_SECRET", "legacy Fitbit Web API OAuth client secret (also signs notifications)")
 	str(&cfg.FitbitRedirectURL, "fitbit-redirect-url", "OHX_FITBIT_REDIRECT_URL", "Fitbit redirect URL (default ORIGIN/connect/fitbit/callback)")
-	str(&cfg.FitbitVerificationCode, "fitbit-verification-code", "OHX_FITBIT_VERIFICATION_CODE", "Fitbit subscriber verification code (verification fails when empty)")
+	secret(&cfg.FitbitVerificationCode, "fitbit-verification-code", "OHX_FITBIT_VERIFICATION_CODE", "Fitbit subscriber verification code (verification fails when empty)")
 	str(&cfg.FitbitSubscriberID, "fitbit-subscriber-id", "OHX_FITBIT_SUBSCRIBER_ID", "Fitbit subscriber id of the subscriptions ohx creates (default: the app's default subscriber)")
 	str(&cfg.FitbitAPIURL, "fitbit-api-url", "OHX_FITBIT_API_URL", "Fitbit Web API base URL")
 	str(&cfg.FitbitAuthURL, "fitbit-auth-url", "OHX_FITBIT_AUTH_URL", "Fitbit consent page URL")
@@ -213,6 +224,17 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("config: OHX_LOG_FORMAT must be json or text")
+}
+
+// secretFlag is a string flag whose value is never shown: flag's -h prints a flag's current
+// value as its default, which for these is a secret taken from the environment.
+type secretFlag struct{ p *string }
+
+func (f secretFlag) String() string { return "" }
+
+func (f secretFlag) Set(v string) error {
+	*f.p = v
+	return nil
 }
 
 // commaList splits a comma-separated setting, dropping blanks.

@@ -66,7 +66,7 @@ func runConnections(ctx context.Context, args []string, getenv func(string) stri
 		}
 		continues := "-"
 		if p := c.Predecessor; p != nil {
-			continues = p.Provider + " (until " + p.Until.UTC().Format(time.RFC3339) + ")"
+			continues = p.Provider + " " + p.User + " (until " + p.Until.UTC().Format(time.RFC3339) + ")"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Provider, c.PatientID, c.Status, stamp(c.Created), stamp(c.LastSync), continues, dash(c.LastError))
 	}

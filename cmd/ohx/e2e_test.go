@@ -27,6 +27,13 @@ import (
 // that token audiences and endpoints are the ones clients use.
 func authServer(t *testing.T, extra ...string) (origin string, env map[string]string) {
 	t.Helper()
+	return authServerAt(t, time.Time{}, extra...)
+}
+
+// authServerAt is authServer with the sync pipeline's clock shifted to at (zero: the real
+// clock), the time of the recorded vendor payloads a test serves; the clock keeps moving.
+func authServerAt(t *testing.T, at time.Time, extra ...string) (origin string, env map[string]string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +66,10 @@ func authServer(t *testing.T, extra ...string) (origin string, env map[string]st
 	cfg, err := parseConfig("ohx serve", nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !at.IsZero() {
+		shift := time.Until(at)
+		cfg.pipelineClock = func() time.Time { return time.Now().Add(shift) }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)

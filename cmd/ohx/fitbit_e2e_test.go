@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/providers/fitbit/fitbittest"
@@ -23,11 +22,11 @@ import (
 // subscription (its id is random).
 var (
 	fitbitDates        = regexp.MustCompile(`/date/\d{4}-\d{2}-\d{2}/\d{4}-\d{2}-\d{2}\.json$`)
-	fitbitSubscription = regexp.MustCompile(`/(activities|body|sleep)/apiSubscriptions/[0-9a-zA-Z-]+\.json$`)
+	fitbitSubscription = regexp.MustCompile(`/(activities|body|sleep|userRevokedAccess)/apiSubscriptions/[0-9a-zA-Z-]+\.json$`)
 )
 
 // fakeFitbit serves the recorded Fitbit payloads (2024-01-15 and -16). The test's pipeline clock
-// stands at the end of those days (atRecording), so the backfill's window covers them; as the
+// stands at the end of those days (authServerAt), so the backfill's window covers them; as the
 // clock moves on during the test the window's last local date becomes the 17th, so the front
 // rewrites each range to the recorded one (the adapter still keeps only values inside the range
 // it asked for), and each new subscription's random id to the recorded one.
@@ -61,14 +60,6 @@ func googleHealthEnv(fake *providertest.Server) []string {
 		"OHX_GOOGLEHEALTH_AUTH_URL", fake.URL() + "/o/oauth2/v2/auth", "OHX_GOOGLEHEALTH_TOKEN_URL", fake.URL() + googlehealthtest.TokenPath}
 }
 
-// atRecording runs the pipeline as if it were at, the time of a recorded payload set, from now
-// on (the clock keeps moving).
-func atRecording(t *testing.T, at time.Time) {
-	shift := time.Until(at)
-	pipelineClock = func() time.Time { return time.Now().Add(shift) }
-	t.Cleanup(func() { pipelineClock = time.Now })
-}
-
 func post(t *testing.T, u string, header http.Header, body []byte) int {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
@@ -100,10 +91,9 @@ func status(t *testing.T, origin, token, patient string) map[string]string {
 // FHIR search, against the recorded legacy Fitbit Web API.
 func TestFitbitEndToEnd(t *testing.T) {
 	front, fake := fakeFitbit(t)
-	atRecording(t, fitbittest.WindowEnd)
 	// Fitbit allows 150 requests per user per hour (a burst of 10, then one every 24 s): four kinds
 	// keep connect, devices, subscriptions, backfill and one notification within the burst.
-	origin, env := authServer(t, append(fitbitEnv(front), "OHX_BACKFILL_DAYS", "2", "OHX_FITBIT_KINDS", "weight,bmi,steps,resting-heart-rate")...)
+	origin, env := authServerAt(t, fitbittest.WindowEnd, append(fitbitEnv(front), "OHX_BACKFILL_DAYS", "2", "OHX_FITBIT_KINDS", "weight,bmi,steps,resting-heart-rate")...)
 	token := ehrToken(t, origin, env)
 
 	if _, code := connectInBrowser(t, origin, token, "fitbit", "p1", front+"/oauth2/authorize", "fitbit-code"); code != http.StatusOK {
@@ -184,8 +174,7 @@ func TestFitbitEndToEnd(t *testing.T) {
 // API (data of 2026-03-07 to 09, the backfill's days).
 func TestGoogleHealthEndToEnd(t *testing.T) {
 	fake := providertest.NewServer(t, googlehealthtest.Routes())
-	atRecording(t, googlehealthtest.WindowEnd)
-	origin, env := authServer(t, append(googleHealthEnv(fake), "OHX_BACKFILL_DAYS", "3")...)
+	origin, env := authServerAt(t, googlehealthtest.WindowEnd, append(googleHealthEnv(fake), "OHX_BACKFILL_DAYS", "3")...)
 	token := ehrToken(t, origin, env)
 
 	consent, code := connectInBrowser(t, origin, token, "googlehealth", "p1", fake.URL()+"/o/oauth2/v2/auth", "google-code")
@@ -268,9 +257,8 @@ func TestFitbitToGoogleHealthMigration(t *testing.T) {
 	routes[googlehealthtest.DataPointsKey("sleep")] = migrated("sleep.json")
 	routes[googlehealthtest.RollupKey("steps")] = migrated("rollup_steps.json")
 	google := providertest.NewServer(t, routes)
-	atRecording(t, fitbittest.WindowEnd)
 	// Few kinds keep the Fitbit side within its burst of 10 requests (150 per user per hour).
-	origin, env := authServer(t, append(append(fitbitEnv(front), googleHealthEnv(google)...),
+	origin, env := authServerAt(t, fitbittest.WindowEnd, append(append(fitbitEnv(front), googleHealthEnv(google)...),
 		"OHX_BACKFILL_DAYS", "2", "OHX_FITBIT_KINDS", "weight,bmi,steps,sleep", "OHX_GOOGLEHEALTH_KINDS", "weight,steps,sleep")...)
 	token := ehrToken(t, origin, env)
 
@@ -349,7 +337,7 @@ func TestFitbitToGoogleHealthMigration(t *testing.T) {
 	if err := run(t.Context(), []string{"connections"}, func(k string) string { return env[k] }, nil, &out, &errOut); err != nil {
 		t.Fatalf("ohx connections: %v %s", err, errOut.String())
 	}
-	if !strings.Contains(out.String(), "googlehealth") || !strings.Contains(out.String(), "fitbit (until") || strings.Contains(out.String(), "\nfitbit ") {
+	if !strings.Contains(out.String(), "googlehealth") || !strings.Contains(out.String(), "fitbit ABC123 (until") || strings.Contains(out.String(), "\nfitbit ") {
 		t.Errorf("ohx connections:\n%s", out.String())
 	}
 

@@ -162,3 +162,31 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpHidesSecrets: -h prints every flag, and the secrets the environment set for them
+// nowhere.
+func TestHelpHidesSecrets(t *testing.T) {
+	env := map[string]string{
+		"OHX_SECRET_KEY": "c2VjcmV0LWtleS1tYXRlcmlhbC0xMjM0NTY3ODkwMTIzNDU2", "OHX_MONGODB_URI": "mongodb://u:db-password-1@h/x",
+		"OHX_WITHINGS_CLIENT_SECRET": "withings-secret-1", "OHX_GOOGLEHEALTH_CLIENT_SECRET": "google-secret-1",
+		"OHX_GOOGLEHEALTH_WEBHOOK_SECRET": "Bearer hook-secret-1", "OHX_FITBIT_CLIENT_SECRET": "fitbit-secret-1",
+		"OHX_FITBIT_VERIFICATION_CODE": "verify-secret-1", "OHX_WITHINGS_CLIENT_ID": "withings-id-1",
+	}
+	var out bytes.Buffer
+	if _, err := parseConfig("ohx serve", []string{"-h"}, func(k string) string { return env[k] }, &out); err == nil {
+		t.Fatal("-h: want flag.ErrHelp")
+	}
+	for k, v := range env {
+		if k != "OHX_WITHINGS_CLIENT_ID" && strings.Contains(out.String(), strings.TrimPrefix(v, "Bearer ")) {
+			t.Errorf("-h prints the value of %s", k)
+		}
+	}
+	if !strings.Contains(out.String(), "-fitbit-client-secret") || !strings.Contains(out.String(), "withings-id-1") {
+		t.Errorf("-h output misses the flags or the non-secret defaults:\n%s", out.String())
+	}
+	// The secret flags still set their values.
+	cfg, err := parseConfig("ohx serve", []string{"-fitbit-client-secret", "from-flag"}, func(k string) string { return env[k] }, &out)
+	if err != nil || cfg.FitbitClientSecret != "from-flag" || cfg.GoogleHealthClientSecret != "google-secret-1" {
+		t.Errorf("secret flags: %v %q %q", err, cfg.FitbitClientSecret, cfg.GoogleHealthClientSecret)
+	}
+}

@@ -130,7 +130,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		Lease:       5 * time.Minute,
 		MaxAttempts: 8,
 		Metrics:     reg,
-		Now:         pipelineClock,
+		Now:         cfg.pipelineClock,
 	}, registry, vault, st, log)
 	var redirects []string
 	for r := range strings.SplitSeq(cfg.ConnectRedirects, ",") {
@@ -143,10 +143,6 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	log.Info("vendors offered", "providers", registry.Names())
 	return runner, nil
 }
-
-// pipelineClock is the sync pipeline's clock; end-to-end tests shift it to the days of their
-// recorded vendor payloads.
-var pipelineClock = time.Now
 
 // kindList parses a comma-separated list of data kinds ("" → nil: the adapter's default).
 func kindList(s string) []fhir.SampleKind {

@@ -70,7 +70,9 @@ type Syncer interface {
 	// the data read through it. Disconnecting an absent connection is not an error.
 	Disconnect(ctx context.Context, provider, patient string, purge bool) error
 	// Retire queues the end of a connection that a newer connection of the same patient
-	// continues (like a Disconnect without purge, without calling the superseded vendor).
+	// continues (like a Disconnect without purge, without calling the superseded vendor). It
+	// returns an error only when the work could not be queued; a connection that is already
+	// gone when the work runs is no error.
 	Retire(ctx context.Context, provider, patient string) error
 }
 
@@ -312,7 +314,7 @@ func (s *Service) Finish(ctx context.Context, provider string, cb Callback) (Flo
 		return f, fmt.Errorf("connect: read the connection: %w", err)
 	}
 	var retire *providers.Connection
-	if pa := grant.Predecessor; pa != nil && pa.Provider != "" && pa.User != "" {
+	if pa := grant.Predecessor; pa != nil && pa.Provider != "" && pa.User != "" && pa.Provider != provider {
 		retire, err = s.predecessor(ctx, *pa, r.Patient)
 		if err != nil {
 			return f, err
@@ -323,6 +325,10 @@ func (s *Service) Finish(ctx context.Context, provider string, cb Callback) (Flo
 			// were never stored by the predecessor's adapter.
 			conn.Predecessor.Until = old.Predecessor.Until
 		}
+	} else if old != nil && old.VendorUserID == grant.UserID {
+		// A renewed consent of the same account that names no predecessor this time (a vendor
+		// answer without it) keeps the one recorded: the move happened all the same.
+		conn.Predecessor = old.Predecessor
 	}
 	if err := s.cfg.Vault.Save(ctx, conn); err != nil {
 		return f, fmt.Errorf("connect: save the connection: %w", err)

@@ -25,6 +25,9 @@ import (
 type fakeVendor struct {
 	mu        sync.Mutex
 	exchanges []exchange
+	// forgetPredecessor makes "moved-" codes link the account without naming its predecessor
+	// (user-moved-X all the same).
+	forgetPredecessor bool
 }
 
 type exchange struct{ code, verifier string }
@@ -46,7 +49,7 @@ func (f *fakeVendor) Exchange(_ context.Context, code, verifier string) (*provid
 		return nil, &providers.UpstreamError{Provider: "vendor", Kind: providers.KindPermanent, Status: 400, Err: errors.New("invalid_grant")}
 	}
 	g := &providers.Grant{Token: &oauth2.Token{AccessToken: "at-" + code, RefreshToken: "rt-" + code}, UserID: "user-" + code, Scopes: []string{"metrics"}}
-	if old, ok := strings.CutPrefix(code, "moved-"); ok {
+	if old, ok := strings.CutPrefix(code, "moved-"); ok && !f.forgetPredecessor {
 		// An account that continues the account old had at the "legacy" vendor.
 		g.Predecessor = &providers.Account{Provider: "legacy", User: old}
 	}
@@ -543,6 +546,15 @@ func TestPredecessorAccount(t *testing.T) {
 	}
 	if c := e.connection("p1"); c.Predecessor == nil || !c.Predecessor.Until.Equal(until) {
 		t.Errorf("after a renewed consent Predecessor %+v, want Until %v kept", c.Predecessor, until)
+	}
+	// So does a renewed consent of the same account whose identity names no predecessor.
+	e.vendor.forgetPredecessor = true
+	s4, _ := e.start(e.link("p1", ""), b)
+	if _, err := e.finish(s4, "moved-ABC123", b); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.connection("p1"); c.Predecessor == nil || c.Predecessor.User != "ABC123" || !c.Predecessor.Until.Equal(until) {
+		t.Errorf("after a consent without a predecessor: %+v, want the recorded one kept", c.Predecessor)
 	}
 }
 

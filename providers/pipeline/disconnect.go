@@ -97,7 +97,7 @@ func (r *Runner) Retire(ctx context.Context, provider, patient string) error {
 func (r *Runner) retire(ctx context.Context, j store.Job) error {
 	var w Work
 	if err := json.Unmarshal(j.Payload, &w); err != nil || w.Provider == "" || w.Patient == "" {
-		return Permanent(fmt.Errorf("retire: malformed payload"))
+		return Permanent(errors.New("retire: malformed payload"))
 	}
 	conn, err := r.vault.Get(ctx, w.Provider, w.Patient)
 	if errors.Is(err, providers.ErrNotConnected) {

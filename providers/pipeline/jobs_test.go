@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/oauth2"
 
 	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/providers/withings"
@@ -353,6 +355,13 @@ func TestSlowJobHoldsOnlyItsSlot(t *testing.T) {
 func TestRetire(t *testing.T) {
 	g := newRig(t, nil) // no routes: any vendor request fails the test
 	ctx := t.Context()
+	key := store.CoverageKey{Provider: withings.Name, Patient: "p1", Kind: "weight"}
+	if _, err := g.st.UpdateCoverage(ctx, key, time.Now(), func(c *store.Coverage) error {
+		c.Cursor = "c1"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := g.r.Retire(ctx, withings.Name, "p1"); err != nil {
 		t.Fatal(err)
 	}
@@ -365,6 +374,9 @@ func TestRetire(t *testing.T) {
 	if n := len(g.fake.Requests()); n != 0 {
 		t.Errorf("%d vendor requests, want none", n)
 	}
+	if cs, err := g.st.Coverage(ctx, withings.Name, "p1"); err != nil || len(cs) != 0 {
+		t.Errorf("coverage after Retire: %v %v, want none", cs, err)
+	}
 	if err := g.r.Retire(ctx, withings.Name, "p1"); err != nil {
 		t.Fatal(err)
 	}
@@ -373,5 +385,42 @@ func TestRetire(t *testing.T) {
 	}
 	if dead, err := g.st.DeadJobs(ctx, 10); err != nil || len(dead) != 0 {
 		t.Errorf("dead letters %v (%v), want none", dead, err)
+	}
+}
+
+// TestReconcileRetires: a connection that another connection of its patient continues is
+// retired by the reconciliation, should its retirement not have been queued at the move.
+func TestReconcileRetires(t *testing.T) {
+	g := newRig(t, nil)
+	ctx := t.Context()
+	next := &providers.Connection{Provider: "successor", PatientID: "p1", VendorUserID: "s-1", Status: providers.StatusActive,
+		Token:       &oauth2.Token{AccessToken: "a", RefreshToken: "r"},
+		Predecessor: &providers.Predecessor{Account: providers.Account{Provider: withings.Name, User: "12345"}, Until: time.Now()}}
+	if err := g.vault.Save(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := g.st.PendingJobs(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(pending, func(j store.Job) bool { return j.Type == TypeRetire })
+	if i < 0 {
+		t.Fatalf("no retirement queued among %d jobs", len(pending))
+	}
+	var w Work
+	if err := json.Unmarshal(pending[i].Payload, &w); err != nil || w.Provider != withings.Name || w.Patient != "p1" {
+		t.Fatalf("retirement of %+v (%v), want withings p1", w, err)
+	}
+	if err := g.r.Process(ctx, pending[i]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.vault.Get(ctx, withings.Name, "p1"); !errors.Is(err, providers.ErrNotConnected) {
+		t.Errorf("the continued connection after reconciliation: %v, want retired", err)
+	}
+	if _, err := g.vault.Get(ctx, "successor", "p1"); err != nil {
+		t.Errorf("the successor: %v", err)
 	}
 }

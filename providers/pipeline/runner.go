@@ -240,14 +240,31 @@ func (r *Runner) Connected(ctx context.Context, provider, patient string) error 
 
 // Reconcile enqueues, for every active connection, an incremental fetch of every kind from its
 // cursor and a subscription repair (the Withings Subscribe lists first and adds only what is
-// missing). Both coalesce with the same work already queued, so running it often is harmless.
-// It returns how many jobs it queued.
+// missing), and the retirement of every connection that another active connection of its patient
+// continues (Retire, should it not have been queued when the patient moved). All coalesce with
+// the same work already queued, so running it often is harmless. It returns how many jobs it
+// queued.
 func (r *Runner) Reconcile(ctx context.Context) (int, error) {
 	conns, err := r.vault.List(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("pipeline: reconcile: %w", err)
 	}
 	n := 0
+	// A connection another connection of its patient continues ends (its retirement may not
+	// have been queued when the patient moved).
+	held := map[providers.Account]string{} // connection account → patient
+	for _, c := range conns {
+		held[providers.Account{Provider: c.Provider, User: c.VendorUserID}] = c.PatientID
+	}
+	for _, c := range conns {
+		if p := c.Predecessor; p != nil && c.Status == providers.StatusActive && held[p.Account] == c.PatientID {
+			if _, coalesced, err := r.Enqueue(ctx, Work{Provider: p.Provider, Patient: c.PatientID}.Job(TypeRetire)); err != nil {
+				return n, fmt.Errorf("pipeline: reconcile: %w", err)
+			} else if !coalesced {
+				n++
+			}
+		}
+	}
 	for _, c := range conns {
 		if c.Status != providers.StatusActive {
 			continue
