@@ -47,3 +47,31 @@ func TestPurgeErasesHistory(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeFollowsSource: a purge of the provider also deletes the Observations it took over from
+// a predecessor (written by it last, under the predecessor's identifier), and only those.
+func TestPurgeFollowsSource(t *testing.T) {
+	g := newRig(t, map[string]providertest.Route{})
+	ctx := t.Context()
+	obs := func(rec, source string) *fhir.Observation {
+		v := fhir.Decimal("70")
+		return &fhir.Observation{Base: fhir.Base{ResourceType: "Observation", Meta: &fhir.Meta{Source: fhir.ProviderSource(source)}}, Status: "final",
+			Identifier: []fhir.Identifier{{System: fhir.IdentifierSystem("fitbit/weight"), Value: "ABC123/" + rec}},
+			Code:       fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
+			Subject:    &fhir.Reference{Reference: "Patient/p1"},
+			Value:      fhir.Value{ValueQuantity: &fhir.Quantity{Value: &v, System: "http://unitsofmeasure.org", Code: "kg"}}}
+	}
+	res, err := g.st.Upsert(ctx, []fhir.Resource{obs("1", "googlehealth"), obs("2", "fitbit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.r.purge(ctx, "googlehealth", "p1"); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	if _, err := g.st.Read(ctx, "Observation", res[0].ID); !errors.Is(err, store.ErrDeleted) {
+		t.Errorf("the Observation Google Health took over: %v, want deleted", err)
+	}
+	if _, err := g.st.Read(ctx, "Observation", res[1].ID); err != nil {
+		t.Errorf("the Fitbit Observation Google Health never wrote: %v, want kept", err)
+	}
+}
