@@ -29,7 +29,7 @@ type bodyLog struct {
 func (l bodyLog) at(loc *time.Location) (time.Time, error) {
 	t, err := time.ParseInLocation("2006-01-02 15:04:05", l.Date+" "+l.Time, loc)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("body log time %q %q is not yyyy-MM-dd HH:mm:ss", l.Date, l.Time)
+		return time.Time{}, errors.New("body log date and time are not yyyy-MM-dd HH:mm:ss")
 	}
 	return t, nil
 }
@@ -69,21 +69,15 @@ func bodyLogs(body []byte, key string) ([]bodyLog, error) {
 }
 
 // decodeWeight decodes weight logs into weight samples and, when the log has a BMI, BMI samples
-// derived from them. The weight is in kg for our metric requests; an answer marked as US units is
-// labelled [lb_av] (pounds) and never kg (prior-art vector F8).
+// derived from them. The weight is in kg: answers are metric (do refuses any other unit system,
+// https://dev.fitbit.com/build/reference/web-api/body/get-weight-log/ writes the weight in the
+// request's unit system).
 func decodeWeight(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 	logs, err := bodyLogs(a.body, "weight")
 	if err != nil {
 		return nil, err
 	}
-	unit := "kg"
-	switch a.units {
-	case unitsMetric:
-	case unitsUS:
-		unit = "[lb_av]"
-	default:
-		return nil, errors.New("weight answer in an unknown unit system")
-	}
+	const unit = "kg"
 	var out []fhir.Sample
 	for _, l := range logs {
 		if !fc.inRange(l.Date) {

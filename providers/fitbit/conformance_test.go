@@ -3,6 +3,7 @@ package fitbit
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,7 +62,11 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.now = func() time.Time { return fitbittest.Now }
+			// The fixtures' clock, for the dates an incremental sync reads; the token subtests
+			// check the expiry against the machine's clock, so they keep it.
+			if !strings.Contains(t.Name(), "/Exchange") && !strings.Contains(t.Name(), "/Refresh") {
+				c.now = func() time.Time { return fitbittest.Now }
+			}
 			return c
 		},
 		User:        testUser,

@@ -9,7 +9,9 @@ import (
 	"github.com/openhealthexchange/ohx/fhir"
 )
 
-// Identifier systems (clinical-mapping identifier table): daily values by {ownerId}/{date}/{metric}.
+// Identifier systems: daily values are keyed {ownerId}/{date}/{metric}, since Fitbit gives a
+// daily value no id of its own (https://dev.fitbit.com/build/reference/web-api/activity-timeseries/);
+// logs by their logId, ECGs by their start time.
 const (
 	systemDaily       = "fitbit/daily"
 	systemHRVIntraday = "fitbit/hrv-intraday"
@@ -54,30 +56,47 @@ func list(body []byte, key string) ([]dayValue, error) {
 	}
 	for _, d := range out {
 		if !validDate(d.DateTime) {
-			return nil, fmt.Errorf("unexpected %s answer: dateTime %q", key, d.DateTime)
+			return nil, fmt.Errorf("unexpected %s answer: a dateTime is not yyyy-MM-dd", key)
 		}
 	}
 	return out, nil
 }
 
-// decodeValue decodes a dayValue's value with numbers kept as written.
+// decodeValue decodes a dayValue's value with numbers kept as written. Its errors name the
+// field and JSON type, never the value (shapeError).
 func decodeValue(raw json.RawMessage, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	return dec.Decode(v)
+	return shapeError(dec.Decode(v))
+}
+
+// shapeError rewrites a JSON decoding error without the input's text: some of encoding/json's
+// errors quote the offending literal, which may be a health value.
+func shapeError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &te):
+		return fmt.Errorf("field %q cannot hold a JSON %s", te.Field, te.Value)
+	case errors.As(err, &se):
+		return fmt.Errorf("malformed JSON at offset %d", se.Offset)
+	}
+	return errors.New("a value of an unexpected type")
 }
 
 // decodeSeries decodes an activity time series ({"activities-steps":[{dateTime, value:"8500"}]}).
 //
-// Days Fitbit reports as 0 are often no measurement: the series has an entry for every day of the
-// range, unsynced and future days included. The rule: a zero on a local date after the date of the
-// user's latest tracker sync (devices.json lastSyncTime), or when no tracker has ever synced, is no
-// data and yields no sample; a zero on or before that date is a real zero (the tracker uploaded
-// that day). Non-zero values are always kept.
+// The series has an entry for every date of the range
+// (https://dev.fitbit.com/build/reference/web-api/activity-timeseries/get-activity-timeseries-by-date-range/),
+// and Fitbit writes 0 on dates it has no data for: days the tracker was not worn or did not
+// sync, and dates still to come. A zero is therefore no data, unless the tracker is known to have
+// synced that day. The one day we know that of is the local date of the tracker's last sync
+// (devices.json lastSyncTime, https://dev.fitbit.com/build/reference/web-api/devices/get-devices/):
+// a zero on that date is a real zero, a zero on any other date (or when no tracker has ever
+// synced) yields no sample. Non-zero values are always kept.
 func decodeSeries(a answer, fc *fetchCtx, key string, kind fhir.SampleKind, metric, unit string) ([]fhir.Sample, error) {
-	if kind == fhir.KindDistance && a.units != unitsMetric {
-		return nil, errors.New("distance answer not in metric units")
-	}
 	days, err := list(a.body, key)
 	if err != nil {
 		return nil, err
@@ -98,15 +117,15 @@ func decodeSeries(a answer, fc *fetchCtx, key string, kind fhir.SampleKind, metr
 			// The value is a string holding the number ("8500").
 			var s string
 			if err := json.Unmarshal(d.Value, &s); err != nil {
-				return nil, fmt.Errorf("%s value of %s is neither number nor string", key, d.DateTime)
+				return nil, fmt.Errorf("%s value is neither number nor string", key)
 			}
 			n = json.Number(s)
 		}
 		v, ok, err := number(n)
 		if err != nil {
-			return nil, fmt.Errorf("%s value of %s: %w", key, d.DateTime, err)
+			return nil, fmt.Errorf("%s value: %w", key, err)
 		}
-		if !ok || (isZero(v) && (lastDate == "" || d.DateTime > lastDate)) {
+		if !ok || (isZero(v) && d.DateTime != lastDate) {
 			continue
 		}
 		s, err := dailySample(fc, kind, metric, d.DateTime, v, unit)
@@ -120,7 +139,10 @@ func decodeSeries(a answer, fc *fetchCtx, key string, kind fhir.SampleKind, metr
 }
 
 // decodeHeart decodes the heart-rate series: only days with value.restingHeartRate give a resting
-// heart rate (zones are not mapped); days without it carry none (prior-art vector F2).
+// heart rate (zones are not mapped); Fitbit omits the field on days it could not compute one
+// (https://dev.fitbit.com/build/reference/web-api/heartrate-timeseries/get-heartrate-timeseries-by-date-range/).
+// A restingHeartRate that is not a number is an unexpected shape (a permanent error), like every
+// other unexpected shape.
 func decodeHeart(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 	days, err := list(a.body, "activities-heart")
 	if err != nil {
@@ -132,10 +154,13 @@ func decodeHeart(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 			RestingHeartRate json.Number `json:"restingHeartRate"`
 		}
 		if err := decodeValue(d.Value, &v); err != nil {
-			return nil, fmt.Errorf("activities-heart value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("activities-heart value: %w", err)
 		}
 		dec, ok, err := number(v.RestingHeartRate)
-		if err != nil || !ok || isZero(dec) || !fc.inRange(d.DateTime) {
+		if err != nil {
+			return nil, fmt.Errorf("activities-heart value: restingHeartRate: %w", err)
+		}
+		if !ok || isZero(dec) || !fc.inRange(d.DateTime) {
 			continue
 		}
 		s, err := dailySample(fc, fhir.KindRestingHeartRate, "resting-hr", d.DateTime, dec, "/min")
@@ -173,19 +198,19 @@ func decodeSpO2(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 	var out []fhir.Sample
 	for _, d := range days {
 		if !validDate(d.DateTime) {
-			return nil, fmt.Errorf("unexpected spo2 answer: dateTime %q", d.DateTime)
+			return nil, errors.New("unexpected spo2 answer: a dateTime is not yyyy-MM-dd")
 		}
 		var v struct {
 			Avg json.Number `json:"avg"`
 		}
 		if len(d.Value) > 0 {
 			if err := decodeValue(d.Value, &v); err != nil {
-				return nil, fmt.Errorf("spo2 value of %s: %w", d.DateTime, err)
+				return nil, fmt.Errorf("spo2 value: %w", err)
 			}
 		}
 		dec, ok, err := number(v.Avg)
 		if err != nil {
-			return nil, fmt.Errorf("spo2 value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("spo2 value: %w", err)
 		}
 		if !ok || isZero(dec) || !fc.inRange(d.DateTime) {
 			continue
@@ -214,14 +239,14 @@ func decodeHRV(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 			DeepRmssd  json.Number `json:"deepRmssd"`
 		}
 		if len(d.Value) == 0 {
-			return nil, fmt.Errorf("unexpected hrv answer: day %s without value", d.DateTime)
+			return nil, errors.New("unexpected hrv answer: a day without value")
 		}
 		if err := decodeValue(d.Value, &v); err != nil {
-			return nil, fmt.Errorf("hrv value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("hrv value: %w", err)
 		}
 		daily, ok, err := number(v.DailyRmssd)
 		if err != nil {
-			return nil, fmt.Errorf("hrv value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("hrv value: %w", err)
 		}
 		if !ok || !fc.inRange(d.DateTime) {
 			continue
@@ -240,9 +265,10 @@ func decodeHRV(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 }
 
 // decodeHRVIntraday decodes the documented intraday shape
-// {"hrv":[{"dateTime":…,"minutes":[{"minute":"…T08:00:00.000","value":{"rmssd":…}}]}]}: one sample per
-// 5-minute value at its local time. A day without "minutes" (the flat shape the prior art assumed)
-// is an unexpected shape, never "no data".
+// {"hrv":[{"dateTime":…,"minutes":[{"minute":"…T08:00:00.000","value":{"rmssd":…}}]}]}
+// (https://dev.fitbit.com/build/reference/web-api/intraday/get-hrv-intraday-by-interval/): one
+// sample per 5-minute value at its local time. A day without "minutes" (a flat daily shape) is an
+// unexpected shape, never "no data".
 func decodeHRVIntraday(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 	var body struct {
 		HRV *[]struct {
@@ -307,11 +333,11 @@ func decodeBreathing(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 			BreathingRate json.Number `json:"breathingRate"`
 		}
 		if err := decodeValue(d.Value, &v); err != nil {
-			return nil, fmt.Errorf("br value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("br value: %w", err)
 		}
 		dec, ok, err := number(v.BreathingRate)
 		if err != nil {
-			return nil, fmt.Errorf("br value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("br value: %w", err)
 		}
 		if !ok || isZero(dec) || !fc.inRange(d.DateTime) {
 			continue
@@ -328,12 +354,11 @@ func decodeBreathing(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 
 // decodeSkinTemp decodes the skin temperature summary {"tempSkin":[{dateTime, value{nightlyRelative},
 // logType}]}: the night's variation from the user's baseline, a difference in °C (metric), never an
-// absolute temperature. It carries no device: the value is relative to a multi-night baseline (the
-// fitbit-skin-temperature-variation golden).
+// absolute temperature (https://dev.fitbit.com/build/reference/web-api/temperature/get-temperature-skin-summary-by-interval/:
+// "nightlyRelative", the change from the user's personal baseline). It carries no device: the
+// value is relative to a baseline of many nights, not a reading of one device. Answers are
+// metric (do refuses any other unit system), so the variation is in °C.
 func decodeSkinTemp(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
-	if a.units != unitsMetric {
-		return nil, errors.New("skin temperature answer not in metric units")
-	}
 	days, err := list(a.body, "tempSkin")
 	if err != nil {
 		return nil, err
@@ -344,11 +369,11 @@ func decodeSkinTemp(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 			NightlyRelative json.Number `json:"nightlyRelative"`
 		}
 		if err := decodeValue(d.Value, &v); err != nil {
-			return nil, fmt.Errorf("tempSkin value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("tempSkin value: %w", err)
 		}
 		dec, ok, err := number(v.NightlyRelative)
 		if err != nil {
-			return nil, fmt.Errorf("tempSkin value of %s: %w", d.DateTime, err)
+			return nil, fmt.Errorf("tempSkin value: %w", err)
 		}
 		if !ok || !fc.inRange(d.DateTime) {
 			continue

@@ -2,7 +2,7 @@ package fitbit
 
 import (
 	"encoding/json"
-	"fmt"
+	"errors"
 	"math/big"
 	"strings"
 
@@ -22,7 +22,7 @@ func number(n json.Number) (fhir.Decimal, bool, error) {
 	}
 	r, ok := new(big.Rat).SetString(s)
 	if !ok {
-		return "", false, fmt.Errorf("%q is not a number", s)
+		return "", false, errors.New("not a number")
 	}
 	return quotient(r), true, nil
 }
@@ -33,7 +33,8 @@ func isZero(d fhir.Decimal) bool {
 }
 
 // significant is the precision of a non-terminating quotient: 21 significant digits, far below
-// any device's resolution (1000/10922 → 0.0915583226515290239883, the f10 golden).
+// any device's resolution (1000/10922 → 0.0915583226515290239883 µV per count for a scaling
+// factor of 10922).
 const significant = 21
 
 // quotient writes r as a decimal: exactly when its expansion terminates (1000/250 → "4",

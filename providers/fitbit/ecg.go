@@ -95,8 +95,8 @@ func (c *Client) fetchECG(ctx context.Context, ts oauth2.TokenSource, fc *fetchC
 	}
 	var out []fhir.Sample
 	past := false
-	for _, r := range *l.Readings {
-		s, date, err := c.ecgSample(fc, r)
+	for i, r := range *l.Readings {
+		s, date, err := c.ecgSample(fc, i, r)
 		if err != nil {
 			return nil, "", upstream(providers.KindPermanent, 200, err)
 		}
@@ -121,25 +121,27 @@ func (c *Client) fetchECG(ctx context.Context, ts oauth2.TokenSource, fc *fetchC
 	return out, n, nil
 }
 
-// ecgSample maps one reading (prior-art vector F10): samples as delivered; factor 1000 /
+// ecgSample maps the reading at position i of the listing
+// (https://dev.fitbit.com/build/reference/web-api/electrocardiogram/get-ecg-log-list/): samples as delivered; factor 1000 /
 // scalingFactor µV (scalingFactor converts samples to mV: mV = sample / scalingFactor); interval
 // 1000 / samplingFrequencyHz ms; averageHeartRate as a component; the classification as an ohx
 // rhythm code with the vendor's text; the research-use note. It returns the reading's local date.
-func (c *Client) ecgSample(fc *fetchCtx, r ecgReading) (fhir.Sample, string, error) {
+// Errors name the reading by its position, never its time or values.
+func (c *Client) ecgSample(fc *fetchCtx, i int, r ecgReading) (fhir.Sample, string, error) {
 	start, err := localTime(r.StartTime, fc.loc)
 	if err != nil {
-		return fhir.Sample{}, "", fmt.Errorf("ecg: %w", err)
+		return fhir.Sample{}, "", fmt.Errorf("ecg reading %d: startTime is not a local date-time", i)
 	}
 	scale, ok := new(big.Rat).SetString(r.ScalingFactor.String())
 	if !ok || scale.Sign() <= 0 {
-		return fhir.Sample{}, "", fmt.Errorf("ecg reading %s: scalingFactor %q", r.StartTime, r.ScalingFactor)
+		return fhir.Sample{}, "", fmt.Errorf("ecg reading %d: scalingFactor missing, not a number or not positive", i)
 	}
 	hz, ok := new(big.Rat).SetString(string(r.SamplingFrequencyHz))
 	if !ok || hz.Sign() <= 0 {
-		return fhir.Sample{}, "", fmt.Errorf("ecg reading %s: samplingFrequencyHz %q", r.StartTime, r.SamplingFrequencyHz)
+		return fhir.Sample{}, "", fmt.Errorf("ecg reading %d: samplingFrequencyHz missing, not a number or not positive", i)
 	}
 	if len(r.WaveformSamples) == 0 {
-		return fhir.Sample{}, "", fmt.Errorf("ecg reading %s without waveformSamples", r.StartTime)
+		return fhir.Sample{}, "", fmt.Errorf("ecg reading %d without waveformSamples", i)
 	}
 	thousand := big.NewRat(1000, 1)
 	s := fhir.Sample{

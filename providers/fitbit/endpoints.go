@@ -18,7 +18,7 @@ type endpoint struct {
 
 // series is a daily activity time series
 // (https://dev.fitbit.com/build/reference/web-api/activity-timeseries/get-activity-timeseries-by-date-range/:
-// steps, distance, floors and activityCalories, at most 1095 days per request).
+// steps, distance, floors and calories, at most 1095 days per request).
 func series(resource string, kind fhir.SampleKind, metric, unit string) *endpoint {
 	return &endpoint{
 		name:    "activities/" + resource,
@@ -39,12 +39,15 @@ func dateRange(prefix string) func(s, e string) string {
 
 // endpoints in the order Fetch reads them.
 var endpoints = []*endpoint{
-	// Unit "": the count per day is implied by the kind (the f7 golden of fhir/mapping_test.go).
+	// Unit "": the count per day is implied by the kind (fhir.MapSample codes steps as a count).
 	series("steps", fhir.KindSteps, "steps", ""),
 	// Metric distance is in kilometres (https://dev.fitbit.com/build/reference/web-api/developer-guide/application-design/#Unit-Systems).
 	series("distance", fhir.KindDistance, "distance", "km"),
-	// activityCalories: calories burned by activity, without the BMR that "calories" includes.
-	series("activityCalories", fhir.KindCalories, "calories", "kcal"),
+	// calories: the day's total energy burned, BMR included (activityCalories would leave the BMR
+	// out), as KindCalories (LOINC 41979-6 "Calories burned in 24 hour") means and as the Google
+	// Health API's total-calories gives it
+	// (https://dev.fitbit.com/build/reference/web-api/activity-timeseries/).
+	series("calories", fhir.KindCalories, "calories", "kcal"),
 	series("floors", fhir.KindElevation, "floors", "{floors}"),
 	{
 		// https://dev.fitbit.com/build/reference/web-api/heartrate-timeseries/get-heartrate-timeseries-by-date-range/ (1 year)

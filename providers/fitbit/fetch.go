@@ -103,8 +103,10 @@ func kindsFingerprint(w map[fhir.SampleKind]bool) string {
 // series are by local date): a window [Start, End) covers the local dates it touches; Since reads
 // from the local date a day before Since to today; a query with neither reads the last 30 local
 // days. Page.Next is an opaque cursor bound to the query's kinds; Page.SyncedUntil is the local
-// clock at the first page minus 5 min. Fresh bypasses the response cache. Errors are
-// *providers.UpstreamError or ctx.Err().
+// clock at the first page minus 5 min. Fresh bypasses the response cache. An endpoint whose scope
+// the user did not grant (403 insufficient_scope) gives an empty page and the query goes on with
+// the next one; that is logged once per user and endpoint. Errors are
+// *providers.UpstreamError or ctx.Err(); an auth error (401) is returned, never retried here.
 func (c *Client) Fetch(ctx context.Context, user string, ts oauth2.TokenSource, q providers.Query) (*providers.Page, error) {
 	wanted := c.wanted(q.Kinds)
 	plan := c.plan(wanted)
@@ -131,6 +133,13 @@ func (c *Client) Fetch(ctx context.Context, user string, ts oauth2.TokenSource, 
 		cu = cursor{Step: 0, Date: from, From: from, To: to, Horizon: c.now().Add(-clockSkew).Unix(), Kinds: fp}
 	}
 	devs, err := c.readDevices(ctx, user, ts, false)
+	if errors.Is(err, errScopeDenied) {
+		// The user did not grant settings: no device attribution, and zeros are dropped (no
+		// tracker sync is known). Remembered like an answer, so each page does not ask again.
+		c.noteDenied(user, "devices")
+		devs, err = &deviceSet{}, nil
+		c.devices.SetDefault(user, devs)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +163,13 @@ func (c *Client) Fetch(ctx context.Context, user string, ts oauth2.TokenSource, 
 		if end < cu.To {
 			next.Date, more = addDays(end, 1), true
 		}
+	}
+	if errors.Is(err, errScopeDenied) {
+		// The user did not grant this endpoint's scope (Fitbit's consent screen lets them
+		// untick it): its step is empty and the query goes on with the next endpoint; a refresh
+		// or re-consent would not change the answer.
+		c.noteDenied(user, ep.name)
+		samples, more, err = nil, false, nil
 	}
 	if err != nil {
 		return nil, err
@@ -220,4 +236,12 @@ func (c *Client) fetchRange(ctx context.Context, ts oauth2.TokenSource, fc *fetc
 		}
 	}
 	return out, nil
+}
+
+// noteDenied logs, once per user and endpoint, that the user did not grant an endpoint's scope.
+// The log names the endpoint, never the user or any data.
+func (c *Client) noteDenied(user, endpoint string) {
+	if _, seen := c.denied.LoadOrStore(user+"\x00"+endpoint, true); !seen {
+		c.log.Warn("scope not granted by the user: endpoint skipped", "endpoint", endpoint)
+	}
 }

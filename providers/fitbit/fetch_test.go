@@ -169,15 +169,16 @@ func TestTimeZones(t *testing.T) {
 	}
 }
 
-// TestZeroDays: zeros after the last tracker sync are no data; without any synced tracker every
-// zero is dropped; non-zero values are kept.
+// TestZeroDays: a zero is kept only on the local date of the tracker's last sync (2024-01-15 in
+// devices.json); zeros before it (a day not worn or not synced) and after it are no data; without
+// any synced tracker every zero is dropped; non-zero values are kept.
 func TestZeroDays(t *testing.T) {
 	steps := `{"activities-steps":[{"dateTime":"2024-01-14","value":"0"},{"dateTime":"2024-01-15","value":"0"},{"dateTime":"2024-01-16","value":"0"},{"dateTime":"2024-01-17","value":"12"}]}`
 	for name, tc := range map[string]struct {
 		devices string
 		want    []string
 	}{
-		"tracker synced 2024-01-15": {"fitbit/devices.json", []string{"ABC123/2024-01-14/steps", "ABC123/2024-01-15/steps", "ABC123/2024-01-17/steps"}},
+		"tracker synced 2024-01-15": {"fitbit/devices.json", []string{"ABC123/2024-01-15/steps", "ABC123/2024-01-17/steps"}},
 		"no devices":                {"", []string{"ABC123/2024-01-17/steps"}},
 	} {
 		t.Run(name, func(t *testing.T) {

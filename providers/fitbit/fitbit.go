@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/patrickmn/go-cache"
@@ -81,6 +82,7 @@ type Client struct {
 	zones   *cache.Cache // user → *time.Location (from the profile)
 	devices *cache.Cache // user → []device (from devices.json)
 	limits  *rateLimits
+	denied  sync.Map // user + "\x00" + endpoint → true once a missing scope was logged
 }
 
 // Interface guards.

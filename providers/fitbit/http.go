@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"golang.org/x/oauth2"
 
@@ -34,14 +33,17 @@ type request struct {
 	classify func(status int, header http.Header, body []byte) error
 }
 
-// answer is a successful response: its body and the unit system it was written in.
+// answer is a successful response. It is always in metric units: Classify refuses any other
+// unit system, so neither the response cache nor a shared in-flight answer can ever hand a
+// decoder pounds or miles.
 type answer struct {
-	body  []byte
-	units unitSystem
+	body []byte
 }
 
-// do performs r through the caller. A user whose hourly quota Fitbit reported as spent gets a
-// throttled error with RetryAfter and no request is sent (prior-art vector F15).
+// do performs r through the caller. A user whose hourly quota Fitbit reported as spent (its
+// Fitbit-Rate-Limit-Remaining header reached 0,
+// https://dev.fitbit.com/build/reference/web-api/developer-guide/application-design/#Rate-Limits)
+// gets a throttled error with RetryAfter and no request is sent.
 func (c *Client) do(ctx context.Context, r request) (answer, error) {
 	if err := c.limits.check(r.user, c.now()); err != nil {
 		return answer{}, err
@@ -65,12 +67,8 @@ func (c *Client) do(ctx context.Context, r request) (answer, error) {
 	}
 	classify := r.classify
 	if classify == nil {
-		classify = c.classifyHTTP
+		classify = c.classifyData
 	}
-	// The unit system is read from the answer Classify accepted; a cached answer was accepted
-	// (and its units checked) when it was first read, and we never ask for anything but metric.
-	var mu sync.Mutex
-	units := unitsMetric
 	call := providers.Call{
 		User:     r.user,
 		Endpoint: r.endpoint,
@@ -120,13 +118,12 @@ func (c *Client) do(ctx context.Context, r request) (answer, error) {
 				}
 				return err
 			}
-			u, err := unitsOf(header)
-			if err != nil {
+			// Only metric answers are accepted (and so cached or shared): ohx never sends
+			// Accept-Language, so another unit system means a misconfigured proxy or account,
+			// and mapping it could label pounds as kilograms.
+			if err := metricOnly(header); err != nil {
 				return upstream(providers.KindPermanent, status, err)
 			}
-			mu.Lock()
-			units = u
-			mu.Unlock()
 			return nil
 		},
 		Cacheable: r.cacheable,
@@ -135,9 +132,7 @@ func (c *Client) do(ctx context.Context, r request) (answer, error) {
 	if err != nil {
 		return answer{}, err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return answer{body: body, units: units}, nil
+	return answer{body: body}, nil
 }
 
 // classifyHTTP classifies by HTTP status (Fitbit's statuses are meaningful,
@@ -158,38 +153,74 @@ func (c *Client) classifyHTTP(status int, header http.Header, _ []byte) error {
 	return ue
 }
 
+// errScopeDenied marks a 403 on a data request whose errorType says the token lacks the scope
+// of that data (insufficient_scope, insufficient_permissions,
+// https://dev.fitbit.com/build/reference/web-api/troubleshooting-guide/error-messages/#403-forbidden).
+// Fitbit's consent screen lets the user untick single scopes
+// (https://dev.fitbit.com/build/reference/web-api/developer-guide/application-design/#Scopes),
+// and neither a refresh nor a new consent the user answers the same way grants it: it is not an
+// auth error, and Fetch skips that endpoint.
+var errScopeDenied = errors.New("the user did not grant the scope of this data")
+
+// fitbitErrors is Fitbit's error body {"errors":[{"errorType":"…","message":"…"}]}; only the
+// error types are read (the message may echo request data).
+type fitbitErrors struct {
+	Errors []struct {
+		ErrorType string `json:"errorType"`
+	} `json:"errors"`
+}
+
+// classifyData is the Classify of every API request but the token endpoint's: classifyHTTP,
+// except that a 403 for a missing scope (a body naming insufficient_scope or
+// insufficient_permissions, or no error body at all) is a permanent error wrapping
+// errScopeDenied instead of an auth error.
+func (c *Client) classifyData(status int, header http.Header, body []byte) error {
+	if status == http.StatusForbidden && scopeDenied(body) {
+		return upstream(providers.KindPermanent, status, fmt.Errorf("%w (http status %d)", errScopeDenied, status))
+	}
+	return c.classifyHTTP(status, header, body)
+}
+
+// scopeDenied reads a 403 body: true for insufficient_scope or insufficient_permissions, or a
+// body without Fitbit error types.
+func scopeDenied(body []byte) bool {
+	var fe fitbitErrors
+	if len(bytes.TrimSpace(body)) == 0 || json.Unmarshal(body, &fe) != nil || len(fe.Errors) == 0 {
+		return true
+	}
+	for _, e := range fe.Errors {
+		switch e.ErrorType {
+		case "insufficient_scope", "insufficient_permissions":
+			return true
+		}
+	}
+	return false
+}
+
 // decode decodes a successful body; a shape we do not understand is a permanent error (a schema
 // change does not heal by retrying), never "no data".
 func decode(body []byte, v any, what string) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return upstream(providers.KindPermanent, http.StatusOK, fmt.Errorf("unexpected %s answer: %w", what, err))
+		return upstream(providers.KindPermanent, http.StatusOK, fmt.Errorf("unexpected %s answer: %w", what, shapeError(err)))
 	}
 	return nil
 }
 
-// unitSystem is the unit system of an answer
-// (https://dev.fitbit.com/build/reference/web-api/developer-guide/application-design/#Localization:
-// en_US → US units, en_GB → UK units, anything else → metric).
-type unitSystem string
+// errNotMetric is the cause of an answer refused because it is not in metric units.
+var errNotMetric = errors.New("answer not in metric units")
 
-const (
-	unitsMetric unitSystem = "METRIC"
-	unitsUS     unitSystem = "en_US"
-)
-
-// unitsOf reads the unit system of an answer. ⚠ Fitbit documents the unit system as following the
-// request's Accept-Language, which we never send; it documents no marker in the answer. A
-// Content-Language header, when present, is taken as that marker: en_US means pounds and miles;
-// en_GB (stone) is refused rather than mislabelled.
-func unitsOf(h http.Header) (unitSystem, error) {
-	switch v := strings.ReplaceAll(strings.TrimSpace(h.Get("Content-Language")), "-", "_"); {
-	case strings.EqualFold(v, "en_US"):
-		return unitsUS, nil
-	case strings.EqualFold(v, "en_GB"):
-		return "", fmt.Errorf("answer in UK units (%s), which ohx does not convert", v)
-	default:
-		return unitsMetric, nil
+// metricOnly refuses an answer in another unit system than metric. Fitbit writes answers in the
+// unit system of the request's Accept-Language (en_US → US units, en_GB → UK units, none →
+// metric,
+// https://dev.fitbit.com/build/reference/web-api/developer-guide/application-design/#Unit-Systems);
+// ohx never sends one. Fitbit documents no marker in the answer: a Content-Language header other
+// than a metric locale is taken as that marker.
+func metricOnly(h http.Header) error {
+	v := strings.ReplaceAll(strings.TrimSpace(h.Get("Content-Language")), "-", "_")
+	if strings.EqualFold(v, "en_US") || strings.EqualFold(v, "en_GB") {
+		return fmt.Errorf("%w (Content-Language %s)", errNotMetric, v)
 	}
+	return nil
 }

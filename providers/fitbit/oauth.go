@@ -127,7 +127,7 @@ func (c *Client) oauthToken(ta *tokenAnswer) *oauth2.Token {
 		AccessToken:  ta.AccessToken,
 		TokenType:    "Bearer",
 		RefreshToken: ta.RefreshToken,
-		Expiry:       time.Now().Add(exp), // wall clock: the vault compares it with time.Now
+		Expiry:       c.now().Add(exp), // the client's clock, as for every other time it takes
 		ExpiresIn:    int64(exp / time.Second),
 	}
 	extra := map[string]any{}

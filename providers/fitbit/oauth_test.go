@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -26,6 +27,10 @@ func TestTokenRequests(t *testing.T) {
 	}
 	if g.UserID != testUser || g.Token.AccessToken != fitbittest.AccessToken || len(g.Scopes) == 0 {
 		t.Errorf("grant user %q scopes %v", g.UserID, g.Scopes)
+	}
+	// expires_in 28800 from the client's clock (fitbittest.Now), not the machine's.
+	if want := fitbittest.Now.Add(8 * time.Hour); !g.Token.Expiry.Equal(want) {
+		t.Errorf("expiry %v, want %v (the client's clock + expires_in)", g.Token.Expiry, want)
 	}
 	if err := f.c.Revoke(t.Context(), testUser, g.Token); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package fitbit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -42,7 +41,7 @@ func (c *Client) zone(ctx context.Context, user string, ts oauth2.TokenSource) (
 	}
 	loc, err := time.LoadLocation(p.User.Timezone)
 	if err != nil {
-		return nil, upstream(providers.KindPermanent, http.StatusOK, fmt.Errorf("profile time zone %q is unknown", p.User.Timezone))
+		return nil, upstream(providers.KindPermanent, http.StatusOK, errors.New("profile time zone is unknown"))
 	}
 	c.zones.SetDefault(user, loc)
 	return loc, nil
@@ -59,7 +58,7 @@ const (
 func localDay(date string, loc *time.Location) (time.Time, error) {
 	t, err := time.ParseInLocation(layoutDate, date, loc)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("date %q is not yyyy-MM-dd", date)
+		return time.Time{}, errors.New("date is not yyyy-MM-dd")
 	}
 	return t, nil
 }
@@ -70,7 +69,7 @@ func localDay(date string, loc *time.Location) (time.Time, error) {
 func localTime(s string, loc *time.Location) (time.Time, error) {
 	t, err := time.ParseInLocation(layoutDateTime, s, loc)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("local time %q is not yyyy-MM-ddTHH:mm:ss[.SSS]", s)
+		return time.Time{}, errors.New("local time is not yyyy-MM-ddTHH:mm:ss[.SSS]")
 	}
 	return t, nil
 }

@@ -25,6 +25,13 @@ var errQuotaSpent = errors.New("fitbit hourly rate limit of the user is spent")
 // rateLimits remembers, per user, until when Fitbit's quota is spent. It is fed by every answer's
 // headers; a caller checks it before sending, so that a spent quota costs no request and blocks no
 // worker (the error carries RetryAfter: the job is rescheduled).
+//
+// The state lives in this process only. Fitbit counts the quota per user and application, over
+// all of the application's clients: with several ohx instances, each learns of a spent quota
+// only from its own answers, so another instance may still send requests that Fitbit refuses with
+// 429 (which that instance then records in turn), and the per-user budget of
+// providers.ClientConfig is likewise per instance. Nothing is lost (429 is a throttled error and
+// the job is rescheduled), but the instances together may spend more requests than one would.
 type rateLimits struct {
 	mu    sync.Mutex
 	until map[string]time.Time

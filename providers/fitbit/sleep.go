@@ -41,7 +41,7 @@ var stageKinds = []struct {
 
 // decodeSleep decodes sleep logs: the session [startTime, endTime] in the user's zone with
 // minutesAsleep as its value; a "stages" log adds the stage durations, efficiency, time in bed and
-// latency (prior-art vector F9); a "classic" log (asleep/restless/awake, no stages) only the total.
+// latency (https://dev.fitbit.com/build/reference/web-api/sleep/get-sleep-log-by-date-range/); a "classic" log (asleep/restless/awake, no stages) only the total.
 // A manual log is patient-reported; an auto-detected one is attributed to the single tracker.
 func decodeSleep(a answer, fc *fetchCtx) ([]fhir.Sample, error) {
 	var body struct {

@@ -25,8 +25,8 @@ const (
 	colDeleted    = "deleteUser"
 )
 
-// collections in subscription order.
-var collections = []string{colActivities, colBody, colSleep}
+// collections in subscription order. userRevokedAccess, always subscribed, is last.
+var collections = []string{colActivities, colBody, colSleep, colRevoked}
 
 // kindCollection is the collection whose notifications announce each kind. SpO2, HRV, breathing
 // rate and skin temperature are computed from the main sleep and written when the night syncs,
@@ -78,7 +78,10 @@ func (c *Client) subscriberHeader() http.Header {
 	return http.Header{"X-Fitbit-Subscriber-Id": {c.cfg.SubscriberID}}
 }
 
-// Subscribe creates one subscription per collection the kinds need (nil: the enabled kinds):
+// Subscribe creates one subscription per collection the kinds need (nil: the enabled kinds), and
+// one to userRevokedAccess, so that Fitbit delivers the user's revocation of ohx's access (the
+// collection needs no scope,
+// https://dev.fitbit.com/build/reference/web-api/subscription/create-subscription/):
 // POST /1/user/-/{collection}/apiSubscriptions/{id}.json with a fresh opaque id and, when
 // configured, X-Fitbit-Subscriber-Id. Fitbit answers 201 (created) or 200 (exists); 409 means the
 // collection is already subscribed under another id, which is fine when the listing shows one of
@@ -86,7 +89,7 @@ func (c *Client) subscriberHeader() http.Header {
 // callbackURL is not sent. Errors are *providers.UpstreamError.
 func (c *Client) Subscribe(ctx context.Context, user string, ts oauth2.TokenSource, callbackURL string, kinds []fhir.SampleKind) error {
 	_ = callbackURL
-	need := map[string]bool{}
+	need := map[string]bool{colRevoked: true}
 	for k := range c.wanted(kinds) {
 		if col, ok := kindCollection[k]; ok {
 			need[col] = true

@@ -47,9 +47,13 @@ func TestSubscribeAndUnsubscribe(t *testing.T) {
 // when it does not.
 func TestSubscribeConflict(t *testing.T) {
 	id := fitbittest.SubscriptionIDs["activities"]
+	// Steps need activities; userRevokedAccess is always subscribed, after it (the next 16 bytes
+	// of SubscriptionRand).
+	revokedID := fitbittest.SubscriptionIDs["body"]
 	routes := map[string]providertest.Route{
-		"POST /1/user/-/activities/apiSubscriptions/" + id + ".json": {Status: http.StatusConflict, Body: `{"errors":[{"errorType":"conflict"}]}`},
-		"GET /1/user/-/activities/apiSubscriptions.json":             file("subscriptions_activities.json"),
+		"POST /1/user/-/activities/apiSubscriptions/" + id + ".json":               {Status: http.StatusConflict, Body: `{"errors":[{"errorType":"conflict"}]}`},
+		"POST /1/user/-/userRevokedAccess/apiSubscriptions/" + revokedID + ".json": {Status: http.StatusCreated, File: "fitbit/subscription_created.json"},
+		"GET /1/user/-/activities/apiSubscriptions.json":                           file("subscriptions_activities.json"),
 	}
 	f := newFixture(t, routes, opts{})
 	ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "a1"})

@@ -45,6 +45,7 @@ func TestConcurrentRefreshSingleUse(t *testing.T) {
 	}
 	const route = "POST /oauth2/token grant_type=refresh_token"
 	f := newFixture(t, map[string]providertest.Route{route: {Handler: refresh}}, opts{})
+	f.c.now = time.Now // the vault compares the refreshed tokens' expiry with the machine's clock
 
 	dir := t.TempDir()
 	open := func() *sqlite.Store {

@@ -40,7 +40,7 @@ type notificationItem struct {
 // signature is the X-Fitbit-Signature of body: Base64(HMAC-SHA1(key = client secret + "&", raw
 // body)). The "&" is part of the key: it is the OAuth 1.0 signing key with an empty token secret
 // (https://dev.fitbit.com/build/reference/web-api/developer-guide/using-subscriptions/);
-// the prior art left it out and refused every genuine notification.
+// without it no genuine notification verifies.
 func signature(body []byte, clientSecret string) []byte {
 	m := hmac.New(sha1.New, []byte(clientSecret+"&"))
 	m.Write(body)

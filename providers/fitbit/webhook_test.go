@@ -97,7 +97,13 @@ func TestNotifications(t *testing.T) {
 			t.Errorf("window [%v, %v) misses the local day %v in %s", sleep.Start, sleep.End, day, loc)
 		}
 	}
-	again, _ := f.c.HandleWebhook(t.Context(), post(body, fitbittest.Sign([]byte(body), fitbittest.ClientSecret)))
+	again, err := f.c.HandleWebhook(t.Context(), post(body, fitbittest.Sign([]byte(body), fitbittest.ClientSecret)))
+	if err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	if len(again.Notifications) != len(resp.Notifications) || len(again.Notifications) == 0 {
+		t.Fatalf("redelivery: %d notifications, first delivery %d", len(again.Notifications), len(resp.Notifications))
+	}
 	for i := range again.Notifications {
 		if again.Notifications[i].Key != resp.Notifications[i].Key {
 			t.Errorf("redelivery key %d differs", i)

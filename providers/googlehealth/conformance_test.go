@@ -78,7 +78,9 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := googlehealth.New(gh.Config(srv.URL(), confRedirect, confSecret), pc, nil)
+			cfg := gh.Config(srv.URL(), confRedirect, confSecret)
+			cfg.Kinds = googlehealth.SupportedKinds() // heart-rate is opt-in; the suite reads every kind
+			c, err := googlehealth.New(cfg, pc, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package googlehealth
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -65,19 +66,39 @@ func parseGoogleError(status int, body []byte) *statusError {
 	return se
 }
 
+// errScopeDenied marks a 403 PERMISSION_DENIED that means the user's token lacks the scope of
+// the data (ErrorInfo reason ACCESS_TOKEN_SCOPE_INSUFFICIENT, or no reason at all): Google's
+// consent screen lets the user untick single scopes
+// (https://developers.google.com/identity/protocols/oauth2/web-server#partial-consent), and
+// neither a refresh nor a new consent the user answers the same way grants it. It is not an auth
+// error; Fetch skips the data type.
+var errScopeDenied = errors.New("the user did not grant the scope of this data")
+
+// scopeDenied reports a 403 that only lacks a scope (see errScopeDenied).
+func scopeDenied(status int, se *statusError) bool {
+	return status == http.StatusForbidden && (se.Status == "" || se.Status == "PERMISSION_DENIED") &&
+		(se.Reason == "" || se.Reason == "ACCESS_TOKEN_SCOPE_INSUFFICIENT")
+}
+
 func upstream(kind providers.ErrorKind, status int, err error) *providers.UpstreamError {
 	return &providers.UpstreamError{Provider: Name, Kind: kind, Status: status, Err: err}
 }
 
-// classify is the Call.Classify of every data request: 2xx → nil; 429 → throttled with
-// Retry-After; 401 (UNAUTHENTICATED) and 403 (PERMISSION_DENIED: a scope the user did not grant)
-// → auth; 408 and 5xx → transient (503 may carry Retry-After); any other 4xx (400 INVALID_*,
-// 404 NOT_FOUND, …) → permanent (https://cloud.google.com/apis/design/errors#handling_errors).
+// classify is the Call.Classify of every API request (the token endpoint has its own):
+// 2xx → nil; 429 → throttled with Retry-After; 401 (UNAUTHENTICATED) → auth; 403
+// PERMISSION_DENIED for a scope the user did not grant → permanent wrapping errScopeDenied (a
+// refresh or re-consent cannot add it); any other 403 → auth; 408 and 5xx → transient (503 may
+// carry Retry-After); any other 4xx (400 INVALID_*, 404 NOT_FOUND, …) → permanent
+// (https://cloud.google.com/apis/design/errors#handling_errors).
 func classify(status int, header http.Header, body []byte) error {
 	if status >= 200 && status < 300 {
 		return nil
 	}
-	e := upstream(providers.KindPermanent, status, parseGoogleError(status, body))
+	se := parseGoogleError(status, body)
+	if scopeDenied(status, se) {
+		return upstream(providers.KindPermanent, status, fmt.Errorf("%w: %w", errScopeDenied, se))
+	}
+	e := upstream(providers.KindPermanent, status, se)
 	switch {
 	case status == http.StatusTooManyRequests:
 		e.Kind = providers.KindThrottled

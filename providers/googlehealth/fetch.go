@@ -147,8 +147,10 @@ func chunks(d dataType, from, to civilDate) int {
 // opaque cursor (data type, chunk, Google's page token, the horizon fixed by the first page, a
 // digest of the query); a cursor of another query is a permanent error. An incremental query
 // (Since) reads [Since − 7 days, now); one with neither window nor Since the last 30 days.
-// Page.SyncedUntil is the first page's clock. Fresh bypasses the response cache. Errors are
-// *providers.UpstreamError or ctx.Err(); an auth error is returned, never retried here.
+// Page.SyncedUntil is the first page's clock. Fresh bypasses the response cache. A data type
+// whose scope the user did not grant (403 PERMISSION_DENIED) gives an empty page and the query
+// goes on with the next one; that is logged once per user and data type. Errors are
+// *providers.UpstreamError or ctx.Err(); an auth error (401) is returned, never retried here.
 func (c *Client) Fetch(ctx context.Context, user string, ts oauth2.TokenSource, q providers.Query) (*providers.Page, error) {
 	wanted := c.wanted(q.Kinds)
 	var steps []dataType
@@ -202,6 +204,12 @@ func (c *Client) Fetch(ctx context.Context, user string, ts oauth2.TokenSource, 
 		samples, next, err = c.fetchRollup(ctx, user, ts, m, w, cf, ct, cu.Token)
 	} else {
 		samples, next, err = c.fetchPoints(ctx, user, ts, m, w, from, to, cu.Token)
+	}
+	if errors.Is(err, errScopeDenied) {
+		// The user did not grant this data type's scope: its step is empty and the query goes
+		// on with the next data type (a refresh or re-consent would not change the answer).
+		c.noteDenied(user, d)
+		samples, next, err, n = nil, "", nil, cu.Chunk+1
 	}
 	if err != nil {
 		return nil, err
@@ -350,9 +358,18 @@ func (c *Client) location(name string) *time.Location {
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
-		c.log.Warn("unknown time zone in Google Health settings", "timezone", name)
+		// The zone's name is the user's location: it is not logged.
+		c.log.Warn("unknown time zone in Google Health settings: daily values keep their civil day")
 		loc = nil
 	}
 	c.zones.Store(name, loc)
 	return loc
+}
+
+// noteDenied logs, once per user and data type, that the user did not grant a data type's scope.
+// The log names the kind and data type, never the user or any data.
+func (c *Client) noteDenied(user string, d dataType) {
+	if _, seen := c.denied.LoadOrStore(user+"\x00"+d.name, true); !seen {
+		c.log.Warn("scope not granted by the user: data type skipped", "kind", string(d.kind), "data_type", d.name)
+	}
 }

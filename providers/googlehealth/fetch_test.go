@@ -82,7 +82,7 @@ func TestCursor(t *testing.T) {
 		"GET /v4/users/me/dataTypes/heart-rate/dataPoints pageToken=hr-page-2": file("heart_rate_page2.json"),
 		"GET /v4/users/me/dataTypes/weight/dataPoints":                         file("weight.json"),
 	}
-	f := newFixture(t, routes, fixtureOpts{})
+	f := newFixture(t, routes, fixtureOpts{kinds: []fhir.SampleKind{fhir.KindHeartRate, fhir.KindWeight}})
 	q := providers.Query{Kinds: []fhir.SampleKind{fhir.KindHeartRate}, Start: windowStart, End: windowEnd}
 	p, err := f.c.Fetch(t.Context(), testUser, bearer("a"), q)
 	if err != nil || p.Next == "" || len(p.Samples) != 2 {
@@ -118,7 +118,6 @@ func TestErrors(t *testing.T) {
 	}{
 		{400, "error_invalid_filter.json", nil, providers.KindPermanent, "INVALID_ARGUMENT (INVALID_DATA_POINT_FILTER)"},
 		{401, "error_unauthenticated.json", nil, providers.KindAuth, "UNAUTHENTICATED"},
-		{403, "error_permission_denied.json", nil, providers.KindAuth, "PERMISSION_DENIED"},
 		{429, "error_resource_exhausted.json", http.Header{"Retry-After": {"12"}}, providers.KindThrottled, "RESOURCE_EXHAUSTED"},
 		{503, "error_unavailable.json", nil, providers.KindTransient, "UNAVAILABLE"},
 	} {

@@ -51,7 +51,11 @@ type Config struct {
 	TokenURL  string
 	RevokeURL string
 	// Kinds are the data kinds this deployment reads (default: every kind SupportedKinds lists
-	// that fhir.MapSample codes). An unsupported kind is an error from New.
+	// that fhir.MapSample codes, except heart-rate). An unsupported kind is an error from New.
+	// Intraday heart rate (fhir.KindHeartRate, the heart-rate data type: a sample every few
+	// seconds to minutes) is opt-in: it is read only when listed here, because it costs many
+	// requests per user against the per-user rate limit
+	// (https://developers.google.com/health/rate-limits) and many Observations per day.
 	Kinds []fhir.SampleKind
 	// WebhookSecret is the complete Authorization header value Google sends with every webhook
 	// delivery (the subscriber's endpointAuthorization.secret, e.g. "Bearer …"). Empty refuses
@@ -71,8 +75,8 @@ type Client struct {
 	kinds  providers.KindSet // enabled kinds, component kinds folded into their parent
 	now    func() time.Time
 
-	zones sync.Map // IANA name → *time.Location (nil: unknown)
-
+	zones  sync.Map // IANA name → *time.Location (nil: unknown)
+	denied sync.Map // user + "\x00" + data type → true once a missing scope was logged
 }
 
 // Interface guards.
@@ -114,7 +118,7 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 			return nil, fmt.Errorf("googlehealth: invalid %s URL %q", name, raw)
 		}
 	}
-	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind)
+	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind, fhir.KindHeartRate)
 	if err != nil {
 		return nil, fmt.Errorf("googlehealth: %w", err)
 	}

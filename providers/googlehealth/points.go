@@ -131,9 +131,11 @@ type pointMapper struct {
 	zone *time.Location // the user's IANA zone (settings), nil when unknown
 }
 
-// recordID is the data point's resource name, or, for a point without one (most data types are
-// not identifiable, per the reference's DataPoint.name), a key from the user, the data type and
-// the normalised time (clinical-mapping rule: user + kind + time key).
+// identify sets the record id: the data point's resource name, or, for a point without one
+// (most data types are not identifiable, per DataPoint.name in
+// https://developers.google.com/health/reference/rest/v4/users.dataTypes.dataPoints), a key from
+// the user, the data type and the normalised time, so that a re-read of the same point yields
+// the same id.
 func (m pointMapper) identify(s *fhir.Sample, name string, at time.Time, day civilDate) {
 	switch {
 	case name != "":
@@ -319,8 +321,9 @@ func fracDigits(d fhir.Decimal) int {
 
 // sleep maps a sleep session: the minutes asleep over [start, end] in the offsets Google gives,
 // with the stage durations (DEEP, LIGHT, REM, AWAKE), the minutes in the sleep period (time in
-// bed) and the minutes to fall asleep. A classic sleep (ASLEEP/RESTLESS segments, no stages)
-// keeps only its total, as clinical mapping prescribes.
+// bed) and the minutes to fall asleep. A classic sleep (ASLEEP/RESTLESS segments, no stages,
+// https://developers.google.com/health/reference/rest/v4/users.dataTypes.dataPoints#Sleep)
+// keeps only its total: its segments are movement-based and do not say which stage it was.
 func (m pointMapper) sleep(s fhir.Sample, p dataPoint) ([]fhir.Sample, error) {
 	sl := p.Sleep
 	if sl == nil || sl.Summary == nil {
@@ -378,19 +381,27 @@ func (m pointMapper) ecg(s fhir.Sample, p dataPoint) ([]fhir.Sample, error) {
 	if s.Start, err = instant(e.Interval.StartTime, off); err != nil {
 		return nil, fmt.Errorf("electrocardiogram: %w", err)
 	}
-	scale, ok1 := e.MillivoltsScalingFactor.int64()
-	hz, ok2 := e.SamplingFrequencyHertz.int64()
-	if !ok1 || !ok2 || scale <= 0 || hz <= 0 || len(e.WaveformSamples) == 0 {
+	// Both are read as exact decimals ("250", "250.0", 1092.2): the reference types them as
+	// numbers, not integers.
+	scale, ok1 := e.MillivoltsScalingFactor.rat()
+	hz, ok2 := e.SamplingFrequencyHertz.rat()
+	if !ok1 || !ok2 || scale.Sign() <= 0 || hz.Sign() <= 0 || len(e.WaveformSamples) == 0 {
 		return nil, errors.New("electrocardiogram without waveform, scaling factor or sampling frequency")
 	}
+	thousand := big.NewRat(1000, 1)
 	s.Waveform = &fhir.Waveform{
 		Samples:    append([]int(nil), e.WaveformSamples...),
-		Factor:     ratio(big.NewRat(1000, scale), 22),
+		Factor:     ratio(new(big.Rat).Quo(thousand, scale), 22),
 		Unit:       "uV",
-		IntervalMS: ratio(big.NewRat(1000, hz), 9),
+		IntervalMS: ratio(new(big.Rat).Quo(thousand, hz), 9),
 	}
-	if r, ok := rhythms[e.ResultClassification]; ok {
+	switch r, ok := rhythms[e.ResultClassification]; {
+	case ok:
 		s.Code, s.CodeText = r.code, r.text
+	case strings.TrimSpace(e.ResultClassification) != "":
+		// A classification the adapter does not know (a new enum value): "other", with
+		// Google's value as the text, never dropped.
+		s.Code, s.CodeText = fhir.RhythmOther, strings.TrimSpace(e.ResultClassification)
 	}
 	if v, ok := e.BeatsPerMinuteAvg.decimal(); ok {
 		s.Components = []fhir.SampleComponent{{Kind: fhir.KindHeartRate, Value: v, Unit: "/min"}}

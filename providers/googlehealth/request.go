@@ -3,6 +3,8 @@ package googlehealth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -44,14 +46,7 @@ func (c *Client) do(ctx context.Context, r apiRequest) ([]byte, error) {
 			return nil, upstream(providers.KindPermanent, 0, fmt.Errorf("encode %s request: %w", r.endpoint, err))
 		}
 	}
-	// The cache key: the path (data type), the query and the body; never the token.
-	params := url.Values{"path": {r.path}}
-	for k, vs := range r.query {
-		params[k] = vs
-	}
-	if payload != nil {
-		params.Set("body", string(payload))
-	}
+	params := callParams(r.path, r.query, payload)
 	return c.caller.Call(ctx, providers.Call{
 		User:     r.user,
 		Endpoint: r.endpoint,
@@ -87,6 +82,21 @@ func (c *Client) do(ctx context.Context, r apiRequest) ([]byte, error) {
 		Classify:  classify,
 		Cacheable: r.cacheable,
 	})
+}
+
+// callParams is a call's cache key: the path (data type), the query and, for a body, its
+// SHA-256 digest in hex. The body itself never goes into the params: an admin subscriber body
+// carries endpointAuthorization.secret, and params are kept by the cache and may be logged.
+func callParams(path string, query url.Values, payload []byte) url.Values {
+	params := url.Values{"path": {path}}
+	for k, vs := range query {
+		params[k] = vs
+	}
+	if payload != nil {
+		sum := sha256.Sum256(payload)
+		params.Set("body_sha256", hex.EncodeToString(sum[:]))
+	}
+	return params
 }
 
 // decode unmarshals a successful body; a shape we do not understand is a permanent error (a

@@ -66,8 +66,11 @@ func TestRollupCivilDay(t *testing.T) {
 	}
 	// The range sent: the window's civil days in the user's zone, [2026-03-07, 2026-03-10).
 	reqs := f.requests("/v4/users/me/dataTypes/steps/dataPoints:dailyRollUp")
-	if len(reqs) != 1 || string(reqs[0].Body) != `{"range":{"start":{"date":{"year":2026,"month":3,"day":7}},"end":{"date":{"year":2026,"month":3,"day":10}}},"windowSizeDays":1}` {
-		t.Errorf("dailyRollUp requests %d, body %s", len(reqs), reqs[0].Body)
+	if len(reqs) != 1 {
+		t.Fatalf("%d dailyRollUp requests, want 1", len(reqs))
+	}
+	if got := string(reqs[0].Body); got != `{"range":{"start":{"date":{"year":2026,"month":3,"day":7}},"end":{"date":{"year":2026,"month":3,"day":10}}},"windowSizeDays":1}` {
+		t.Errorf("dailyRollUp body %s", got)
 	}
 
 	routes["GET /v4/users/me/settings"] = providertest.Route{Status: http.StatusForbidden, File: "googlehealth/error_permission_denied.json"}

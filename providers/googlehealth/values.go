@@ -88,10 +88,12 @@ func (f flexNumber) shifted(exp int) (fhir.Decimal, bool) {
 	return fhir.Decimal(out), true
 }
 
-// int64 is the value as an integer (false when absent or fractional).
-func (f flexNumber) int64() (int64, bool) {
-	n, err := strconv.ParseInt(string(f), 10, 64)
-	return n, err == nil
+// rat is the value as an exact rational ("250", "250.0", "1e3"); false when absent.
+func (f flexNumber) rat() (*big.Rat, bool) {
+	if f == "" {
+		return nil, false
+	}
+	return new(big.Rat).SetString(string(f))
 }
 
 // ratio writes r as a decimal: exactly when its expansion terminates (1000/256 → "3.90625"),

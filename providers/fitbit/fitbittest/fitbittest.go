@@ -5,10 +5,10 @@
 // (UTC+01:00 in January). Their devices (devices.json) are a Charge 6 tracker "tracker-123",
 // last synced 2024-01-15T12:00:58 local, and an Aria Air scale "scale-789". The data covers the
 // local dates 2024-01-15 and 2024-01-16 (WindowStart, WindowEnd):
-//   - 2024-01-15: 8500 steps, 6.12 km, 412 active kcal, 0 floors, resting heart rate 68,
+//   - 2024-01-15: 8500 steps, 6.12 km, 2112 kcal burned (BMR included), 0 floors, resting heart rate 68,
 //     weight 70.2 kg with BMI 22.5 at 07:15:30 (Aria), body fat 21.4 %, SpO2 96.5 %, HRV 45.5 ms
 //     (deep sleep 48.0), skin temperature variation −0.4 °C, an ECG at 10:00 (Normal Sinus Rhythm);
-//   - 2024-01-16: zeros in every activity series (after the last sync: no data), a sleep of
+//   - 2024-01-16: zeros in every activity series (not the date of the last sync: no data), a sleep of
 //     420 min from 2024-01-15 23:00 to 06:00, breathing rate 16.2, an ECG at 08:30 (Atrial
 //     Fibrillation) on the second ECG page.
 //
@@ -65,18 +65,21 @@ var (
 // Now is a clock for the adapter inside the window (the evening of its last day).
 var Now = time.Date(2024, 1, 16, 20, 0, 0, 0, cet)
 
-// SubscriptionIDs are the ids the adapter creates for activities, body and sleep (in that order)
-// with Config.Rand = SubscriptionRand(): 16 bytes each, hex.
+// SubscriptionIDs are the ids the adapter creates for activities, body, sleep and
+// userRevokedAccess (in that order) when it subscribes every collection with Config.Rand =
+// SubscriptionRand(): 16 bytes each, hex. (A subscription of fewer collections takes the ids in
+// the same order: activities and userRevokedAccess alone get the first two.)
 var SubscriptionIDs = map[string]string{
-	"activities": "000102030405060708090a0b0c0d0e0f",
-	"body":       "101112131415161718191a1b1c1d1e1f",
-	"sleep":      "202122232425262728292a2b2c2d2e2f",
+	"activities":        "000102030405060708090a0b0c0d0e0f",
+	"body":              "101112131415161718191a1b1c1d1e1f",
+	"sleep":             "202122232425262728292a2b2c2d2e2f",
+	"userRevokedAccess": "303132333435363738393a3b3c3d3e3f",
 }
 
-// SubscriptionRand is a deterministic source for Config.Rand: the bytes 0x00, 0x01, … 0x2f, so
-// the three subscription ids are SubscriptionIDs.
+// SubscriptionRand is a deterministic source for Config.Rand: the bytes 0x00, 0x01, … 0x3f, so
+// the four subscription ids are SubscriptionIDs.
 func SubscriptionRand() io.Reader {
-	b := make([]byte, 48)
+	b := make([]byte, 64)
 	for i := range b {
 		b[i] = byte(i)
 	}
@@ -105,20 +108,20 @@ func Routes() map[string]providertest.Route {
 		"GET /1/user/-/profile.json":                       file("profile.json"),
 		"GET /1/user/-/devices.json":                       file("devices.json"),
 
-		"GET /1/user/-/activities/steps/date/" + days:            file("activities_steps.json"),
-		"GET /1/user/-/activities/distance/date/" + days:         file("activities_distance.json"),
-		"GET /1/user/-/activities/activityCalories/date/" + days: file("activities_calories.json"),
-		"GET /1/user/-/activities/floors/date/" + days:           file("activities_floors.json"),
-		"GET /1/user/-/activities/heart/date/" + days:            file("activities_heart.json"),
-		"GET /1/user/-/body/log/weight/date/" + days:             file("body_weight.json"),
-		"GET /1/user/-/body/log/fat/date/" + days:                file("body_fat.json"),
-		"GET /1.2/user/-/sleep/date/" + days:                     file("sleep.json"),
-		"GET /1/user/-/spo2/date/" + days:                        file("spo2.json"),
-		"GET /1/user/-/hrv/date/" + days:                         file("hrv.json"),
-		"GET /1/user/-/br/date/" + days:                          file("br.json"),
-		"GET /1/user/-/temp/skin/date/" + days:                   file("temp_skin.json"),
-		"GET /1/user/-/ecg/list.json offset=0":                   file("ecg_page1.json"),
-		"GET /1/user/-/ecg/list.json offset=10":                  file("ecg_page2.json"),
+		"GET /1/user/-/activities/steps/date/" + days:    file("activities_steps.json"),
+		"GET /1/user/-/activities/distance/date/" + days: file("activities_distance.json"),
+		"GET /1/user/-/activities/calories/date/" + days: file("activities_calories.json"),
+		"GET /1/user/-/activities/floors/date/" + days:   file("activities_floors.json"),
+		"GET /1/user/-/activities/heart/date/" + days:    file("activities_heart.json"),
+		"GET /1/user/-/body/log/weight/date/" + days:     file("body_weight.json"),
+		"GET /1/user/-/body/log/fat/date/" + days:        file("body_fat.json"),
+		"GET /1.2/user/-/sleep/date/" + days:             file("sleep.json"),
+		"GET /1/user/-/spo2/date/" + days:                file("spo2.json"),
+		"GET /1/user/-/hrv/date/" + days:                 file("hrv.json"),
+		"GET /1/user/-/br/date/" + days:                  file("br.json"),
+		"GET /1/user/-/temp/skin/date/" + days:           file("temp_skin.json"),
+		"GET /1/user/-/ecg/list.json offset=0":           file("ecg_page1.json"),
+		"GET /1/user/-/ecg/list.json offset=10":          file("ecg_page2.json"),
 
 		"GET /1/user/-/apiSubscriptions.json": file("subscriptions_list.json"),
 	}
