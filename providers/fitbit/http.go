@@ -181,12 +181,15 @@ func (c *Client) classifyData(status int, header http.Header, body []byte) error
 	return c.classifyHTTP(status, header, body)
 }
 
-// scopeDenied reads a 403 body: true for insufficient_scope or insufficient_permissions, or a
-// body without Fitbit error types.
+// scopeDenied reads a 403 body: true only when Fitbit says insufficient_scope (the user did not
+// grant the data's scope) or insufficient_permissions (the app lacks access to it, e.g. intraday
+// data without Fitbit's approval), https://dev.fitbit.com/build/reference/web-api/troubleshooting-guide/error-messages/.
+// Any other 403 (no body, not Fitbit's JSON) stays an auth failure: skipping quietly would leave a
+// dead connection answering empty pages forever.
 func scopeDenied(body []byte) bool {
 	var fe fitbitErrors
-	if len(bytes.TrimSpace(body)) == 0 || json.Unmarshal(body, &fe) != nil || len(fe.Errors) == 0 {
-		return true
+	if json.Unmarshal(body, &fe) != nil {
+		return false
 	}
 	for _, e := range fe.Errors {
 		switch e.ErrorType {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,7 +71,13 @@ func (c *Client) Exchange(ctx context.Context, code, codeVerifier string) (*prov
 	if ta.RefreshToken == "" || ta.UserID == "" {
 		return nil, upstream(providers.KindPermanent, http.StatusOK, errors.New("token answer without refresh token or user_id"))
 	}
-	return &providers.Grant{Token: c.oauthToken(ta), UserID: ta.UserID, Scopes: strings.Fields(ta.Scope)}, nil
+	scopes := strings.Fields(ta.Scope)
+	if len(scopes) > 0 && !slices.Contains(scopes, "profile") {
+		// Fitbit's consent page lets the user untick scopes; without profile there is no time
+		// zone, and without it no local time can become an instant.
+		return nil, upstream(providers.KindPermanent, http.StatusOK, errors.New("the profile scope (the user's time zone) was not granted"))
+	}
+	return &providers.Grant{Token: c.oauthToken(ta), UserID: ta.UserID, Scopes: scopes}, nil
 }
 
 // Refresh uses t.RefreshToken (grant_type=refresh_token, Basic client authentication). Fitbit

@@ -96,3 +96,14 @@ func TestNewAndConsentURL(t *testing.T) {
 		t.Errorf("ClientConfig %+v", cc)
 	}
 }
+
+// TestExchangeWithoutProfile: a consent without the profile scope (no time zone: no correct
+// instants) is refused at the exchange.
+func TestExchangeWithoutProfile(t *testing.T) {
+	f := newFixture(t, map[string]providertest.Route{
+		"POST /oauth2/token grant_type=authorization_code": {Body: `{"access_token":"a","expires_in":28800,"refresh_token":"r","scope":"activity weight","token_type":"Bearer","user_id":"ABC123"}`},
+	}, opts{})
+	if _, err := f.c.Exchange(t.Context(), "code-1", "verifier-1"); providers.KindOf(err) != providers.KindPermanent {
+		t.Errorf("exchange without profile: %v, want a permanent error", err)
+	}
+}

@@ -93,7 +93,8 @@ func TestClassifyForbidden(t *testing.T) {
 	}{
 		{"insufficient_scope", insufficientScope, providers.KindPermanent, true},
 		{"insufficient_permissions", `{"errors":[{"errorType":"insufficient_permissions"}]}`, providers.KindPermanent, true},
-		{"no body", ``, providers.KindPermanent, true},
+		{"no body", ``, providers.KindAuth, false},
+		{"not Fitbit's JSON", `<html>Forbidden</html>`, providers.KindAuth, false},
 		{"another error type", `{"errors":[{"errorType":"invalid_token"}]}`, providers.KindAuth, false},
 	} {
 		err := f.c.classifyData(http.StatusForbidden, http.Header{}, []byte(tc.body))

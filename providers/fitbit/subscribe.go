@@ -112,6 +112,12 @@ func (c *Client) Subscribe(ctx context.Context, user string, ts oauth2.TokenSour
 		if errors.As(err, &ue) && ue.Status == http.StatusConflict {
 			err = c.confirmSubscribed(ctx, user, ts, col)
 		}
+		if errors.Is(err, errScopeDenied) {
+			// The user did not grant this collection's scope: its data is skipped too, and the
+			// other collections (userRevokedAccess among them) are still subscribed.
+			c.log.Warn("subscription skipped: scope not granted", "collection", col)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("fitbit: subscribe %s: %w", col, err)
 		}

@@ -68,3 +68,22 @@ func TestSubscribeConflict(t *testing.T) {
 		t.Errorf("409 without one of ours: %v, want a conflict error", err)
 	}
 }
+
+// TestSubscribeScopeNotGranted: a collection whose scope the user did not grant is skipped, and
+// userRevokedAccess is still subscribed after it.
+func TestSubscribeScopeNotGranted(t *testing.T) {
+	actID, revokedID := fitbittest.SubscriptionIDs["activities"], fitbittest.SubscriptionIDs["body"]
+	routes := map[string]providertest.Route{
+		"POST /1/user/-/activities/apiSubscriptions/" + actID + ".json": {Status: http.StatusForbidden,
+			Body: `{"errors":[{"errorType":"insufficient_scope","message":"scope not granted"}]}`},
+		"POST /1/user/-/userRevokedAccess/apiSubscriptions/" + revokedID + ".json": {Status: http.StatusCreated, File: "fitbit/subscription_created.json"},
+	}
+	f := newFixture(t, routes, opts{})
+	ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "a1"})
+	if err := f.c.Subscribe(t.Context(), testUser, ts, "", []fhir.SampleKind{fhir.KindSteps}); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	if n := f.srv.Hits("POST /1/user/-/userRevokedAccess/apiSubscriptions/" + revokedID + ".json"); n != 1 {
+		t.Errorf("userRevokedAccess subscriptions: %d, want 1", n)
+	}
+}

@@ -67,17 +67,18 @@ func parseGoogleError(status int, body []byte) *statusError {
 }
 
 // errScopeDenied marks a 403 PERMISSION_DENIED that means the user's token lacks the scope of
-// the data (ErrorInfo reason ACCESS_TOKEN_SCOPE_INSUFFICIENT, or no reason at all): Google's
+// the data (ErrorInfo reason ACCESS_TOKEN_SCOPE_INSUFFICIENT, https://cloud.google.com/apis/design/errors#error_info): Google's
 // consent screen lets the user untick single scopes
 // (https://developers.google.com/identity/protocols/oauth2/web-server#partial-consent), and
 // neither a refresh nor a new consent the user answers the same way grants it. It is not an auth
 // error; Fetch skips the data type.
 var errScopeDenied = errors.New("the user did not grant the scope of this data")
 
-// scopeDenied reports a 403 that only lacks a scope (see errScopeDenied).
+// scopeDenied reports a 403 that says it only lacks a scope (see errScopeDenied). Any other 403
+// (no reason, no body, an account Google cannot serve) stays an auth failure: skipping the data
+// quietly would leave a dead connection answering empty pages forever.
 func scopeDenied(status int, se *statusError) bool {
-	return status == http.StatusForbidden && (se.Status == "" || se.Status == "PERMISSION_DENIED") &&
-		(se.Reason == "" || se.Reason == "ACCESS_TOKEN_SCOPE_INSUFFICIENT")
+	return status == http.StatusForbidden && se.Reason == "ACCESS_TOKEN_SCOPE_INSUFFICIENT"
 }
 
 func upstream(kind providers.ErrorKind, status int, err error) *providers.UpstreamError {

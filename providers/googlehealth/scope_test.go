@@ -74,8 +74,8 @@ func TestClassifyForbidden(t *testing.T) {
 		denied bool
 	}{
 		{"missing scope", 403, `{"error":{"code":403,"status":"PERMISSION_DENIED","details":[{"reason":"ACCESS_TOKEN_SCOPE_INSUFFICIENT"}]}}`, providers.KindPermanent, true},
-		{"permission denied without reason", 403, `{"error":{"code":403,"status":"PERMISSION_DENIED"}}`, providers.KindPermanent, true},
-		{"403 without a body", 403, ``, providers.KindPermanent, true},
+		{"permission denied without reason", 403, `{"error":{"code":403,"status":"PERMISSION_DENIED"}}`, providers.KindAuth, false},
+		{"403 without a body", 403, ``, providers.KindAuth, false},
 		{"other 403 reason", 403, `{"error":{"code":403,"status":"PERMISSION_DENIED","details":[{"reason":"SERVICE_DISABLED"}]}}`, providers.KindAuth, false},
 		{"401", 401, `{"error":{"code":401,"status":"UNAUTHENTICATED"}}`, providers.KindAuth, false},
 	} {

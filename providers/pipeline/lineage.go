@@ -122,7 +122,7 @@ func (l *lineage) adopt(ctx context.Context, patient string, o *fhir.Observation
 		return fmt.Errorf("lineage: %w", err)
 	}
 	var twin *fhir.Observation
-	var copies []string // Observations holding o's own identifier (a copy stored before the twin)
+	var copies []string // Observations holding only o's own identifier (stored before the twin was)
 	for {
 		res, err := l.r.st.Search(ctx, q)
 		if err != nil {
@@ -134,13 +134,16 @@ func (l *lineage) adopt(ctx context.Context, patient string, o *fhir.Observation
 				return fmt.Errorf("lineage: decode Observation/%s: %w", m.ID, err)
 			}
 			prev.ID = m.ID
-			if holds(prev.Identifier, o.Identifier[0]) {
+			own, pred := holds(prev.Identifier, o.Identifier[0]), len(l.predecessorIDs(prev.Identifier)) > 0
+			switch {
+			case own && pred:
+				// Taken over on an earlier sync: the twin, whatever else matches.
+				twin = &prev
+			case own:
 				copies = append(copies, m.ID)
+			case twin == nil && l.twin(&prev, o, e):
+				twin = &prev
 			}
-			if twin != nil || !l.twin(&prev, o, e) {
-				continue
-			}
-			twin = &prev
 		}
 		if res.Next == nil {
 			break
@@ -163,9 +166,6 @@ func (l *lineage) adopt(ctx context.Context, patient string, o *fhir.Observation
 	}
 	o.Identifier = ids
 	for _, id := range copies {
-		if id == twin.ID {
-			continue
-		}
 		// Stored before the predecessor's Observation was (the old connection still synced
 		// while the new one backfilled): the twin now holds this record.
 		if err := l.r.st.Delete(ctx, "Observation", id); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {

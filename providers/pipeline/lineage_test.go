@@ -84,6 +84,26 @@ func TestLineage(t *testing.T) {
 	if _, err := g.st.Read(ctx, "Observation", otherPatient.ID); err != nil {
 		t.Errorf("another patient's Observation: %v", err)
 	}
+	// The next sync: the weight taken over stays the twin of its record, even when another of
+	// the predecessor's records at that second turns up, and nothing is deleted.
+	w1 := mapped(google(fhir.KindWeight, "weight/w1", "70.2", "kg", weighed), "p1")
+	if err := g.r.newLineage(conn).adopt(ctx, "p1", w1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.st.Upsert(ctx, []fhir.Resource{w1, mapped(fitbit(fhir.KindWeight, "1330991999999", "70.2", "kg", weighed), "p1")}); err != nil {
+		t.Fatal(err)
+	}
+	again := mapped(google(fhir.KindWeight, "weight/w1", "70.2", "kg", weighed), "p1")
+	if err := g.r.newLineage(conn).adopt(ctx, "p1", again); err != nil {
+		t.Fatal(err)
+	}
+	if again.ID != weightL.ID {
+		t.Errorf("next sync: the weight went to %s, want %s", again.ID, weightL.ID)
+	}
+	if _, err := g.st.Read(ctx, "Observation", weightL.ID); err != nil {
+		t.Errorf("the weight taken over: %v, want kept", err)
+	}
+
 	// A connection that continues nothing, or itself, has no lineage.
 	if g.r.newLineage(&providers.Connection{Provider: "googlehealth"}) != nil ||
 		g.r.newLineage(&providers.Connection{Provider: "fitbit", Predecessor: conn.Predecessor}) != nil {

@@ -252,12 +252,18 @@ func (r *Runner) Reconcile(ctx context.Context) (int, error) {
 	n := 0
 	// A connection another connection of its patient continues ends (its retirement may not
 	// have been queued when the patient moved).
-	held := map[providers.Account]string{} // connection account → patient
+	held := map[providers.Account]*providers.Connection{}
 	for _, c := range conns {
-		held[providers.Account{Provider: c.Provider, User: c.VendorUserID}] = c.PatientID
+		held[providers.Account{Provider: c.Provider, User: c.VendorUserID}] = c
 	}
 	for _, c := range conns {
-		if p := c.Predecessor; p != nil && c.Status == providers.StatusActive && held[p.Account] == c.PatientID {
+		p := c.Predecessor
+		if p == nil || p.Provider == c.Provider || c.Status != providers.StatusActive {
+			continue
+		}
+		// Only the connection that was there at the move: one the patient made again since
+		// then is theirs to keep.
+		if old := held[p.Account]; old != nil && old.PatientID == c.PatientID && old.Created.Before(p.Until) {
 			if _, coalesced, err := r.Enqueue(ctx, Work{Provider: p.Provider, Patient: c.PatientID}.Job(TypeRetire)); err != nil {
 				return n, fmt.Errorf("pipeline: reconcile: %w", err)
 			} else if !coalesced {
