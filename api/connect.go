@@ -48,6 +48,19 @@ type connectAPI struct {
 // connectRoutes mounts the connect endpoints if they are configured.
 func (s *Server) connectRoutes(e *gin.Engine) error {
 	if s.cfg.Connect == nil {
+		// No vendor is configured: say so, rather than a bare 404 a newcomer cannot read.
+		none := func(c *gin.Context) error {
+			return fhir.Errorf(http.StatusNotFound, fhir.CodeNotFound, "no vendor is configured on this server (set OHX_WITHINGS_*, OHX_GOOGLEHEALTH_* or OHX_FITBIT_* and restart)")
+		}
+		page := func(c *gin.Context) {
+			s.page(c, http.StatusNotFound, "Not set up", "No device vendor can be connected on this server yet. Ask its operator.")
+		}
+		g := e.Group("/connect")
+		g.POST("/links", s.wrap(none))
+		g.GET("/status", s.wrap(none))
+		g.DELETE("/:provider", s.wrap(none))
+		g.GET("/:provider", page)
+		g.GET("/:provider/callback", page)
 		return nil
 	}
 	cc := s.cfg.Connect

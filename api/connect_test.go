@@ -414,3 +414,17 @@ func TestConnectDeepLinkStatuses(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectWithoutVendors: a server with no vendor configured says so on the connect URLs
+// (an OperationOutcome for API clients, a page for browsers), not a bare 404.
+func TestConnectWithoutVendors(t *testing.T) {
+	e := newEnv(t)
+	r := e.do(http.MethodPost, "/connect/links", `{"patient":"p1","provider":"withings"}`, "Content-Type", "application/json")
+	if r.status != http.StatusNotFound || !strings.Contains(string(r.body), "OperationOutcome") || !strings.Contains(string(r.body), "no vendor is configured") {
+		t.Errorf("POST /connect/links: %d %s", r.status, r.body)
+	}
+	r = e.do(http.MethodGet, "/connect/withings?link=x", "")
+	if r.status != http.StatusNotFound || !strings.Contains(string(r.body), "No device vendor can be connected") {
+		t.Errorf("GET /connect/withings: %d %.200s", r.status, r.body)
+	}
+}

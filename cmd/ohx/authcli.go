@@ -120,8 +120,8 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // runClients is `ohx clients add|list|remove`.
 func runClients(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: ohx clients add|list|remove [flags]")
+	if len(args) == 0 || isHelp(args[0]) {
+		return subcommandUsage(stderr, "clients", []string{"add", "list", "remove"}, first(args))
 	}
 	sub, args := args[0], args[1:]
 	cmd := newAuthCommand("ohx clients "+sub, stderr)
@@ -133,12 +133,12 @@ func runClients(ctx context.Context, args []string, getenv func(string) string, 
 	case "remove":
 		return clientsRemove(ctx, cmd, args, getenv, stdout, stderr)
 	}
-	return fmt.Errorf("unknown clients command %q (add, list, remove)", sub)
+	return subcommandUsage(stderr, "clients", []string{"add", "list", "remove"}, sub)
 }
 
 // parse parses the subcommand's flags; it takes no positional arguments.
 func (a *authCommand) parse(args []string) error {
-	if err := a.fs.Parse(args); err != nil {
+	if err := parseFlags(a.fs, args); err != nil {
 		return err
 	}
 	if a.fs.NArg() > 0 {
@@ -251,7 +251,7 @@ func clientsRemove(ctx context.Context, cmd *authCommand, args []string, getenv 
 	fs := cmd.fs
 	var id string
 	fs.StringVar(&id, "id", "", "client id (required)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if id == "" && fs.NArg() == 1 {
@@ -307,8 +307,8 @@ func publicJWKS(b []byte) (json.RawMessage, error) {
 // runUsers is `ohx users add|list|remove`. The password comes from -password or, with
 // -password-stdin, from the first line of stdin.
 func runUsers(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: ohx users add|list|remove [flags]")
+	if len(args) == 0 || isHelp(args[0]) {
+		return subcommandUsage(stderr, "users", []string{"add", "list", "remove"}, first(args))
 	}
 	sub, args := args[0], args[1:]
 	cmd := newAuthCommand("ohx users "+sub, stderr)
@@ -320,7 +320,7 @@ func runUsers(ctx context.Context, args []string, getenv func(string) string, st
 	case "remove":
 		return usersRemove(ctx, cmd, args, getenv, stdout, stderr)
 	}
-	return fmt.Errorf("unknown users command %q (add, list, remove)", sub)
+	return subcommandUsage(stderr, "users", []string{"add", "list", "remove"}, sub)
 }
 
 // usersAdd is `ohx users add`.
@@ -424,7 +424,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&keyFile, "key", "", "the client's private key as a JWK file (default DATA_DIR/"+demoKeyFile+")")
 	fs.StringVar(&scope, "scope", "", "requested scopes (default: all the client may have)")
 	fs.StringVar(&tokenURL, "token-url", "", "token endpoint of a running server (default: issue in process)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -614,10 +614,10 @@ func writeDemoKey(path string) (jwkset.JWK, error) {
 // of the new key at once (it reloads on an unknown kid) and signs with it after a restart.
 func runKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("usage: ohx keys rotate [flags]")
+		return subcommandUsage(stderr, "keys", []string{"rotate"}, first(args))
 	}
 	cmd := newAuthCommand("ohx keys rotate", stderr)
-	if err := cmd.fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(cmd.fs, args[1:]); err != nil {
 		return err
 	}
 	cfg, err := cmd.config(getenv, stderr)

@@ -181,7 +181,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
 	cfg.MaxBodyBytes = int64(maxBody)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -108,7 +109,11 @@ func cloudTokenSource(ctx context.Context, keyFile string, getenv func(string) s
 // Health API, which needs a Google Cloud identity rather than a patient's token.
 func runGoogleHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	const usage = "usage: ohx googlehealth subscriber create|update|list|delete | subscriptions sync|list [flags]"
-	if len(args) < 2 {
+	if len(args) < 2 || isHelp(args[1]) {
+		if len(args) > 0 && isHelp(args[len(args)-1]) {
+			fmt.Fprintln(stderr, usage)
+			return flag.ErrHelp
+		}
 		return errors.New(usage)
 	}
 	what, sub, args := args[0], args[1], args[2:]

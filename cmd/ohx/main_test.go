@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -188,5 +190,40 @@ func TestHelpHidesSecrets(t *testing.T) {
 	cfg, err := parseConfig("ohx serve", []string{"-fitbit-client-secret", "from-flag"}, func(k string) string { return env[k] }, &out)
 	if err != nil || cfg.FitbitClientSecret != "from-flag" || cfg.GoogleHealthClientSecret != "google-secret-1" {
 		t.Errorf("secret flags: %v %q %q", err, cfg.FitbitClientSecret, cfg.GoogleHealthClientSecret)
+	}
+}
+
+// TestHelpAndVersion: ohx help and -h list the commands, --version works, a command's -h shows
+// its flags (a success), and a wrong flag or command is one line with a hint, not a usage dump.
+func TestHelpAndVersion(t *testing.T) {
+	getenv := func(string) string { return "" }
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		var out, errOut bytes.Buffer
+		if err := run(t.Context(), args, getenv, nil, &out, &errOut); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		for _, c := range commands {
+			if !strings.Contains(out.String(), "  "+c.name+" ") {
+				t.Errorf("%v does not list %s:\n%s", args, c.name, out.String())
+			}
+		}
+	}
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"--version"}, getenv, nil, &out, &errOut); err != nil || strings.TrimSpace(out.String()) != "ohx "+version {
+		t.Errorf("--version: %v %q", err, out.String())
+	}
+	for _, args := range [][]string{{"serve", "-h"}, {"clients", "add", "-h"}, {"clients", "-h"}, {"connections", "-h"}, {"googlehealth", "subscriber", "create", "-h"}} {
+		errOut.Reset()
+		if err := run(t.Context(), args, getenv, nil, &out, &errOut); !errors.Is(err, flag.ErrHelp) || errOut.Len() == 0 {
+			t.Errorf("%v: %v, %d bytes of help; want flag.ErrHelp (exit 0) and the help", args, err, errOut.Len())
+		}
+	}
+	errOut.Reset()
+	err := run(t.Context(), []string{"serve", "-bogus"}, getenv, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "-bogus") || !strings.Contains(err.Error(), "ohx serve -h") || errOut.Len() != 0 {
+		t.Errorf("a wrong flag: %v, and %d bytes on stderr; want one error naming it and the hint", err, errOut.Len())
+	}
+	if err := run(t.Context(), []string{"frobnicate"}, getenv, nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), "ohx help") {
+		t.Errorf("an unknown command: %v", err)
 	}
 }

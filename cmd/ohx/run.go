@@ -29,7 +29,13 @@ var version = "dev"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+	switch {
+	case len(args) > 0 && isHelp(args[0]):
+		printHelp(stdout)
+		return nil
+	case len(args) > 0 && (args[0] == "--version" || args[0] == "-version"):
+		cmd = "version"
+	case len(args) > 0 && args[0] != "" && args[0][0] != '-':
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -55,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintln(stdout, "ohx", version)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (commands: serve, clients, users, token, keys, connections, googlehealth, version)", cmd)
+	return fmt.Errorf("unknown command %q (see ohx help)", cmd)
 }
 
 // serve runs the server until ctx ends. If ready is not nil it receives the listening address.
