@@ -434,10 +434,14 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	if keyFile == "" {
+	demo := keyFile == ""
+	if demo {
 		keyFile = filepath.Join(cfg.DataDir, demoKeyFile)
 	}
 	key, err := loadPrivateJWK(keyFile)
+	if demo && errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no demo client key at %s yet: start the server once (make run, or ohx serve, with the same OHX_DATA_DIR) to create the demo client, or pass -client and -key", keyFile)
+	}
 	if err != nil {
 		return err
 	}

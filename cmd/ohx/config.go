@@ -97,7 +97,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	flagOf := map[string]string{} // OHX_… variable → its flag
 	str := func(p *string, flagName, env, usage string) {
+		flagOf[env] = flagName
 		if v := getenv(env); v != "" {
 			*p = v
 		}
@@ -105,6 +107,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	// secret is str for values -h must never print (its defaults come from the environment).
 	secret := func(p *string, flagName, env, usage string) {
+		flagOf[env] = flagName
 		if v := getenv(env); v != "" {
 			*p = v
 		}
@@ -112,20 +115,22 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	var errs []string
 	num := func(p *int, flagName, env, usage string) {
+		flagOf[env] = flagName
 		if v := getenv(env); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				errs = append(errs, env+": "+err.Error())
+				errs = append(errs, fmt.Sprintf("%s=%q is not a whole number", env, v))
 			}
 			*p = n
 		}
 		fs.IntVar(p, flagName, *p, usage+" ("+env+")")
 	}
 	dur := func(p *time.Duration, flagName, env, usage string) {
+		flagOf[env] = flagName
 		if v := getenv(env); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				errs = append(errs, env+": "+err.Error())
+				errs = append(errs, fmt.Sprintf("%s=%q is not a duration (like 30s or 5m)", env, v))
 			}
 			*p = d
 		}
@@ -184,6 +189,15 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
+	// Errors name what the user set: the flag when it was given, else the variable.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	setting := func(env string) string {
+		if f := flagOf[env]; given[f] {
+			return "-" + f
+		}
+		return env
+	}
 	cfg.MaxBodyBytes = int64(maxBody)
 	if cfg.BaseURL == "" {
 		port := cfg.Addr[strings.LastIndexByte(cfg.Addr, ':')+1:]
@@ -191,22 +205,22 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return cfg, fmt.Errorf("config: OHX_BASE_URL %q must be an absolute http(s) URL", cfg.BaseURL)
+		return cfg, fmt.Errorf("config: %s %q must be an absolute http(s) URL", setting("OHX_BASE_URL"), cfg.BaseURL)
 	}
 	if cfg.Auth != "on" && cfg.Auth != "off" {
-		return cfg, fmt.Errorf("config: OHX_AUTH must be on or off")
+		return cfg, fmt.Errorf("config: %s must be on or off", setting("OHX_AUTH"))
 	}
 	if cfg.HistoryVersions < 0 {
-		return cfg, fmt.Errorf("config: OHX_HISTORY_VERSIONS must not be negative")
+		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_HISTORY_VERSIONS"))
 	}
 	if cfg.RevocationCache < 0 {
-		return cfg, fmt.Errorf("config: OHX_REVOCATION_CACHE must not be negative")
+		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_REVOCATION_CACHE"))
 	}
 	if cfg.CacheBytes < 0 {
-		return cfg, fmt.Errorf("config: OHX_CACHE_BYTES must not be negative")
+		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_CACHE_BYTES"))
 	}
 	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
-		return cfg, fmt.Errorf("config: need 1 <= OHX_DEFAULT_COUNT <= OHX_MAX_COUNT")
+		return cfg, fmt.Errorf("config: %s is %d and %s %d: need 1 <= the default page size <= the largest", setting("OHX_DEFAULT_COUNT"), cfg.DefaultCount, setting("OHX_MAX_COUNT"), cfg.MaxCount)
 	}
 	return cfg, nil
 }

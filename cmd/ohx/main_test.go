@@ -227,3 +227,27 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Errorf("an unknown command: %v", err)
 	}
 }
+
+// TestConfigErrorsNameWhatWasSet: a bad setting is named as the user gave it (the flag, or the
+// variable), with a readable reason; `ohx token` before the first start says what to do.
+func TestConfigErrorsNameWhatWasSet(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	if _, err := parseConfig("ohx serve", []string{"-default-count", "0"}, getenv, io.Discard); err == nil || !strings.Contains(err.Error(), "-default-count is 0") {
+		t.Errorf("a flag: %v, want it named", err)
+	}
+	env["OHX_DEFAULT_COUNT"] = "0"
+	if _, err := parseConfig("ohx serve", nil, getenv, io.Discard); err == nil || !strings.Contains(err.Error(), "OHX_DEFAULT_COUNT is 0") {
+		t.Errorf("a variable: %v, want it named", err)
+	}
+	env = map[string]string{"OHX_REQUEST_TIMEOUT": "soon", "OHX_MAX_COUNT": "many"}
+	_, err := parseConfig("ohx serve", nil, getenv, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `OHX_REQUEST_TIMEOUT="soon" is not a duration`) || !strings.Contains(err.Error(), `OHX_MAX_COUNT="many" is not a whole number`) {
+		t.Errorf("unparsable values: %v", err)
+	}
+	env = map[string]string{"OHX_DATA_DIR": t.TempDir()}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"token"}, getenv, nil, &out, &out); err == nil || !strings.Contains(err.Error(), "make run") {
+		t.Errorf("ohx token before the first start: %v, want a hint to start the server once", err)
+	}
+}
