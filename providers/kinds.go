@@ -71,3 +71,16 @@ func (s KindSet) Wanted(kinds []fhir.SampleKind) map[fhir.SampleKind]bool {
 	}
 	return w
 }
+
+// TopLevelKinds returns, sorted, the kinds a parent table (see EnableKinds) maps to themselves:
+// the kinds an adapter reads, which its SupportedKinds lists.
+func TopLevelKinds(parent map[fhir.SampleKind]fhir.SampleKind) []fhir.SampleKind {
+	var ks []fhir.SampleKind
+	for k, p := range parent {
+		if k == p {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	return ks
+}

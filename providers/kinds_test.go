@@ -14,6 +14,9 @@ func TestEnableKinds(t *testing.T) {
 		fhir.KindWeight: fhir.KindWeight, fhir.KindSleep: fhir.KindSleep, unmapped: unmapped,
 		fhir.KindSleepDeep: fhir.KindSleep,
 	}
+	if got := providers.TopLevelKinds(parent); !slices.Equal(got, []fhir.SampleKind{unmapped, fhir.KindSleep, fhir.KindWeight}) {
+		t.Errorf("TopLevelKinds %v, want the kinds mapped to themselves, sorted", got)
+	}
 	all, err := providers.EnableKinds(nil, parent)
 	if err != nil {
 		t.Fatal(err)
@@ -42,5 +45,17 @@ func TestEnableKinds(t *testing.T) {
 	}
 	if _, err := providers.EnableKinds([]fhir.SampleKind{fhir.KindECG}, parent); err == nil {
 		t.Error("a kind the adapter does not read was accepted")
+	}
+}
+
+func TestAbsoluteURL(t *testing.T) {
+	u, err := providers.AbsoluteURL("API", "https://api.example/v1/")
+	if err != nil || u.String() != "https://api.example/v1" {
+		t.Errorf("AbsoluteURL: %v %v, want the URL without its trailing slash", u, err)
+	}
+	for _, raw := range []string{"", "api.example", "/v1", "https://"} {
+		if _, err := providers.AbsoluteURL("API", raw); err == nil {
+			t.Errorf("AbsoluteURL(%q) accepted", raw)
+		}
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -120,12 +119,12 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 	if cfg.AuthURL == "" {
 		cfg.AuthURL = DefaultAuthURL
 	}
-	api, err := url.Parse(strings.TrimRight(cfg.APIURL, "/"))
-	if err != nil || api.Scheme == "" || api.Host == "" {
-		return nil, fmt.Errorf("fitbit: invalid API URL %q", cfg.APIURL)
+	api, err := providers.AbsoluteURL("API", cfg.APIURL)
+	if err != nil {
+		return nil, fmt.Errorf("fitbit: %w", err)
 	}
-	if u, err := url.Parse(cfg.AuthURL); err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("fitbit: invalid auth URL %q", cfg.AuthURL)
+	if _, err := providers.AbsoluteURL("auth", cfg.AuthURL); err != nil {
+		return nil, fmt.Errorf("fitbit: %w", err)
 	}
 	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind)
 	if err != nil {
@@ -225,14 +224,7 @@ var parentKind = func() map[fhir.SampleKind]fhir.SampleKind {
 }()
 
 // SupportedKinds lists the top-level kinds the adapter reads, sorted.
-func SupportedKinds() []fhir.SampleKind {
-	ks := make([]fhir.SampleKind, 0, len(kindScope))
-	for k := range kindScope {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
+func SupportedKinds() []fhir.SampleKind { return providers.TopLevelKinds(parentKind) }
 
 // wanted resolves a query's kinds against the enabled kinds (providers.KindSet.Wanted).
 func (c *Client) wanted(kinds []fhir.SampleKind) map[fhir.SampleKind]bool {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -109,13 +108,13 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 	def(&cfg.AuthURL, DefaultAuthURL)
 	def(&cfg.TokenURL, DefaultTokenURL)
 	def(&cfg.RevokeURL, DefaultRevokeURL)
-	api, err := url.Parse(strings.TrimRight(cfg.APIURL, "/"))
-	if err != nil || api.Scheme == "" || api.Host == "" {
-		return nil, fmt.Errorf("googlehealth: invalid API URL %q", cfg.APIURL)
+	api, err := providers.AbsoluteURL("API", cfg.APIURL)
+	if err != nil {
+		return nil, fmt.Errorf("googlehealth: %w", err)
 	}
 	for name, raw := range map[string]string{"auth": cfg.AuthURL, "token": cfg.TokenURL, "revoke": cfg.RevokeURL} {
-		if u, err := url.Parse(raw); err != nil || u.Scheme == "" || u.Host == "" {
-			return nil, fmt.Errorf("googlehealth: invalid %s URL %q", name, raw)
+		if _, err := providers.AbsoluteURL(name, raw); err != nil {
+			return nil, fmt.Errorf("googlehealth: %w", err)
 		}
 	}
 	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind, fhir.KindHeartRate)

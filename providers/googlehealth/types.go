@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/providers"
 )
 
 // recordType is how a data type's points are shaped and filtered
@@ -101,14 +102,7 @@ var parentKind = func() map[fhir.SampleKind]fhir.SampleKind {
 }()
 
 // SupportedKinds lists the top-level kinds the adapter reads, sorted.
-func SupportedKinds() []fhir.SampleKind {
-	ks := make([]fhir.SampleKind, 0, len(dataTypes))
-	for _, d := range dataTypes {
-		ks = append(ks, d.kind)
-	}
-	slices.Sort(ks)
-	return slices.Compact(ks)
-}
+func SupportedKinds() []fhir.SampleKind { return providers.TopLevelKinds(parentKind) }
 
 // DataTypes returns the kebab-case Google Health data types that carry kinds (component kinds
 // count for their parent; unknown kinds are ignored), in the adapter's order without

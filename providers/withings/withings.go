@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -100,12 +99,12 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = slices.Clone(DefaultScopes)
 	}
-	api, err := url.Parse(strings.TrimRight(cfg.APIURL, "/"))
-	if err != nil || api.Scheme == "" || api.Host == "" {
-		return nil, fmt.Errorf("withings: invalid API URL %q", cfg.APIURL)
+	api, err := providers.AbsoluteURL("API", cfg.APIURL)
+	if err != nil {
+		return nil, fmt.Errorf("withings: %w", err)
 	}
-	if u, err := url.Parse(cfg.AuthURL); err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("withings: invalid auth URL %q", cfg.AuthURL)
+	if _, err := providers.AbsoluteURL("auth", cfg.AuthURL); err != nil {
+		return nil, fmt.Errorf("withings: %w", err)
 	}
 	kinds, err := providers.EnableKinds(cfg.Kinds, parentKind)
 	if err != nil {
@@ -181,14 +180,7 @@ var parentKind = func() map[fhir.SampleKind]fhir.SampleKind {
 }()
 
 // SupportedKinds lists the top-level kinds the adapter reads, in a stable order.
-func SupportedKinds() []fhir.SampleKind {
-	ks := make([]fhir.SampleKind, 0, len(kindFamily))
-	for k := range kindFamily {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
+func SupportedKinds() []fhir.SampleKind { return providers.TopLevelKinds(parentKind) }
 
 // wanted resolves a query's kinds against the enabled kinds (providers.KindSet.Wanted).
 func (c *Client) wanted(kinds []fhir.SampleKind) map[fhir.SampleKind]bool {
