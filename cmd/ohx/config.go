@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -34,7 +35,9 @@ type Config struct {
 	RevocationCache  time.Duration // OHX_REVOCATION_CACHE: how long "not revoked" is remembered (default 30s; 0: ask the store every request)
 	CORSOrigins      string        // OHX_CORS_ORIGINS: comma-separated origins whose scripts may call the API; "*" (default) any
 	TrustedProxies   string        // OHX_TRUSTED_PROXIES: comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed
-	CacheBytes       int           // OHX_CACHE_BYTES: memory budget of the API result cache (default 64 MiB; 0: off)
+	ResultCache      string        // OHX_RESULT_CACHE: "on" (default) or "off", the result cache of searches and reads
+	ResultCacheBytes int           // OHX_RESULT_CACHE_BYTES (formerly OHX_CACHE_BYTES): its memory budget (default 64 MiB; 0: off)
+	PprofAddr        string        // OHX_PPROF_ADDR: loopback address serving net/http/pprof (default: off)
 
 	WithingsClientID     string // OHX_WITHINGS_CLIENT_ID: Withings is offered only when set
 	WithingsClientSecret string // OHX_WITHINGS_CLIENT_SECRET
@@ -88,13 +91,15 @@ func defaultConfig() Config {
 		AuthPatientClaim: "patient",
 		RevocationCache:  30 * time.Second,
 		CORSOrigins:      "*",
-		CacheBytes:       64 << 20,
+		ResultCache:      "on",
+		ResultCacheBytes: 64 << 20,
 	}
 }
 
 // parseConfig reads env, then flags.
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	cfg := defaultConfig()
+	getenv = withRenamed(getenv)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	flagOf := map[string]string{} // OHX_… variable → its flag
@@ -157,7 +162,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	dur(&cfg.RevocationCache, "revocation-cache", "OHX_REVOCATION_CACHE", "a revoked access token of the built-in server stops working within this time; 0 checks every request")
 	str(&cfg.TrustedProxies, "trusted-proxies", "OHX_TRUSTED_PROXIES", "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (default none: the client address is the TCP peer)")
 	str(&cfg.CORSOrigins, "cors-origins", "OHX_CORS_ORIGINS", "comma-separated origins (scheme://host[:port]) whose browser apps may call the API, * for any")
-	num(&cfg.CacheBytes, "cache-bytes", "OHX_CACHE_BYTES", "memory budget in bytes of the result cache of searches and reads (embedded store only); 0 turns it off")
+	str(&cfg.ResultCache, "result-cache", "OHX_RESULT_CACHE", "on or off: the result cache of searches and reads (embedded store only)")
+	num(&cfg.ResultCacheBytes, "result-cache-bytes", "OHX_RESULT_CACHE_BYTES", "memory budget in bytes of the result cache (least recently used evicted first); 0 turns it off")
+	str(&cfg.PprofAddr, "pprof-addr", "OHX_PPROF_ADDR", "loopback address (like 127.0.0.1:6060) serving CPU and heap profiles at /debug/pprof/ (default off)")
 	str(&cfg.WithingsClientID, "withings-client-id", "OHX_WITHINGS_CLIENT_ID", "Withings OAuth client id (Withings is offered only when set)")
 	secret(&cfg.WithingsClientSecret, "withings-client-secret", "OHX_WITHINGS_CLIENT_SECRET", "Withings OAuth client secret")
 	str(&cfg.WithingsRedirectURL, "withings-redirect-url", "OHX_WITHINGS_REDIRECT_URL", "Withings redirect URL (default ORIGIN/connect/withings/callback)")
@@ -216,8 +223,16 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if cfg.RevocationCache < 0 {
 		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_REVOCATION_CACHE"))
 	}
-	if cfg.CacheBytes < 0 {
-		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_CACHE_BYTES"))
+	if cfg.ResultCacheBytes < 0 {
+		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_RESULT_CACHE_BYTES"))
+	}
+	if cfg.ResultCache != "on" && cfg.ResultCache != "off" {
+		return cfg, fmt.Errorf("config: %s must be on or off", setting("OHX_RESULT_CACHE"))
+	}
+	if cfg.PprofAddr != "" && !loopback(cfg.PprofAddr) {
+		// Profiles show the process's internals (goroutine stacks, command line): never on a
+		// network interface.
+		return cfg, fmt.Errorf("config: %s %q must be a loopback address like 127.0.0.1:6060", setting("OHX_PPROF_ADDR"), cfg.PprofAddr)
 	}
 	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
 		return cfg, fmt.Errorf("config: %s is %d and %s %d: need 1 <= the default page size <= the largest", setting("OHX_DEFAULT_COUNT"), cfg.DefaultCount, setting("OHX_MAX_COUNT"), cfg.MaxCount)
@@ -260,4 +275,29 @@ func commaList(s string) []string {
 		}
 	}
 	return out
+}
+
+// renamed maps a setting to the name it had before, still read when only the old one is set.
+var renamed = map[string]string{"OHX_RESULT_CACHE_BYTES": "OHX_CACHE_BYTES"}
+
+func withRenamed(getenv func(string) string) func(string) string {
+	return func(k string) string {
+		if v := getenv(k); v != "" || renamed[k] == "" {
+			return v
+		}
+		return getenv(renamed[k])
+	}
+}
+
+// loopback reports whether addr (host:port) listens on a loopback interface only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -87,7 +88,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 		DefaultCount:   cfg.DefaultCount,
 		MaxCount:       cfg.MaxCount,
 		CursorKey:      seal.Derive(key, "ohx paging cursor"),
-		CacheBytes:     cacheBytes(cfg.CacheBytes),
+		CacheBytes:     cacheBytes(cfg),
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
 		CORSOrigins:    commaList(cfg.CORSOrigins),
@@ -123,6 +124,14 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	if cfg.PprofAddr != "" {
+		ps, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			hs.Close()
+			return err
+		}
+		defer ps.Close()
+	}
 	pctx, stopPipeline := context.WithCancel(ctx)
 	pipelineDone := make(chan struct{})
 	go func() { defer close(pipelineDone); runPipeline(pctx, runner) }()
@@ -142,6 +151,24 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 		return err
 	}
 	return nil
+}
+
+// servePprof serves the runtime profiles on their own loopback listener (parseConfig refuses any
+// other address), never on the API's: https://pkg.go.dev/net/http/pprof.
+func servePprof(addr string, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (OHX_PPROF_ADDR): %w", addr, err)
+	}
+	ps := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go ps.Serve(ln)
+	log.Info("profiles served", "addr", ln.Addr().String())
+	return ps, nil
 }
 
 func storeKind(cfg Config) string {
@@ -194,10 +221,11 @@ func secretKey(cfg Config) ([]byte, error) {
 	return k, f.Close()
 }
 
-// cacheBytes maps OHX_CACHE_BYTES (0: off) to api.Config.CacheBytes (negative: off).
-func cacheBytes(n int) int64 {
-	if n == 0 {
+// cacheBytes maps OHX_RESULT_CACHE and OHX_RESULT_CACHE_BYTES (0: off) to api.Config.CacheBytes
+// (negative: off).
+func cacheBytes(cfg Config) int64 {
+	if cfg.ResultCache == "off" || cfg.ResultCacheBytes == 0 {
 		return -1
 	}
-	return int64(n)
+	return int64(cfg.ResultCacheBytes)
 }
