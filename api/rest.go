@@ -371,7 +371,15 @@ func (s *Server) link(r *request, q *search.Query, cur *search.Cursor) string {
 // entry array, if any, is its last member (appendOutcomeEntry relies on it).
 func (s *Server) bundle(r *request, q *search.Query, res *store.Result) ([]byte, error) {
 	p := projection{elements: q.Elements, summary: q.Summary}
-	buf := make([]byte, 0, 512+len(res.Matches)*1024)
+	// Sized for the stored JSON plus each entry's wrapper, so the page is built without
+	// regrowing (R4 and projections change sizes a little; append copes).
+	size := 1024
+	for _, l := range [][]store.Entry{res.Matches, res.Included} {
+		for _, e := range l {
+			size += len(e.JSON) + len(r.base) + len(e.Type) + len(e.ID) + 64
+		}
+	}
+	buf := make([]byte, 0, size)
 	buf = append(buf, `{"resourceType":"Bundle","type":"searchset"`...)
 	if res.Total >= 0 && q.Total != "none" {
 		buf = append(buf, `,"total":`...)
@@ -437,11 +445,27 @@ func (s *Server) bundle(r *request, q *search.Query, res *store.Result) ([]byte,
 
 // appendJSONString appends s as a JSON string without HTML escaping (links keep their '&').
 func appendJSONString(buf []byte, s string) []byte {
+	if plainJSON(s) {
+		buf = append(buf, '"')
+		buf = append(buf, s...)
+		return append(buf, '"')
+	}
 	var b strings.Builder
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	enc.Encode(s)
 	return append(buf, strings.TrimSuffix(b.String(), "\n")...)
+}
+
+// plainJSON reports whether s is its own JSON string content: printable ASCII without a quote
+// or backslash (the URLs and ids of a page), so the encoder's escaping is not needed.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // --- writes (Patient only) ---

@@ -158,10 +158,44 @@ func TestConfig(t *testing.T) {
 		{"OHX_BASE_URL": "not a url"},
 		{"OHX_DEFAULT_COUNT": "2000"},
 		{"OHX_REQUEST_TIMEOUT": "soon"},
+		{"OHX_RESULT_CACHE": "maybe"},
+		{"OHX_RESULT_CACHE_BYTES": "-1"},
+		{"OHX_PPROF_ADDR": ":6060"},
+		{"OHX_PPROF_ADDR": "0.0.0.0:6060"},
+		{"OHX_PPROF_ADDR": "10.1.2.3:6060"},
 	} {
 		if _, err := parseConfig("ohx", nil, func(k string) string { return bad[k] }, io.Discard); err == nil {
 			t.Errorf("%v: want an error", bad)
 		}
+	}
+}
+
+// TestResultCacheSettings: OHX_RESULT_CACHE=off and a zero budget turn the cache off; the
+// budget's former name OHX_CACHE_BYTES is still read, and the new name wins.
+func TestResultCacheSettings(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want int64
+	}{
+		{map[string]string{}, 64 << 20},
+		{map[string]string{"OHX_RESULT_CACHE": "off"}, -1},
+		{map[string]string{"OHX_RESULT_CACHE_BYTES": "0"}, -1},
+		{map[string]string{"OHX_RESULT_CACHE_BYTES": "1000"}, 1000},
+		{map[string]string{"OHX_CACHE_BYTES": "2000"}, 2000},
+		{map[string]string{"OHX_CACHE_BYTES": "2000", "OHX_RESULT_CACHE_BYTES": "3000"}, 3000},
+		{map[string]string{"OHX_RESULT_CACHE": "off", "OHX_RESULT_CACHE_BYTES": "3000"}, -1},
+	} {
+		cfg, err := parseConfig("ohx serve", nil, func(k string) string { return c.env[k] }, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", c.env, err)
+		}
+		if got := cacheBytes(cfg); got != c.want {
+			t.Errorf("%v: api cache budget %d, want %d", c.env, got, c.want)
+		}
+	}
+	cfg, err := parseConfig("ohx serve", nil, func(k string) string { return map[string]string{"OHX_PPROF_ADDR": "127.0.0.1:6060"}[k] }, io.Discard)
+	if err != nil || cfg.PprofAddr != "127.0.0.1:6060" {
+		t.Errorf("a loopback profile address: %v %q", err, cfg.PprofAddr)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if err != nil {
 			return err
 		}
+		tuneGC(getenv)
 		return serve(ctx, cfg, stderr, nil)
 	case "clients":
 		return runClients(ctx, args, getenv, stdout, stderr)
@@ -67,6 +69,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 // serve runs the server until ctx ends. If ready is not nil it receives the listening address.
 func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- string) error {
+	if f, ok := logOut.(*os.File); ok {
+		// The process's own stderr (a file, a pipe to journald or a container runtime): batch
+		// the access log's writes. Tests pass buffers and read them as they go.
+		bl := newBufferedLog(f, 100*time.Millisecond)
+		defer bl.Close()
+		logOut = bl
+	}
 	log, err := newLogger(cfg, logOut)
 	if err != nil {
 		return err
@@ -151,6 +160,25 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 		return err
 	}
 	return nil
+}
+
+// Garbage collector defaults of the server, used unless GOGC or GOMEMLIMIT are set
+// (https://go.dev/doc/gc-guide). The live heap of a serving ohx is small (the result cache is
+// its largest part), so the default GOGC=100 collects very often under load; a higher
+// percentage trades a little memory for much less collector CPU, and the soft limit keeps the
+// heap well inside the server's memory budget (SQLite's page caches live outside the Go heap).
+const (
+	defaultGCPercent   = 300
+	defaultMemoryLimit = 112 << 20
+)
+
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 }
 
 // servePprof serves the runtime profiles on their own loopback listener (parseConfig refuses any

@@ -49,7 +49,13 @@ type config struct {
 	profile        bool
 	fresh          bool
 	logLevel       string
+	serverEnv      []string // extra KEY=VALUE settings of the server's environment
 }
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func run(ctx context.Context) error {
 	var cfg config
@@ -69,6 +75,7 @@ func run(ctx context.Context) error {
 	flag.BoolVar(&cfg.profile, "profile", false, "write CPU profiles of the server per scenario and heap profiles per phase to -out")
 	flag.BoolVar(&cfg.fresh, "fresh", false, "generate the data set again even if one exists")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "the server's OHX_LOG_LEVEL (info logs every request, as in production)")
+	flag.Var((*listFlag)(&cfg.serverEnv), "env", "KEY=VALUE added to the server's environment (repeatable), e.g. -env GOGC=200")
 	flag.Parse()
 	if *quick {
 		set := map[string]bool{}

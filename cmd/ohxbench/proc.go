@@ -131,6 +131,7 @@ func startOhx(ctx context.Context, cfg config, dataDir string, cache bool) (*ohx
 	s.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"OHX_ADDR=" + addr, "OHX_BASE_URL=" + s.origin + "/fhir", "OHX_DATA_DIR=" + dataDir,
 		"OHX_LOG_LEVEL=" + cfg.logLevel, "OHX_RESULT_CACHE=" + map[bool]string{true: "on", false: "off"}[cache]}
+	s.env = append(s.env, cfg.serverEnv...)
 	if cfg.profile {
 		pa, err := freeAddr()
 		if err != nil {

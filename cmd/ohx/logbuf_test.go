@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestBufferedLogFlushesOnTimerAndClose(t *testing.T) {
+	var out lockedBuffer
+	b := newBufferedLog(&out, 20*time.Millisecond)
+	b.Write([]byte("one\n"))
+	if got := out.String(); got != "" {
+		t.Fatalf("written before a flush: %q", got)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for out.String() != "one\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("not flushed by the timer: %q", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Write([]byte("two\n"))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "one\ntwo\n" {
+		t.Fatalf("after Close: %q", got)
+	}
+	// A large burst is written as the buffer fills, not held.
+	var out2 lockedBuffer
+	b2 := newBufferedLog(&out2, time.Hour)
+	line := strings.Repeat("x", 1023) + "\n"
+	for range 100 {
+		b2.Write([]byte(line))
+	}
+	if n := len(out2.String()); n < 64<<10 {
+		t.Fatalf("a full buffer was not written: %d bytes out", n)
+	}
+	b2.Close()
+	if n := len(out2.String()); n != 100*1024 {
+		t.Fatalf("after Close %d bytes, want %d", n, 100*1024)
+	}
+}
