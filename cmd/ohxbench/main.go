@@ -65,7 +65,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&cfg.out, "out", "bench", "directory of results.json and the profiles")
 	flag.IntVar(&cfg.patients, "patients", 10000, "patients in the data set")
 	flag.IntVar(&cfg.perPat, "per-patient", 100, "Observations per patient (body weight and heart rate alternate)")
-	flag.IntVar(&cfg.batch, "batch", 5000, "Observations per bulk upsert while generating")
+	flag.IntVar(&cfg.batch, "batch", 1000, "Observations per bulk upsert while generating (a sync job writes a vendor page, 500–3,000, per transaction)")
 	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "length of each measured round")
 	flag.IntVar(&cfg.workers, "connections", 8, "connections of the load generator")
 	flag.IntVar(&cfg.targets, "targets", 2000, "distinct random requests per scenario")

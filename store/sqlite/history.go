@@ -92,8 +92,8 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]store.Entr
 	if !q.Until.IsZero() {
 		until = q.Until.UnixMicro()
 	}
-	const sel = `SELECT version, last_updated, json FROM %s WHERE type = ?1 AND id = ?2 AND version < ?3 AND last_updated >= ?4 AND last_updated < ?5`
-	rows, err := s.query(ctx, fmt.Sprintf(sel, "resources")+" UNION ALL "+fmt.Sprintf(sel, "history")+" ORDER BY version DESC LIMIT ?6",
+	const sel = `SELECT r.version, r.last_updated, %s FROM %s r WHERE r.type = ?1 AND r.id = ?2 AND r.version < ?3 AND r.last_updated >= ?4 AND r.last_updated < ?5`
+	rows, err := s.query(ctx, fmt.Sprintf(sel, jsonExpr, "resources")+" UNION ALL "+fmt.Sprintf(sel, "r.json", "history")+" ORDER BY 1 DESC LIMIT ?6",
 		q.Type, q.ID, before, since, until, max(q.Count, 1))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: history of %s/%s: %w", q.Type, q.ID, err)

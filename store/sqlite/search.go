@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -471,7 +470,10 @@ func (s *Store) SQL(q *search.Query) (string, []any, error) {
 }
 
 func (s *Store) selectSQL(b *sqlQuery, q *search.Query, order string) string {
-	sel := "SELECT r.id, r.version, r.last_updated, r.json"
+	sel := "SELECT r.id, r.version, r.last_updated, " + jsonExpr
+	if b.hot {
+		sel = "SELECT r.id, r.version, r.last_updated, r.json" // obs_clinical carries the JSON
+	}
 	for _, k := range q.Sort[:len(q.Sort)-1] {
 		sel += ", " + b.sortCol[k.Param]
 	}
@@ -484,22 +486,25 @@ func (s *Store) fetch(ctx context.Context, b *sqlQuery, q *search.Query, order s
 		return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
 	}
 	defer rs.Close()
-	var out []row
+	out := make([]row, 0, min(limit, 1024))
 	nk := len(q.Sort) - 1
+	var (
+		id      string
+		version int64
+		lu      int64
+		js      sql.NullString
+		keys    = make([]int64, nk)
+	)
+	dest := []any{&id, &version, &lu, &js}
+	for i := range keys {
+		dest = append(dest, &keys[i])
+	}
 	for rs.Next() {
-		r := row{Entry: store.Entry{Type: q.Type}, keys: make([]int64, nk)}
-		var lu int64
-		var js sql.RawBytes
-		dest := []any{&r.ID, &r.VersionID, &lu, &js}
-		for i := range r.keys {
-			dest = append(dest, &r.keys[i])
-		}
 		if err := rs.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
 		}
-		r.LastUpdated = time.UnixMicro(lu).UTC()
-		r.JSON = bytes.Clone(js)
-		out = append(out, r)
+		out = append(out, row{Entry: store.Entry{Type: q.Type, ID: id, VersionID: version, LastUpdated: time.UnixMicro(lu).UTC(),
+			JSON: textBytes(js.String)}, keys: slices.Clone(keys)})
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
@@ -589,7 +594,7 @@ func (s *Store) readMany(ctx context.Context, typ string, ids []string) ([]store
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, version, last_updated, json FROM resources WHERE type = ? AND deleted = 0 AND id IN (`+placeholders(len(ids))+`)`, args...)
+	rows, err := s.r.QueryContext(ctx, `SELECT r.id, r.version, r.last_updated, `+jsonExpr+` FROM resources r WHERE r.type = ? AND r.deleted = 0 AND r.id IN (`+placeholders(len(ids))+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read %s: %w", typ, err)
 	}
@@ -603,7 +608,7 @@ func (s *Store) readMany(ctx context.Context, typ string, ids []string) ([]store
 			return nil, fmt.Errorf("sqlite: read %s: %w", typ, err)
 		}
 		e.LastUpdated = time.UnixMicro(lu).UTC()
-		e.JSON = []byte(js.String)
+		e.JSON = textBytes(js.String)
 		byID[e.ID] = e
 	}
 	if err := rows.Err(); err != nil {

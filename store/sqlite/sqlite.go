@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -28,8 +30,13 @@ type Store struct {
 	// ck checkpoints the WAL in the background (see checkpointer).
 	ck             *sql.DB
 	ckStop, ckDone chan struct{}
-	log            *slog.Logger
-	reg            *search.Registry
+	// ckMu serialises the checkpoints of this process: SQLite runs one at a time per file and
+	// fails a second one at once with SQLITE_BUSY, without its busy handler
+	// (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html).
+	ckMu sync.Mutex
+	wal  walCap
+	log  *slog.Logger
+	reg  *search.Registry
 
 	gens   generations
 	rstmts *stmtCache
@@ -79,8 +86,12 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	base := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=journal_mode(WAL)&_pragma=mmap_size(0)"
 	// The writer never checkpoints in its commit path (wal_autocheckpoint 0): a background
 	// checkpointer on its own connection moves WAL pages into the file, on the other core, and
-	// pages rewritten between two checkpoints are copied once instead of once per commit.
-	w, err := sql.Open("sqlite", base+"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+	// pages rewritten between two checkpoints are copied once instead of once per commit. Only
+	// when the WAL nears its limit does the writer checkpoint, before its next transaction
+	// (capWAL). journal_size_limit(0): when the WAL starts over at its beginning, the writer truncates the
+	// file at that transaction's commit (https://www.sqlite.org/pragma.html#pragma_journal_size_limit),
+	// so the file's size is where the WAL ends, which capWAL reads.
+	w, err := sql.Open("sqlite", base+"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(0)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open writer: %w", err)
 	}
@@ -111,6 +122,12 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	s := &Store{w: w, r: r, ck: ck, ckStop: make(chan struct{}), ckDone: make(chan struct{}), log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{},
 		rstmts: newStmtCache(r), wstmts: newStmtCache(w), totalBound: store.TotalBound}
 	s.keep = max(opt.HistoryVersions, 0)
+	s.wal.path = path + "-wal"
+	if err := w.QueryRowContext(ctx, "PRAGMA page_size").Scan(&s.wal.limit); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: read page size: %w", err)
+	}
+	s.wal.limit *= walLimit
 	go s.checkpointer()
 	if err := s.loadSpans(ctx); err != nil {
 		s.Close()
@@ -209,6 +226,15 @@ var migrations = []string{
 	CREATE INDEX jobs_dead ON jobs (failed_at DESC) WHERE dead = 1;
 	CREATE TABLE coverage (provider TEXT NOT NULL, patient TEXT NOT NULL, kind TEXT NOT NULL, intervals BLOB NOT NULL,
 		cursor TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (provider, patient, kind)) WITHOUT ROWID;`,
+	// An Observation with obs_clinical rows keeps its JSON there only (resources.json NULL):
+	// clinical_system and clinical_code are its first code coding, the rest of the key of one of
+	// those rows being the resources row's own (see jsonExpr). Rows written before keep their
+	// JSON. obs_clinical rows are deleted by their primary key (dropClinical): the index on
+	// their id, one more scattered insert per Observation, goes. Adding a column does not
+	// rewrite the table (https://www.sqlite.org/lang_altertable.html#altertabaddcol).
+	`ALTER TABLE resources ADD COLUMN clinical_system TEXT;
+	ALTER TABLE resources ADD COLUMN clinical_code TEXT;
+	DROP INDEX obs_clinical_id;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -286,16 +312,18 @@ func (s *Store) Close() error {
 // DB exposes the read pool for tests that inspect query plans.
 func (s *Store) DB() *sql.DB { return s.r }
 
-// checkpointInterval is how often the background checkpointer runs; walLimit (pages) makes it
-// truncate the WAL so that the file cannot grow without bound under a steady write load.
+// checkpointInterval is how often the background checkpointer runs; walLimit (pages) is the
+// most the WAL file may hold (see capWAL).
 const (
 	checkpointInterval = 500 * time.Millisecond
 	walLimit           = 16384 // 16 KiB pages: 256 MiB
 )
 
-// checkpointer copies committed WAL pages into the database file until Close. PASSIVE never
-// waits for readers or the writer; when the WAL has grown past walLimit a RESTART checkpoint
-// (which waits for readers to move on) lets the writer start over at the WAL's beginning.
+// checkpointer copies committed WAL pages into the database file until Close, on the other core
+// while the writer works. PASSIVE never waits for readers or the writer, so under a steady write
+// load it never catches up with the end of the WAL, and the WAL only starts over at its
+// beginning once a checkpoint has copied all of it (https://www.sqlite.org/wal.html#avoiding_excessively_large_wal_files):
+// capWAL, in the writer's path, bounds the file.
 func (s *Store) checkpointer() {
 	defer close(s.ckDone)
 	t := time.NewTicker(checkpointInterval)
@@ -303,21 +331,87 @@ func (s *Store) checkpointer() {
 	for {
 		select {
 		case <-s.ckStop:
-			if _, err := s.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			s.ckMu.Lock()
+			_, err := s.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			s.ckMu.Unlock()
+			if err != nil {
 				s.log.Warn("final wal checkpoint", "err", err)
 			}
 			return
 		case <-t.C:
 		}
-		var busy, logPages, done int
-		if err := s.ck.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &done); err != nil {
+		s.ckMu.Lock()
+		_, err := s.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		s.ckMu.Unlock()
+		if err != nil {
 			s.log.Warn("wal checkpoint", "err", err)
-			continue
-		}
-		if logPages > walLimit {
-			if _, err := s.ck.Exec("PRAGMA wal_checkpoint(RESTART)"); err != nil {
-				s.log.Warn("wal checkpoint", "err", err)
-			}
 		}
 	}
+}
+
+// walCap is the writer's view of the WAL file's size, which is where the WAL ends (see the
+// writer's journal_size_limit).
+type walCap struct {
+	path  string
+	limit int64 // bytes: walLimit pages
+	// before is the file's size when the current write transaction began.
+	before atomic.Int64
+	mu     sync.Mutex
+	// grown holds how much the recent transactions added to the file, next the slot to fill.
+	grown [16]int64
+	next  int
+}
+
+// nextTx estimates how much the next transaction adds to the WAL: the most a recent one added.
+func (c *walCap) nextTx() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Max(c.grown[:])
+}
+
+func (c *walCap) note(grown int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.grown[c.next] = grown
+	c.next = (c.next + 1) % len(c.grown)
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0 // no WAL yet
+	}
+	return fi.Size()
+}
+
+// capWAL runs before each write transaction. When the next transaction could take the WAL file
+// past its limit, the writer first checkpoints the whole WAL and truncates it (TRUNCATE waits
+// for readers to leave the WAL, https://www.sqlite.org/pragma.html#pragma_wal_checkpoint):
+// writes are throttled to the speed of checkpoints rather than letting the file grow without
+// bound.
+func (s *Store) capWAL(ctx context.Context) {
+	// A quarter more than the recent transactions: they grow with the store (more B-tree pages
+	// to touch) and with page splits.
+	size, g := fileSize(s.wal.path), s.wal.nextTx()
+	if size+g+g/4 <= s.wal.limit {
+		return
+	}
+	start := time.Now()
+	s.ckMu.Lock()
+	var busy, logPages, done int
+	err := s.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)
+	s.ckMu.Unlock()
+	if err != nil {
+		s.log.Warn("wal checkpoint", "err", err)
+		return
+	}
+	s.log.Debug("wal checkpoint before a write", "wal_bytes", size, "next_tx_bytes", g, "busy", busy == 1, "took", time.Since(start))
+}
+
+// walWritten notes the WAL growth of the transaction that capWAL began. A transaction that
+// starts the WAL over at its beginning (the background checkpointer having copied all of it)
+// shrinks the file to its own size, and its growth understates that size: the window of
+// nextTx covers it.
+func (s *Store) walWritten() {
+	s.wal.note(fileSize(s.wal.path) - s.wal.before.Load())
 }

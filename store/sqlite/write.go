@@ -1,11 +1,11 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
@@ -18,12 +18,22 @@ type current struct {
 	version     int64
 	deleted     bool
 	patient     string
+	sortDate    int64
 	lastUpdated int64
 	json        []byte
 }
 
+// jsonExpr is the current JSON of the resources row r. An Observation in a patient's
+// compartment keeps its JSON only in its obs_clinical rows (resources.json is NULL): the row's
+// patient, sort_date and clinical_system/clinical_code (its first code coding) are the primary key
+// of one of them, so the JSON is one more seek away. Rows written before that layout, and every
+// other resource, carry their JSON themselves; coalesce evaluates the subquery only when
+// r.json is NULL (https://www.sqlite.org/lang_corefunc.html#coalesce).
+const jsonExpr = `coalesce(r.json, (SELECT c.json FROM obs_clinical c WHERE c.patient = r.patient AND c.system = r.clinical_system
+	AND c.code = r.clinical_code AND c.sort_date = r.sort_date AND c.id = r.id))`
+
 func (s *Store) lookup(ctx context.Context, tx *sql.Tx, typ, id string) (current, error) {
-	const q = `SELECT version, deleted, patient, last_updated, json FROM resources WHERE type = ? AND id = ?`
+	const q = `SELECT r.version, r.deleted, r.patient, r.sort_date, r.last_updated, ` + jsonExpr + ` FROM resources r WHERE r.type = ? AND r.id = ?`
 	rows, err := s.queryIn(ctx, tx, q, typ, id)
 	if err != nil {
 		return current{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
@@ -37,23 +47,39 @@ func (s *Store) lookup(ctx context.Context, tx *sql.Tx, typ, id string) (current
 		return current{}, nil
 	}
 	var del int
-	var js sql.RawBytes
-	if err := rows.Scan(&c.version, &del, &c.patient, &c.lastUpdated, &js); err != nil {
+	var js sql.NullString
+	if err := rows.Scan(&c.version, &del, &c.patient, &c.sortDate, &c.lastUpdated, &js); err != nil {
 		return current{}, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
 	}
 	c.exists, c.deleted = true, del != 0
-	if js != nil {
-		c.json = bytes.Clone(js)
+	if js.Valid {
+		c.json = textBytes(js.String)
 	}
 	return c, nil
 }
 
+// textBytes returns the bytes of a TEXT value scanned into a string, without a copy. Scanning
+// into a string keeps the driver's value as it is (database/sql's convertAssign assigns a
+// string source directly), and modernc.org/sqlite hands each TEXT value over in an allocation
+// of its own, copied out of SQLite's memory for that row, so nothing else holds these bytes.
+// They become store.Entry.JSON, which no caller may modify; a copy here was a third copy of
+// every document served (SQLite → driver → RawBytes → Entry).
+func textBytes(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
 // tx runs fn in an immediate write transaction.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	s.capWAL(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
+	// Under the write lock (immediate transactions) nothing else appends to the WAL.
+	s.wal.before.Store(fileSize(s.wal.path))
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
@@ -61,6 +87,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	s.walWritten()
 	// Statements first seen in this transaction are prepared now that the connection is free.
 	if err := s.wstmts.preparePending(ctx); err != nil {
 		s.log.Warn("preparing statements failed", "err", err)
@@ -132,7 +159,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 		return store.Entry{}, err
 	}
 	if cur.exists {
-		if err := s.dropIndex(ctx, tx, p.Type, p.ID); err != nil {
+		if err := s.dropIndex(ctx, tx, p.Type, p.ID, cur); err != nil {
 			return store.Entry{}, err
 		}
 	}
@@ -152,12 +179,17 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 	}
 	lu := p.LastUpdated.UnixMicro()
 	js := string(p.JSON)
-	w.add(&tblResources, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, js)
+	// The JSON is stored once: in the obs_clinical rows when there are any (see jsonExpr).
+	var rowJSON, clinSystem, clinCode any = js, nil, nil
+	if c, ok := clinicalKey(p.Type, p.Index); ok {
+		rowJSON, clinSystem, clinCode = nil, c.System, c.Code
+	}
+	w.add(&tblResources, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, rowJSON, clinSystem, clinCode)
 	for _, e := range p.Index.Entries {
 		switch e.Type {
 		case search.Token:
 			w.add(&tblToken, p.Type, e.Column, e.System, e.Code, p.ID)
-			if p.Type == "Observation" && e.Column == "code" && p.Index.Patient != "" {
+			if isClinical(p.Type, p.Index, e) {
 				w.add(&tblClinical, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
 			}
 			if e.Column == "identifier" {
@@ -183,15 +215,57 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 	return store.Entry{Type: p.Type, ID: p.ID, VersionID: p.VersionID, LastUpdated: p.LastUpdated, JSON: p.JSON}, nil
 }
 
-func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id string) error {
+// isClinical reports whether the index entry e of a resource makes an obs_clinical row: a code
+// coding of an Observation in a patient's compartment.
+func isClinical(typ string, idx search.Index, e search.Entry) bool {
+	return typ == "Observation" && idx.Patient != "" && e.Type == search.Token && e.Column == "code"
+}
+
+// clinicalKey returns the first entry that makes an obs_clinical row (isClinical), if any.
+func clinicalKey(typ string, idx search.Index) (search.Entry, bool) {
+	for _, e := range idx.Entries {
+		if isClinical(typ, idx, e) {
+			return e, true
+		}
+	}
+	return search.Entry{}, false
+}
+
+// dropIndex deletes the index rows of the stored version cur of typ/id.
+func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id string, cur current) error {
 	for _, t := range []string{"idx_token", "idx_ref", "idx_string", "idx_date", "idx_quantity"} {
 		if _, err := s.txExec(ctx, tx, `DELETE FROM `+t+` WHERE type = ? AND id = ?`, typ, id); err != nil {
 			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
 		}
 	}
-	if typ == "Observation" {
-		if _, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE id = ?`, id); err != nil {
+	if typ == "Observation" && cur.patient != "" && !cur.deleted {
+		if err := s.dropClinical(ctx, tx, id, cur); err != nil {
 			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+		}
+	}
+	return nil
+}
+
+// dropClinical deletes the obs_clinical rows of the stored Observation cur. Their keys are
+// derived from its JSON, as write made them, so that no index on obs_clinical (id) has to be
+// kept up to date by every insert. Should the JSON not decode, the patient's rows are searched
+// for the id instead.
+func (s *Store) dropClinical(ctx context.Context, tx *sql.Tx, id string, cur current) error {
+	var idx search.Index
+	r, err := fhir.Decode(cur.json, "Observation")
+	if err == nil {
+		idx, err = search.Extract(r)
+	}
+	if err != nil {
+		_, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE patient = ? AND id = ?`, cur.patient, id)
+		return err
+	}
+	for _, e := range idx.Entries {
+		if e.Type == search.Token && e.Column == "code" {
+			if _, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE patient = ? AND system = ? AND code = ? AND sort_date = ? AND id = ?`,
+				cur.patient, e.System, e.Code, cur.sortDate, id); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -249,7 +323,7 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 		if cur.deleted {
 			return nil
 		}
-		if err := s.dropIndex(ctx, tx, typ, id); err != nil {
+		if err := s.dropIndex(ctx, tx, typ, id, cur); err != nil {
 			return err
 		}
 		w := newWriteBuf()
@@ -259,8 +333,8 @@ func (s *Store) Delete(ctx context.Context, typ, id string) error {
 		if err := s.flush(ctx, tx, w); err != nil {
 			return err
 		}
-		_, err = s.txExec(ctx, tx, `UPDATE resources SET deleted = 1, json = NULL, version = version + 1, last_updated = ?, date_lo = NULL, date_hi = NULL
-			WHERE type = ? AND id = ?`, time.Now().UnixMicro(), typ, id)
+		_, err = s.txExec(ctx, tx, `UPDATE resources SET deleted = 1, json = NULL, clinical_system = NULL, clinical_code = NULL, version = version + 1,
+			last_updated = ?, date_lo = NULL, date_hi = NULL WHERE type = ? AND id = ?`, time.Now().UnixMicro(), typ, id)
 		if err != nil {
 			return fmt.Errorf("sqlite: delete %s/%s: %w", typ, id, err)
 		}

@@ -1,0 +1,238 @@
+package sqlite
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
+	"github.com/openhealthexchange/ohx/store"
+)
+
+// twoCodings is a weight Observation of patient coded twice (two obs_clinical rows).
+func twoCodings(patient string, at time.Time, kg string) *fhir.Observation {
+	o := weight(patient, at, kg)
+	o.Code.Coding = append(o.Code.Coding, fhir.Coding{System: "http://snomed.info/sct", Code: "27113001"})
+	return o
+}
+
+func searchIDs(t *testing.T, s *Store, query string) []string {
+	t.Helper()
+	pairs, err := search.ParseRawQuery(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _, err := search.DefaultRegistry().Parse("Observation", pairs, search.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Search(t.Context(), q)
+	if err != nil {
+		t.Fatalf("search %s: %v", query, err)
+	}
+	var ids []string
+	for _, m := range res.Matches {
+		if len(m.JSON) == 0 {
+			t.Errorf("search %s: %s without JSON", query, m.ID)
+		}
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func count(t *testing.T, s *Store, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.DB().QueryRowContext(t.Context(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// TestJSONStoredOnce checks the layout of migration 5: an Observation in a patient's compartment
+// keeps its JSON in obs_clinical only, any other resource in resources; reads see both.
+func TestJSONStoredOnce(t *testing.T) {
+	s := openTest(t)
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	noPatient := weight("x", at, "70.0")
+	noPatient.Subject = nil
+	res, err := s.Upsert(t.Context(), []fhir.Resource{weight("p1", at, "70.0"), noPatient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withID, withoutID := res[0].ID, res[1].ID
+	if n := count(t, s, `SELECT count(*) FROM resources WHERE id = ? AND json IS NULL AND clinical_code = '29463-7'`, withID); n != 1 {
+		t.Errorf("the Observation of p1 keeps its JSON in resources too")
+	}
+	if n := count(t, s, `SELECT count(*) FROM resources WHERE id = ? AND json IS NOT NULL`, withoutID); n != 1 {
+		t.Errorf("the Observation without patient has no JSON in resources")
+	}
+	for _, id := range []string{withID, withoutID} {
+		e, err := s.Read(t.Context(), "Observation", id)
+		if err != nil || !strings.Contains(string(e.JSON), `"value":70.0`) {
+			t.Errorf("Read %s: %v %s", id, err, e.JSON)
+		}
+	}
+	if got := searchIDs(t, s, "patient=p1&_sort=-date"); !slices.Equal(got, []string{withID}) {
+		t.Errorf("search by patient: %v, want [%s]", got, withID)
+	}
+}
+
+// TestUpgradeToSingleJSON opens a database in the layout before migration 5 — JSON in resources
+// and in obs_clinical, obs_clinical indexed on id — and checks that its rows are read, searched,
+// updated and deleted as before, and that updated rows take the new layout.
+func TestUpgradeToSingleJSON(t *testing.T) {
+	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "clinical_system") })
+	if before < 0 {
+		t.Fatal("no migration adds clinical_system")
+	}
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	// The rows the store wrote then are the rows it writes now, with the JSON back in resources.
+	src := t.TempDir()
+	s, err := Open(t.Context(), src, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, o := range []*fhir.Observation{twoCodings("p1", at, "70.0"), weight("p1", at.Add(time.Hour), "71.0"), weight("p2", at, "72.0")} {
+		res, err := s.Upsert(t.Context(), []fhir.Resource{o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res[0].ID)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "ohx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	stmts := append([]string{"PRAGMA page_size=16384", "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+		fmt.Sprintf("INSERT INTO schema_version VALUES (%d)", before)}, migrations[:before]...)
+	stmts = append(stmts, fmt.Sprintf("ATTACH 'file:%s' AS src", filepath.Join(src, "ohx.db")),
+		`INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
+			SELECT type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, `+strings.ReplaceAll(jsonExpr, "FROM obs_clinical", "FROM src.obs_clinical")+`
+			FROM src.resources r`)
+	for _, tbl := range []string{"idx_token", "idx_ref", "idx_string", "idx_date", "idx_quantity", "obs_clinical", "date_span"} {
+		stmts = append(stmts, "INSERT INTO "+tbl+" SELECT * FROM src."+tbl)
+	}
+	for _, q := range append(stmts, "DETACH src") {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err = Open(t.Context(), dir, Options{}, nil)
+	if err != nil {
+		t.Fatalf("Open after the upgrade: %v", err)
+	}
+	defer s.Close()
+	if n := count(t, s, `SELECT count(*) FROM resources WHERE json IS NOT NULL`); n != 3 {
+		t.Fatalf("%d rows with JSON in resources after the upgrade, want the 3 old ones", n)
+	}
+	if n := count(t, s, `SELECT count(*) FROM sqlite_schema WHERE name = 'obs_clinical_id'`); n != 0 {
+		t.Errorf("obs_clinical_id is still there")
+	}
+	for i, kg := range []string{"70.0", "71.0", "72.0"} {
+		e, err := s.Read(t.Context(), "Observation", ids[i])
+		if err != nil || !strings.Contains(string(e.JSON), `"value":`+kg) {
+			t.Errorf("Read old %s: %v %s", ids[i], err, e.JSON)
+		}
+	}
+	if got := searchIDs(t, s, "patient=p1&code=http://loinc.org|29463-7&_sort=-date"); !slices.Equal(got, []string{ids[1], ids[0]}) {
+		t.Errorf("hot search of old rows: %v, want %v", got, []string{ids[1], ids[0]})
+	}
+	if got := searchIDs(t, s, "patient=p1&_sort=-date"); !slices.Equal(got, []string{ids[1], ids[0]}) {
+		t.Errorf("search by patient of old rows: %v, want %v", got, []string{ids[1], ids[0]})
+	}
+
+	// A changed value: version 2 in the new layout, version 1 in history, and the old
+	// obs_clinical rows of both codings gone.
+	res, err := s.Upsert(t.Context(), []fhir.Resource{twoCodings("p1", at, "75.0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].ID != ids[0] || res[0].VersionID != 2 || !res[0].Changed {
+		t.Fatalf("upsert of the changed old row: %+v", res[0])
+	}
+	if n := count(t, s, `SELECT count(*) FROM resources WHERE id = ? AND json IS NULL`, ids[0]); n != 1 {
+		t.Errorf("the updated row keeps its JSON in resources")
+	}
+	if n := count(t, s, `SELECT count(*) FROM obs_clinical WHERE id = ?`, ids[0]); n != 2 {
+		t.Errorf("%d obs_clinical rows for the updated Observation, want 2 (one per coding)", n)
+	}
+	if n := count(t, s, `SELECT count(*) FROM obs_clinical WHERE id = ? AND json LIKE '%"value":70.0%'`, ids[0]); n != 0 {
+		t.Errorf("%d obs_clinical rows of the old version remain", n)
+	}
+	for _, q := range []string{"patient=p1&code=http://loinc.org|29463-7&value-quantity=75", "patient=p1&code=http://snomed.info/sct|27113001&value-quantity=75"} {
+		if got := searchIDs(t, s, q); !slices.Equal(got, []string{ids[0]}) {
+			t.Errorf("%s: %v, want [%s]", q, got, ids[0])
+		}
+	}
+	if got := searchIDs(t, s, "patient=p1&code=http://loinc.org|29463-7&value-quantity=70"); len(got) != 0 {
+		t.Errorf("the old value is still found: %v", got)
+	}
+	hist, err := s.History(t.Context(), store.HistoryQuery{Type: "Observation", ID: ids[0], Count: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 2 || hist[0].VersionID != 2 || !strings.Contains(string(hist[0].JSON), `"value":75.0`) ||
+		hist[1].VersionID != 1 || !strings.Contains(string(hist[1].JSON), `"value":70.0`) {
+		t.Errorf("history after the update: %+v", hist)
+	}
+	// Unchanged: no new version.
+	if res, err := s.Upsert(t.Context(), []fhir.Resource{twoCodings("p1", at, "75.0")}); err != nil || res[0].VersionID != 2 || res[0].Changed {
+		t.Errorf("unchanged upsert: %+v %v", res, err)
+	}
+
+	// Deleting an old row removes its obs_clinical row.
+	if err := s.Delete(t.Context(), "Observation", ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(t.Context(), "Observation", ids[2]); !errors.Is(err, store.ErrDeleted) {
+		t.Errorf("Read deleted: %v, want ErrDeleted", err)
+	}
+	if n := count(t, s, `SELECT count(*) FROM obs_clinical WHERE id = ?`, ids[2]); n != 0 {
+		t.Errorf("%d obs_clinical rows of the deleted Observation", n)
+	}
+	if e, err := s.ReadVersion(t.Context(), "Observation", ids[2], 1); err != nil || !strings.Contains(string(e.JSON), `"value":72.0`) {
+		t.Errorf("version 1 of the deleted old row: %v %s", err, e.JSON)
+	}
+}
+
+// TestWALCap checks that the writer keeps the WAL file under its limit when it writes faster
+// than the background checkpointer copies pages back.
+func TestWALCap(t *testing.T) {
+	s := openTest(t)
+	const limit = 4 << 20
+	s.wal.limit = limit
+	base := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	var biggest int64
+	for b := range 40 {
+		var rs []fhir.Resource
+		for i := range 20 {
+			rs = append(rs, weight(fmt.Sprintf("p%d", i), base.Add(time.Duration(b)*time.Hour), "70.0"))
+		}
+		if _, err := s.Upsert(t.Context(), rs); err != nil {
+			t.Fatal(err)
+		}
+		biggest = max(biggest, fileSize(s.wal.path))
+	}
+	t.Logf("largest WAL: %d bytes; one transaction adds about %d", biggest, s.wal.nextTx())
+	if s.wal.nextTx() == 0 || s.wal.nextTx() > limit/2 {
+		t.Fatalf("a transaction adds %d bytes: the test needs several per WAL of %d", s.wal.nextTx(), limit)
+	}
+	if biggest > limit {
+		t.Errorf("the WAL reached %d bytes, over its limit of %d", biggest, limit)
+	}
+}
