@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -183,9 +182,10 @@ func generate(ctx context.Context, dir string, cfg config, ds *dataset) error {
 	return nil
 }
 
+// fileSize is the size of path, 0 if it does not exist (a WAL after a truncating checkpoint).
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) || err != nil {
+	if err != nil {
 		return 0
 	}
 	return fi.Size()

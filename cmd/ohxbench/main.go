@@ -50,6 +50,7 @@ type config struct {
 	fresh          bool
 	logLevel       string
 	serverEnv      []string // extra KEY=VALUE settings of the server's environment
+	only           map[string]bool
 }
 
 type listFlag []string
@@ -76,7 +77,14 @@ func run(ctx context.Context) error {
 	flag.BoolVar(&cfg.fresh, "fresh", false, "generate the data set again even if one exists")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "the server's OHX_LOG_LEVEL (info logs every request, as in production)")
 	flag.Var((*listFlag)(&cfg.serverEnv), "env", "KEY=VALUE added to the server's environment (repeatable), e.g. -env GOGC=200")
+	only := flag.String("only", "", "comma-separated scenario slugs to run (default all), e.g. search,read-many")
 	flag.Parse()
+	if *only != "" {
+		cfg.only = map[string]bool{}
+		for _, o := range strings.Split(*only, ",") {
+			cfg.only[strings.TrimSpace(o)] = true
+		}
+	}
 	if *quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -82,6 +82,12 @@ type outcome struct {
 }
 
 func runPhase(ctx context.Context, cfg config, ds *dataset, ph phase, res *results) error {
+	if cfg.only != nil {
+		ph.scenarios = slices.DeleteFunc(ph.scenarios, func(sc scenario) bool { return !cfg.only[sc.Slug] })
+		if len(ph.scenarios) == 0 {
+			return nil
+		}
+	}
 	fmt.Printf("\n%s: starting ohx serve (OHX_RESULT_CACHE=%v)\n", ph.name, map[bool]string{true: "on", false: "off"}[ph.cache])
 	srv, err := startOhx(ctx, cfg, ds.Dir, ph.cache)
 	if err != nil {
