@@ -3,30 +3,12 @@ package main
 import (
 	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestBufferedLogFlushesOnTimerAndClose(t *testing.T) {
-	var out lockedBuffer
+	out := syncWriter{w: &bytes.Buffer{}}
 	b := newBufferedLog(&out, 20*time.Millisecond)
 	b.Write([]byte("one\n"))
 	if got := out.String(); got != "" {
@@ -47,7 +29,7 @@ func TestBufferedLogFlushesOnTimerAndClose(t *testing.T) {
 		t.Fatalf("after Close: %q", got)
 	}
 	// A large burst is written as the buffer fills, not held.
-	var out2 lockedBuffer
+	out2 := syncWriter{w: &bytes.Buffer{}}
 	b2 := newBufferedLog(&out2, time.Hour)
 	line := strings.Repeat("x", 1023) + "\n"
 	for range 100 {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/openhealthexchange/ohx/fhir"
-	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
 )
 
@@ -24,14 +23,7 @@ func twoCodings(patient string, at time.Time, kg string) *fhir.Observation {
 
 func searchIDs(t *testing.T, s *Store, query string) []string {
 	t.Helper()
-	pairs, err := search.ParseRawQuery(query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, _, err := search.DefaultRegistry().Parse("Observation", pairs, search.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := observationQuery(t, query)
 	res, err := s.Search(t.Context(), q)
 	if err != nil {
 		t.Fatalf("search %s: %v", query, err)

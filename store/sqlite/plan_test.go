@@ -33,8 +33,8 @@ func weight(patient string, at time.Time, kg string) *fhir.Observation {
 	}
 }
 
-// explain returns SQLite's query plan for the statement a search runs.
-func explain(t *testing.T, s *Store, query string) string {
+// observationQuery parses an Observation search.
+func observationQuery(t *testing.T, query string) *search.Query {
 	t.Helper()
 	pairs, err := search.ParseRawQuery(query)
 	if err != nil {
@@ -44,6 +44,13 @@ func explain(t *testing.T, s *Store, query string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return q
+}
+
+// explain returns SQLite's query plan for the statement a search runs.
+func explain(t *testing.T, s *Store, query string) string {
+	t.Helper()
+	q := observationQuery(t, query)
 	stmt, args, err := s.SQL(q)
 	if err != nil {
 		t.Fatal(err)
