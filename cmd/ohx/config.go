@@ -99,7 +99,6 @@ func defaultConfig() Config {
 // parseConfig reads env, then flags.
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	cfg := defaultConfig()
-	getenv = withRenamed(getenv)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	flagOf := map[string]string{} // OHX_… variable → its flag
@@ -163,7 +162,14 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.TrustedProxies, "trusted-proxies", "OHX_TRUSTED_PROXIES", "comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed (default none: the client address is the TCP peer)")
 	str(&cfg.CORSOrigins, "cors-origins", "OHX_CORS_ORIGINS", "comma-separated origins (scheme://host[:port]) whose browser apps may call the API, * for any")
 	str(&cfg.ResultCache, "result-cache", "OHX_RESULT_CACHE", "on or off: the result cache of searches and reads (embedded store only)")
-	num(&cfg.ResultCacheBytes, "result-cache-bytes", "OHX_RESULT_CACHE_BYTES", "memory budget in bytes of the result cache (least recently used evicted first); 0 turns it off")
+	// OHX_CACHE_BYTES is the budget's former name: still read when the new one is not set, and
+	// named in errors when it is the one set.
+	cacheEnv := "OHX_RESULT_CACHE_BYTES"
+	if getenv(cacheEnv) == "" && getenv("OHX_CACHE_BYTES") != "" {
+		cacheEnv = "OHX_CACHE_BYTES"
+	}
+	num(&cfg.ResultCacheBytes, "result-cache-bytes", cacheEnv, "memory budget in bytes of the result cache (least recently used evicted first); 0 turns it off")
+	fs.IntVar(&cfg.ResultCacheBytes, "cache-bytes", cfg.ResultCacheBytes, "former name of -result-cache-bytes")
 	str(&cfg.PprofAddr, "pprof-addr", "OHX_PPROF_ADDR", "loopback address (like 127.0.0.1:6060) serving CPU and heap profiles at /debug/pprof/ (default off)")
 	str(&cfg.WithingsClientID, "withings-client-id", "OHX_WITHINGS_CLIENT_ID", "Withings OAuth client id (Withings is offered only when set)")
 	secret(&cfg.WithingsClientSecret, "withings-client-secret", "OHX_WITHINGS_CLIENT_SECRET", "Withings OAuth client secret")
@@ -224,7 +230,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_REVOCATION_CACHE"))
 	}
 	if cfg.ResultCacheBytes < 0 {
-		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_RESULT_CACHE_BYTES"))
+		return cfg, fmt.Errorf("config: %s must not be negative", setting(cacheEnv))
 	}
 	if cfg.ResultCache != "on" && cfg.ResultCache != "off" {
 		return cfg, fmt.Errorf("config: %s must be on or off", setting("OHX_RESULT_CACHE"))
@@ -275,18 +281,6 @@ func commaList(s string) []string {
 		}
 	}
 	return out
-}
-
-// renamed maps a setting to the name it had before, still read when only the old one is set.
-var renamed = map[string]string{"OHX_RESULT_CACHE_BYTES": "OHX_CACHE_BYTES"}
-
-func withRenamed(getenv func(string) string) func(string) string {
-	return func(k string) string {
-		if v := getenv(k); v != "" || renamed[k] == "" {
-			return v
-		}
-		return getenv(renamed[k])
-	}
 }
 
 // loopback reports whether addr (host:port) listens on a loopback interface only.

@@ -49,8 +49,8 @@ func (b *bufferedLog) flush() error {
 	return b.w.Flush()
 }
 
-// Close stops the flusher and writes what is buffered; later writes are still accepted and
-// written when the buffer fills (nothing is dropped), but no longer flushed on a timer.
+// Close stops the flusher and writes what is buffered. Later writes are still accepted but only
+// written when the buffer fills: Close is for the end of serve, after the last line that matters.
 func (b *bufferedLog) Close() error {
 	close(b.stop)
 	<-b.done

@@ -9,7 +9,7 @@ import (
 
 func TestBufferedLogFlushesOnTimerAndClose(t *testing.T) {
 	out := syncWriter{w: &bytes.Buffer{}}
-	b := newBufferedLog(&out, 20*time.Millisecond)
+	b := newBufferedLog(&out, 300*time.Millisecond)
 	b.Write([]byte("one\n"))
 	if got := out.String(); got != "" {
 		t.Fatalf("written before a flush: %q", got)

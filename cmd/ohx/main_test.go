@@ -193,6 +193,13 @@ func TestResultCacheSettings(t *testing.T) {
 			t.Errorf("%v: api cache budget %d, want %d", c.env, got, c.want)
 		}
 	}
+	if _, err := parseConfig("ohx serve", nil, func(k string) string { return map[string]string{"OHX_CACHE_BYTES": "-1"}[k] }, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "OHX_CACHE_BYTES") {
+		t.Errorf("a negative budget under the former name: %v, want an error naming OHX_CACHE_BYTES", err)
+	}
+	if cfg, err := parseConfig("ohx serve", []string{"-cache-bytes", "4000"}, func(string) string { return "" }, io.Discard); err != nil || cacheBytes(cfg) != 4000 {
+		t.Errorf("the former flag -cache-bytes: %v", err)
+	}
 	cfg, err := parseConfig("ohx serve", nil, func(k string) string { return map[string]string{"OHX_PPROF_ADDR": "127.0.0.1:6060"}[k] }, io.Discard)
 	if err != nil || cfg.PprofAddr != "127.0.0.1:6060" {
 		t.Errorf("a loopback profile address: %v %q", err, cfg.PprofAddr)

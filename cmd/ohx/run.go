@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		if err != nil {
 			return err
 		}
-		tuneGC(getenv)
+		tuneGC(getenv, cacheBytes(cfg))
 		return serve(ctx, cfg, stderr, nil)
 	case "clients":
 		return runClients(ctx, args, getenv, stdout, stderr)
@@ -127,20 +127,20 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	if cfg.PprofAddr != "" {
+		ps, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer ps.Close()
+	}
 	log.Info("ohx serving", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "store", storeKind(cfg), "version", version)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	if cfg.PprofAddr != "" {
-		ps, err := servePprof(cfg.PprofAddr, log)
-		if err != nil {
-			hs.Close()
-			return err
-		}
-		defer ps.Close()
-	}
 	pctx, stopPipeline := context.WithCancel(ctx)
 	pipelineDone := make(chan struct{})
 	go func() { defer close(pipelineDone); runPipeline(pctx, runner) }()
@@ -172,17 +172,20 @@ const (
 	defaultMemoryLimit = 112 << 20
 )
 
-func tuneGC(getenv func(string) string) {
+// tuneGC applies the defaults; the soft limit grows with a result cache budget raised above the
+// default, which would otherwise keep the live heap at the limit and the collector running.
+func tuneGC(getenv func(string) string, cacheBytes int64) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
+		debug.SetMemoryLimit(max(defaultMemoryLimit, cacheBytes+48<<20))
 	}
 }
 
 // servePprof serves the runtime profiles on their own loopback listener (parseConfig refuses any
-// other address), never on the API's: https://pkg.go.dev/net/http/pprof.
+// other address), never on the API's: https://pkg.go.dev/net/http/pprof. Importing the package
+// also registers its handlers on http.DefaultServeMux, which ohx never serves.
 func servePprof(addr string, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

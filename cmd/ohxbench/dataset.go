@@ -33,6 +33,7 @@ type dataset struct {
 	DiskBytes   int64   `json:"disk_bytes"`
 	BytesPerObs float64 `json:"disk_bytes_per_observation"`
 	Reused      bool    `json:"reused"`
+	Schema      int     `json:"store_schema_version"`
 	PatientIDs  string  `json:"patient_identifier_system"`
 }
 
@@ -52,20 +53,29 @@ func ensureDataset(ctx context.Context, cfg config) (*dataset, error) {
 	dir := filepath.Join(cfg.dir, fmt.Sprintf("sqlite-%dx%d", cfg.patients, cfg.perPat))
 	meta := filepath.Join(dir, "dataset.json")
 	var ds dataset
-	if b, err := os.ReadFile(meta); err == nil && !cfg.fresh {
+	b, err := os.ReadFile(meta)
+	if err == nil && !cfg.fresh {
 		if err := json.Unmarshal(b, &ds); err != nil {
 			return nil, fmt.Errorf("read %s: %w", meta, err)
 		}
+	}
+	if err == nil && !cfg.fresh && ds.Schema == sqlite.SchemaVersion() {
 		ds.Reused = true
 		fmt.Printf("data set: reusing %d Observations in %s (generated %s)\n", ds.Observations, dir, ds.Generated.Format(time.RFC3339))
 	} else {
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
 		}
+		if err == nil && !cfg.fresh {
+			fmt.Printf("data set: %s was made with store schema %d, this build writes %d: generating it again\n", dir, ds.Schema, sqlite.SchemaVersion())
+		}
 		if err := generate(ctx, dir, cfg, &ds); err != nil {
 			return nil, err
 		}
-		b, _ := json.MarshalIndent(ds, "", "  ")
+		b, err := json.MarshalIndent(ds, "", "  ")
+		if err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(meta, b, 0o600); err != nil {
 			return nil, err
 		}
@@ -80,7 +90,7 @@ func ensureDataset(ctx context.Context, cfg config) (*dataset, error) {
 // upsert path, timing each tenth and watching the WAL.
 func generate(ctx context.Context, dir string, cfg config, ds *dataset) error {
 	*ds = dataset{Patients: cfg.patients, PerPatient: cfg.perPat, Observations: cfg.patients * cfg.perPat, Batch: cfg.batch,
-		Generated: time.Now().UTC(), PatientIDs: mrnSystem}
+		Generated: time.Now().UTC(), PatientIDs: mrnSystem, Schema: sqlite.SchemaVersion()}
 	st, err := sqlite.Open(ctx, dir, sqlite.Options{}, nil)
 	if err != nil {
 		return err
@@ -176,7 +186,9 @@ func generate(ctx context.Context, dir string, cfg config, ds *dataset) error {
 	for _, s := range ds.Ingest {
 		lo, hi = min(lo, s.Rate), max(hi, s.Rate)
 	}
-	ds.FlatRatio = lo / hi
+	if hi > 0 {
+		ds.FlatRatio = lo / hi
+	}
 	fmt.Printf("data set: %d Observations in %s = %.0f/s; slowest tenth / fastest = %.2f (target ≥ 0.80); WAL peak %.1f MB\n",
 		n, el.Round(time.Millisecond), ds.IngestRate, ds.FlatRatio, float64(ds.MaxWAL)/1e6)
 	return nil

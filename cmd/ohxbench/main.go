@@ -99,6 +99,9 @@ func run(ctx context.Context) error {
 		def("pipeline-groups", func() { cfg.pipelineGroups = 2000 })
 	}
 	cfg.maxRSS = int64(*maxRSS) << 20
+	if cfg.targets < 1 || cfg.rounds < 1 || cfg.workers < 1 || cfg.patients < 1 || cfg.perPat < 1 || cfg.batch < 1 {
+		return fmt.Errorf("-targets, -rounds, -connections, -patients, -per-patient and -batch must be at least 1")
+	}
 	if _, err := os.Stat(cfg.ohx); err != nil {
 		return fmt.Errorf("the ohx binary %s: %w (make build)", cfg.ohx, err)
 	}
@@ -135,7 +138,10 @@ func run(ctx context.Context) error {
 	res.LoadAfter = loadavg()
 	res.Finished = time.Now().UTC()
 	res.print()
-	b, _ := json.MarshalIndent(res, "", "  ")
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
 	path := filepath.Join(cfg.out, "results.json")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return err

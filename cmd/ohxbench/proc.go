@@ -32,6 +32,9 @@ type proc struct {
 }
 
 func startProc(name string, cmd *exec.Cmd) (*proc, error) {
+	// The children go when the benchmark does, however it ends (a panic, a kill): a server left
+	// behind would hold the data directory and skew the next run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -141,7 +144,8 @@ func startOhx(ctx context.Context, cfg config, dataDir string, cache bool) (*ohx
 		s.env = append(s.env, "OHX_PPROF_ADDR="+pa)
 	}
 	logPath := filepath.Join(cfg.dir, "ohx-serve.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// Each server's log replaces the previous one's: a run's access log is hundreds of MB.
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +157,7 @@ func startOhx(ctx context.Context, cfg config, dataDir string, cache bool) (*ohx
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		res, err := http.Get(s.origin + "/fhir/metadata")
+		res, err := httpClient.Get(s.origin + "/fhir/metadata")
 		if err == nil {
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
@@ -189,7 +193,7 @@ func (s *ohxServer) token(ctx context.Context, cfg config) (string, error) {
 // save writes the server's profile at path (e.g. "profile?seconds=8" or "heap") to file.
 func (s *ohxServer) save(ctx context.Context, path, file string) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.pprof+"/debug/pprof/"+path, nil)
-	res, err := http.DefaultClient.Do(req)
+	res, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
 	if err != nil {
 		return fmt.Errorf("profile %s: %w", path, err)
 	}

@@ -182,10 +182,16 @@ func measure(ctx context.Context, cfg config, srv *ohxServer, sc scenario, tok s
 		}
 	}
 	o.BareRPS, o.OhxRPS = mean(bareRPS), mean(ohxRPS)
-	o.Ratio = o.OhxRPS / o.BareRPS
+	if o.BareRPS > 0 {
+		o.Ratio = o.OhxRPS / o.BareRPS
+	}
 	o.P50ms, o.P99ms, o.BareP99ms = ms(percentile(ohxLat, 0.50)), ms(percentile(ohxLat, 0.99)), ms(percentile(bareLat, 0.99))
 	return o, nil
 }
+
+// httpClient is the benchmark's client outside the measured rounds: a server that stops
+// answering fails the run instead of hanging it.
+var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 func get(ctx context.Context, u, tok, accept string) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -196,7 +202,7 @@ func get(ctx context.Context, u, tok, accept string) ([]byte, string, error) {
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := httpClient.Do(req)
 	if err != nil {
 		return nil, "", err
 	}

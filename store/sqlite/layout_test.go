@@ -208,8 +208,11 @@ func TestWALCap(t *testing.T) {
 	s := openTest(t)
 	const limit = 4 << 20
 	s.wal.limit = limit
+	// Without the background checkpointer only the writer's cap keeps the WAL short.
+	close(s.ckStop)
+	<-s.ckDone
 	base := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
-	var biggest int64
+	var biggest, total int64
 	for b := range 40 {
 		var rs []fhir.Resource
 		for i := range 20 {
@@ -219,10 +222,14 @@ func TestWALCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		biggest = max(biggest, fileSize(s.wal.path))
+		total += s.wal.grown[(s.wal.next+len(s.wal.grown)-1)%len(s.wal.grown)]
 	}
 	t.Logf("largest WAL: %d bytes; one transaction adds about %d", biggest, s.wal.nextTx())
 	if s.wal.nextTx() == 0 || s.wal.nextTx() > limit/2 {
 		t.Fatalf("a transaction adds %d bytes: the test needs several per WAL of %d", s.wal.nextTx(), limit)
+	}
+	if total <= limit || s.wal.checkpoints.Load() == 0 {
+		t.Fatalf("%d bytes written to the WAL with a limit of %d and %d cap checkpoints: the cap was never needed", total, limit, s.wal.checkpoints.Load())
 	}
 	if biggest > limit {
 		t.Errorf("the WAL reached %d bytes, over its limit of %d", biggest, limit)

@@ -503,6 +503,9 @@ func (s *Store) fetch(ctx context.Context, b *sqlQuery, q *search.Query, order s
 		if err := rs.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("sqlite: search %s: %w", q.Type, err)
 		}
+		if !js.Valid {
+			return nil, fmt.Errorf("sqlite: search %s: the stored JSON of %s is missing", q.Type, id)
+		}
 		out = append(out, row{Entry: store.Entry{Type: q.Type, ID: id, VersionID: version, LastUpdated: time.UnixMicro(lu).UTC(),
 			JSON: textBytes(js.String)}, keys: slices.Clone(keys)})
 	}
@@ -606,6 +609,9 @@ func (s *Store) readMany(ctx context.Context, typ string, ids []string) ([]store
 		var js sql.NullString
 		if err := rows.Scan(&e.ID, &e.VersionID, &lu, &js); err != nil {
 			return nil, fmt.Errorf("sqlite: read %s: %w", typ, err)
+		}
+		if !js.Valid {
+			return nil, fmt.Errorf("sqlite: read %s/%s: the stored JSON is missing", typ, e.ID)
 		}
 		e.LastUpdated = time.UnixMicro(lu).UTC()
 		e.JSON = textBytes(js.String)

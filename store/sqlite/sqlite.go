@@ -35,8 +35,12 @@ type Store struct {
 	// (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html).
 	ckMu sync.Mutex
 	wal  walCap
-	log  *slog.Logger
-	reg  *search.Registry
+	// wtx is held for the whole of a write transaction, from the WAL check to the note of its
+	// growth (tx): the single writer connection alone would let the next writer begin between
+	// this one's commit and its note, and several waiting writers pass the check at once.
+	wtx chan struct{}
+	log *slog.Logger
+	reg *search.Registry
 
 	gens   generations
 	rstmts *stmtCache
@@ -119,15 +123,16 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 		return nil, fmt.Errorf("sqlite: open checkpointer: %w", err)
 	}
 	ck.SetMaxOpenConns(1)
-	s := &Store{w: w, r: r, ck: ck, ckStop: make(chan struct{}), ckDone: make(chan struct{}), log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{},
-		rstmts: newStmtCache(r), wstmts: newStmtCache(w), totalBound: store.TotalBound}
-	s.keep = max(opt.HistoryVersions, 0)
-	s.wal.path = path + "-wal"
-	if err := w.QueryRowContext(ctx, "PRAGMA page_size").Scan(&s.wal.limit); err != nil {
-		s.Close()
+	var pageSize int64
+	if err := w.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		errors.Join(w.Close(), r.Close(), ck.Close())
 		return nil, fmt.Errorf("sqlite: read page size: %w", err)
 	}
-	s.wal.limit *= walLimit
+	s := &Store{w: w, r: r, ck: ck, ckStop: make(chan struct{}), ckDone: make(chan struct{}), log: log, reg: search.DefaultRegistry(), maxSpan: map[string]int64{},
+		rstmts: newStmtCache(r), wstmts: newStmtCache(w), totalBound: store.TotalBound, wtx: make(chan struct{}, 1)}
+	s.keep = max(opt.HistoryVersions, 0)
+	s.wal.path = path + "-wal"
+	s.wal.limit = pageSize * walLimit
 	go s.checkpointer()
 	if err := s.loadSpans(ctx); err != nil {
 		s.Close()
@@ -226,7 +231,8 @@ var migrations = []string{
 	CREATE INDEX jobs_dead ON jobs (failed_at DESC) WHERE dead = 1;
 	CREATE TABLE coverage (provider TEXT NOT NULL, patient TEXT NOT NULL, kind TEXT NOT NULL, intervals BLOB NOT NULL,
 		cursor TEXT NOT NULL, updated INTEGER NOT NULL, PRIMARY KEY (provider, patient, kind)) WITHOUT ROWID;`,
-	// An Observation with obs_clinical rows keeps its JSON there only (resources.json NULL):
+	// An Observation with obs_clinical rows keeps its JSON there (one copy per code coding) and
+	// not on its resources row (resources.json NULL):
 	// clinical_system and clinical_code are its first code coding, the rest of the key of one of
 	// those rows being the resources row's own (see jsonExpr). Rows written before keep their
 	// JSON. obs_clinical rows are deleted by their primary key (dropClinical): the index on
@@ -236,6 +242,10 @@ var migrations = []string{
 	ALTER TABLE resources ADD COLUMN clinical_code TEXT;
 	DROP INDEX obs_clinical_id;`,
 }
+
+// SchemaVersion is the layout version this code writes (the number of migrations): a data set
+// made under another is laid out differently.
+func SchemaVersion() int { return len(migrations) }
 
 func migrate(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
@@ -354,9 +364,13 @@ func (s *Store) checkpointer() {
 type walCap struct {
 	path  string
 	limit int64 // bytes: walLimit pages
-	// before is the file's size when the current write transaction began.
-	before atomic.Int64
-	mu     sync.Mutex
+	// before is the file's size when the current write transaction began; retryAfter is when
+	// capWAL may checkpoint again after a reader blocked one. Both are guarded by Store.wtx.
+	before     int64
+	retryAfter time.Time
+	// checkpoints counts the writer's checkpoints (tests).
+	checkpoints atomic.Int64
+	mu          sync.Mutex
 	// grown holds how much the recent transactions added to the file, next the slot to fill.
 	grown [16]int64
 	next  int
@@ -397,21 +411,36 @@ func (s *Store) capWAL(ctx context.Context) {
 		return
 	}
 	start := time.Now()
+	if start.Before(s.wal.retryAfter) {
+		return
+	}
 	s.ckMu.Lock()
 	var busy, logPages, done int
 	err := s.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)
 	s.ckMu.Unlock()
+	s.wal.checkpoints.Add(1)
 	if err != nil {
-		s.log.Warn("wal checkpoint", "err", err)
+		if ctx.Err() == nil {
+			s.log.Warn("wal checkpoint", "err", err)
+		}
 		return
+	}
+	if busy == 1 {
+		// A reader held on to the WAL for the whole busy timeout: writing on is better than
+		// making every write wait that long while it stays (the WAL grows past the cap until it
+		// leaves).
+		s.wal.retryAfter = time.Now().Add(capRetry)
 	}
 	s.log.Debug("wal checkpoint before a write", "wal_bytes", size, "next_tx_bytes", g, "busy", busy == 1, "took", time.Since(start))
 }
+
+// capRetry is how long the writer writes on without a checkpoint after one a reader blocked.
+const capRetry = 5 * time.Second
 
 // walWritten notes the WAL growth of the transaction that capWAL began. A transaction that
 // starts the WAL over at its beginning (the background checkpointer having copied all of it)
 // shrinks the file to its own size, and its growth understates that size: the window of
 // nextTx covers it.
 func (s *Store) walWritten() {
-	s.wal.note(fileSize(s.wal.path) - s.wal.before.Load())
+	s.wal.note(fileSize(s.wal.path) - s.wal.before)
 }

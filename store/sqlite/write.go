@@ -54,6 +54,9 @@ func (s *Store) lookup(ctx context.Context, tx *sql.Tx, typ, id string) (current
 	c.exists, c.deleted = true, del != 0
 	if js.Valid {
 		c.json = textBytes(js.String)
+	} else if !c.deleted {
+		// A live row whose JSON is in neither place (see jsonExpr): never answer it as empty.
+		return current{}, fmt.Errorf("sqlite: read %s/%s: the stored JSON is missing", typ, id)
 	}
 	return c, nil
 }
@@ -73,13 +76,19 @@ func textBytes(s string) []byte {
 
 // tx runs fn in an immediate write transaction.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	select {
+	case s.wtx <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("sqlite: begin: %w", ctx.Err())
+	}
+	defer func() { <-s.wtx }()
 	s.capWAL(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	// Under the write lock (immediate transactions) nothing else appends to the WAL.
-	s.wal.before.Store(fileSize(s.wal.path))
+	s.wal.before = fileSize(s.wal.path)
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
@@ -179,7 +188,8 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 	}
 	lu := p.LastUpdated.UnixMicro()
 	js := string(p.JSON)
-	// The JSON is stored once: in the obs_clinical rows when there are any (see jsonExpr).
+	// The JSON is not kept on the resources row when obs_clinical rows carry it (one per code
+	// coding, see jsonExpr).
 	var rowJSON, clinSystem, clinCode any = js, nil, nil
 	if c, ok := clinicalKey(p.Type, p.Index); ok {
 		rowJSON, clinSystem, clinCode = nil, c.System, c.Code
