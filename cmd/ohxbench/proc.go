@@ -106,6 +106,14 @@ func procStatus(pid int, field string) int64 {
 	return 0
 }
 
+// onOff is a boolean setting's value.
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
 // freeAddr returns a loopback address nobody listens on.
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -133,7 +141,7 @@ func startOhx(ctx context.Context, cfg config, dataDir string, cache bool) (*ohx
 	s := &ohxServer{origin: "http://" + addr}
 	s.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"OHX_ADDR=" + addr, "OHX_BASE_URL=" + s.origin + "/fhir", "OHX_DATA_DIR=" + dataDir,
-		"OHX_LOG_LEVEL=" + cfg.logLevel, "OHX_RESULT_CACHE=" + map[bool]string{true: "on", false: "off"}[cache]}
+		"OHX_LOG_LEVEL=" + cfg.logLevel, "OHX_RESULT_CACHE=" + onOff(cache)}
 	s.env = append(s.env, cfg.serverEnv...)
 	if cfg.profile {
 		pa, err := freeAddr()

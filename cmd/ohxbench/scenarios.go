@@ -35,14 +35,18 @@ type phase struct {
 func phases(cfg config) []phase {
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	pat := func() int { return rng.IntN(cfg.patients) }
+	// The search EHRs poll: one patient's newest Observations of one code since a date.
+	hot := func(code string) string {
+		return fmt.Sprintf("/fhir/Observation?patient=p%d&code=http://loinc.org|%s&date=ge2026-01-01&_sort=-date&_count=50", pat(), code)
+	}
 	var search, searchR4, readMany, lastn, chained, searchCached []string
 	for range cfg.targets {
-		search = append(search, fmt.Sprintf("/fhir/Observation?patient=p%d&code=http://loinc.org|29463-7&date=ge2026-01-01&_sort=-date&_count=50", pat()))
-		searchR4 = append(searchR4, fmt.Sprintf("/fhir/Observation?patient=p%d&code=http://loinc.org|29463-7&date=ge2026-01-01&_sort=-date&_count=50", pat()))
+		search = append(search, hot("29463-7"))
+		searchR4 = append(searchR4, hot("29463-7"))
 		readMany = append(readMany, fmt.Sprintf("/fhir/Observation/o-%d-%d", pat(), rng.IntN(cfg.perPat)))
 		lastn = append(lastn, fmt.Sprintf("/fhir/Observation/$lastn?patient=p%d&category=vital-signs&max=3", pat()))
 		chained = append(chained, fmt.Sprintf("/fhir/Observation?patient.identifier=%s|mrn-%d&code=http://loinc.org|8867-4&_count=20", url.QueryEscape(mrnSystem), pat()))
-		searchCached = append(searchCached, fmt.Sprintf("/fhir/Observation?patient=p%d&code=http://loinc.org|8867-4&date=ge2026-01-01&_sort=-date&_count=50", pat()))
+		searchCached = append(searchCached, hot("8867-4"))
 	}
 	const r4 = "application/fhir+json; fhirVersion=4.0"
 	return []phase{
@@ -88,7 +92,7 @@ func runPhase(ctx context.Context, cfg config, ds *dataset, ph phase, res *resul
 			return nil
 		}
 	}
-	fmt.Printf("\n%s: starting ohx serve (OHX_RESULT_CACHE=%v)\n", ph.name, map[bool]string{true: "on", false: "off"}[ph.cache])
+	fmt.Printf("\n%s: starting ohx serve (OHX_RESULT_CACHE=%s)\n", ph.name, onOff(ph.cache))
 	srv, err := startOhx(ctx, cfg, ds.Dir, ph.cache)
 	if err != nil {
 		return err
