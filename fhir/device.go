@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// MapDevice maps a vendor device to an R5 Device (https://hl7.org/fhir/R5/device.html):
-//   - id ResourceID(identifier), identifier DeviceSystem(d.Provider) | d.ID, status active,
+// MapDevice maps a vendor device to an R5 Device (https://hl7.org/fhir/R5/device.html) with
+// identifiers in namespace n:
+//   - id ResourceID(identifier), identifier n.DeviceSystem(d.Provider) | d.ID, status active,
 //     meta.source the provider;
 //   - manufacturer d.Manufacturer, as the adapter gives it (never guessed here);
 //   - displayName and name[user-friendly-name] = d.Model (displayName falls back to d.Type);
@@ -20,13 +21,13 @@ import (
 //   - the last sync time as the LastSyncExtension instant in the user's zone.
 //
 // d.Provider and d.ID must be set; adapters guarantee it.
-func MapDevice(d DeviceInfo) *Device {
-	system := DeviceSystem(d.Provider)
+func (n Namespace) MapDevice(d DeviceInfo) *Device {
+	system := n.DeviceSystem(d.Provider)
 	dev := &Device{
 		Base: Base{
 			ResourceType: "Device",
 			ID:           ResourceID(system, d.ID),
-			Meta:         &Meta{Source: ProviderSource(d.Provider)},
+			Meta:         &Meta{Source: n.ProviderSource(d.Provider)},
 		},
 		Identifier:   []Identifier{{System: system, Value: d.ID}},
 		Status:       "active",
@@ -66,23 +67,24 @@ func MapDevice(d DeviceInfo) *Device {
 }
 
 // MapAssociation maps the link between a patient and a vendor device to an R5 DeviceAssociation
-// (https://hl7.org/fhir/R5/deviceassociation.html): id ResourceID(identifier), identifier
-// DeviceAssociationSystem(d.Provider) | d.UserID/d.ID, device the Device of MapDevice, subject the
-// patient, period.start firstSeen (the first time ohx saw the link; the caller keeps it stable
-// across re-syncs; omitted when zero). While linked (ended nil) status is attached; once the
-// device left the vendor's list, period.end = *ended, status unknown and statusReason
-// disconnected — the resource is kept, never deleted, and R5 has no "inactive" status.
-func MapAssociation(patientID string, d DeviceInfo, firstSeen time.Time, ended *time.Time) *DeviceAssociation {
-	system := DeviceAssociationSystem(d.Provider)
+// (https://hl7.org/fhir/R5/deviceassociation.html) with identifiers in namespace n: id
+// ResourceID(identifier), identifier n.DeviceAssociationSystem(d.Provider) | d.UserID/d.ID,
+// device the Device of MapDevice, subject the patient, period.start firstSeen (the first time
+// ohx saw the link; the caller keeps it stable across re-syncs; omitted when zero). While linked
+// (ended nil) status is attached; once the device left the vendor's list, period.end = *ended,
+// status unknown and statusReason disconnected — the resource is kept, never deleted, and R5 has
+// no "inactive" status.
+func (n Namespace) MapAssociation(patientID string, d DeviceInfo, firstSeen time.Time, ended *time.Time) *DeviceAssociation {
+	system := n.DeviceAssociationSystem(d.Provider)
 	value := d.UserID + "/" + d.ID
 	a := &DeviceAssociation{
 		Base: Base{
 			ResourceType: "DeviceAssociation",
 			ID:           ResourceID(system, value),
-			Meta:         &Meta{Source: ProviderSource(d.Provider)},
+			Meta:         &Meta{Source: n.ProviderSource(d.Provider)},
 		},
 		Identifier: []Identifier{{System: system, Value: value}},
-		Device:     DeviceReference(d.Provider, d.ID),
+		Device:     n.DeviceReference(d.Provider, d.ID),
 		Status: CodeableConcept{Coding: []Coding{{
 			System: DeviceAssociationStatusSystem, Code: "attached", Display: "Attached",
 		}}},
@@ -103,4 +105,14 @@ func MapAssociation(patientID string, d DeviceInfo, firstSeen time.Time, ended *
 		a.Period = &p
 	}
 	return a
+}
+
+// MapDevice is DefaultNamespace.MapDevice, for tools and tests that map outside a deployment; the
+// sync pipeline maps with the deployment's configured Namespace.
+func MapDevice(d DeviceInfo) *Device { return DefaultNamespace.MapDevice(d) }
+
+// MapAssociation is DefaultNamespace.MapAssociation, for tools and tests that map outside a
+// deployment; the sync pipeline maps with the deployment's configured Namespace.
+func MapAssociation(patientID string, d DeviceInfo, firstSeen time.Time, ended *time.Time) *DeviceAssociation {
+	return DefaultNamespace.MapAssociation(patientID, d, firstSeen, ended)
 }

@@ -172,9 +172,9 @@ var (
 )
 
 // MapSample is the one mapping from provider-neutral samples to FHIR R5 Observations
-// (https://hl7.org/fhir/R5/observation.html). The result has:
-//   - id ResourceID(identifier), identifier {Canonical}/sid/{s.System} | s.RecordID, subject
-//     Patient/{patientID}, meta.source {Canonical}/provider/{s.Provider};
+// (https://hl7.org/fhir/R5/observation.html), with identifiers in namespace n. The result has:
+//   - id ResourceID(identifier), identifier {n}/sid/{s.System} | s.RecordID, subject
+//     Patient/{patientID}, meta.source {n}/provider/{s.Provider};
 //   - code, category and UCUM unit from the kind's row of the code table; vital-signs only for
 //     Vital Signs codes (and HRV under the extensible binding);
 //   - value converted exactly into the kind's unit: s.Unit is the UCUM code the value is in and
@@ -201,7 +201,7 @@ var (
 //
 // Errors wrap ErrUnsupportedKind or ErrInvalidSample; no Observation is returned with an error.
 // Every Observation returned passes Validate.
-func MapSample(s Sample, patientID string) (*Observation, error) {
+func (n Namespace) MapSample(s Sample, patientID string) (*Observation, error) {
 	spec, ok := kindSpecs[s.Kind]
 	if !ok {
 		if _, comp := componentSpecs[s.Kind]; comp {
@@ -209,7 +209,7 @@ func MapSample(s Sample, patientID string) (*Observation, error) {
 		}
 		return nil, fmt.Errorf("fhir: map sample: kind %q: %w", truncate(string(s.Kind), 40), ErrUnsupportedKind)
 	}
-	o, err := mapSample(s, spec, patientID)
+	o, err := n.mapSample(s, spec, patientID)
 	if err != nil {
 		return nil, fmt.Errorf("fhir: map %s sample (%s): %w", s.Kind, truncate(s.System, 60), err)
 	}
@@ -222,7 +222,14 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidSample, fmt.Sprintf(format, args...))
 }
 
-func mapSample(s Sample, spec kindSpec, patientID string) (*Observation, error) {
+// MapSample is DefaultNamespace.MapSample, for tools and tests that map outside a deployment
+// (the adapter conformance suite checks what samples map to); the sync pipeline maps with the
+// deployment's configured Namespace.
+func MapSample(s Sample, patientID string) (*Observation, error) {
+	return DefaultNamespace.MapSample(s, patientID)
+}
+
+func (n Namespace) mapSample(s Sample, spec kindSpec, patientID string) (*Observation, error) {
 	if !ValidID(patientID) {
 		return nil, invalid("invalid patient id")
 	}
@@ -242,12 +249,12 @@ func mapSample(s Sample, spec kindSpec, patientID string) (*Observation, error) 
 		return nil, invalid("malformed note")
 	}
 
-	system := IdentifierSystem(s.System)
+	system := n.IdentifierSystem(s.System)
 	o := &Observation{
 		Base: Base{
 			ResourceType: "Observation",
 			ID:           ResourceID(system, s.RecordID),
-			Meta:         &Meta{Source: ProviderSource(s.Provider)},
+			Meta:         &Meta{Source: n.ProviderSource(s.Provider)},
 		},
 		Identifier: []Identifier{{System: system, Value: s.RecordID}},
 		Status:     "final",
@@ -268,7 +275,7 @@ func mapSample(s Sample, spec kindSpec, patientID string) (*Observation, error) 
 		o.Performer = []Reference{{Reference: "Patient/" + patientID}}
 	}
 	if s.DeviceID != "" {
-		ref := DeviceReference(s.Provider, s.DeviceID)
+		ref := n.DeviceReference(s.Provider, s.DeviceID)
 		o.Device = &ref
 	}
 	if s.DerivedFrom != "" {

@@ -302,69 +302,69 @@ func TestPriorArtVectors(t *testing.T) {
 		performer  bool
 	}{
 		{name: "W1", s: w1, codes: []string{"http://loinc.org|29463-7"}, category: "vital-signs", value: &qty{"75.000", "kg"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/123/1", device: "device-123"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/123/1", device: "device-123"},
 		{name: "W2b", s: w2b, codes: []string{"http://loinc.org|29463-7"}, category: "vital-signs", value: &qty{"70.000", "kg"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/457/1", performer: true},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/457/1", performer: true},
 		{name: "W3b BP", s: w3bBP, codes: []string{"http://loinc.org|85354-9"}, category: "vital-signs",
 			components: map[string]qty{"8480-6": {"120", "mm[Hg]"}, "8462-4": {"80", "mm[Hg]"}},
-			at:         "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/791/bp", device: "device-bp"},
+			at:         "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/791/bp", device: "device-bp"},
 		{name: "W3b HR", s: w3bHR, codes: []string{"http://loinc.org|8867-4"}, category: "vital-signs", value: &qty{"65", "/min"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/791/11", device: "device-bp"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/791/11", device: "device-bp"},
 		{name: "W4", s: w4, codes: []string{"http://loinc.org|85354-9"}, category: "vital-signs",
 			components: map[string]qty{"8480-6": {"135.0", "mm[Hg]"}, "8462-4": {"85.0", "mm[Hg]"}},
-			at:         "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/790/bp", device: "device-bp"},
+			at:         "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/790/bp", device: "device-bp"},
 		{name: "W7", s: w7, codes: []string{"http://loinc.org|8310-5"}, category: "vital-signs", value: &qty{"36.80", "Cel"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/1/12"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/1/12"},
 		{name: "W7b body", s: w7b71, codes: []string{"http://loinc.org|8310-5"}, category: "vital-signs", value: &qty{"36.9", "Cel"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/3/71"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/3/71"},
 		{name: "W7b skin", s: w7b73, codes: []string{ObservationCodeSystem + "|skin-temperature"}, category: "exam", value: &qty{"33.1", "Cel"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/3/73"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/3/73"},
 		{name: "W8", s: w8, codes: []string{"http://loinc.org|2708-6", "http://loinc.org|59408-5"}, category: "vital-signs", value: &qty{"97", "%"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/2/54", device: "sw-1"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/2/54", device: "sw-1"},
 		{name: "W9", s: w9, codes: []string{ObservationCodeSystem + "|fat-mass"}, category: "exam", value: &qty{"15.000", "kg"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/4/8"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/4/8"},
 		{name: "W10", s: w10, codes: []string{ObservationCodeSystem + "|pulse-wave-velocity"}, category: "exam", value: &qty{"7.50", "m/s"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/measure|12345/5/91"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/measure|12345/5/91"},
 		{name: "W11", s: w11, codes: []string{"http://loinc.org|41950-7"}, category: "activity", value: &qty{"10000", "/d"},
-			start: "2024-01-14T23:00:00Z", end: "2024-01-15T22:59:59Z", identifier: "https://ohx.example/sid/withings/activity|12345/2024-01-15/steps", device: "device-123"},
+			start: "2024-01-14T23:00:00Z", end: "2024-01-15T22:59:59Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/activity|12345/2024-01-15/steps", device: "device-123"},
 		{name: "W12 sleep", s: w12, codes: []string{"http://loinc.org|93832-4"}, category: "activity", value: &qty{"420", "min"},
 			components: map[string]qty{"93831-6": {"120", "min"}, "93830-8": {"240", "min"}, "93829-0": {"60", "min"}, "sleep-efficiency": {"92", "%"}, "sleep-wakeup-count": {"2", ""}, "sleep-score": {"85", ""}},
-			start:      "2024-01-01T00:00:00Z", end: "2024-01-01T08:00:00Z", identifier: "https://ohx.example/sid/withings/sleep|12345/987/duration", device: "device-123"},
+			start:      "2024-01-01T00:00:00Z", end: "2024-01-01T08:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/sleep|12345/987/duration", device: "device-123"},
 		{name: "W12 rr", s: w12RR, codes: []string{"http://loinc.org|9279-1"}, category: "vital-signs", value: &qty{"16", "/min"},
-			start: "2024-01-01T00:00:00Z", end: "2024-01-01T08:00:00Z", identifier: "https://ohx.example/sid/withings/sleep|12345/987/rr-average", device: "device-123"},
+			start: "2024-01-01T00:00:00Z", end: "2024-01-01T08:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/sleep|12345/987/rr-average", device: "device-123"},
 		{name: "W12 hr", s: w12HR, codes: []string{"http://loinc.org|8867-4"}, category: "vital-signs", value: &qty{"62", "/min"},
-			start: "2024-01-01T00:00:00Z", end: "2024-01-01T08:00:00Z", identifier: "https://ohx.example/sid/withings/sleep|12345/987/hr-average", device: "device-123"},
+			start: "2024-01-01T00:00:00Z", end: "2024-01-01T08:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/sleep|12345/987/hr-average", device: "device-123"},
 		{name: "W13 rr 0", s: w13RR0, codes: []string{"http://loinc.org|9279-1"}, category: "vital-signs", value: &qty{"14", "/min"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/sleep-series|12345/1704067200/rr/1704067200"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/sleep-series|12345/1704067200/rr/1704067200"},
 		{name: "W13 rr 1", s: w13RR1, codes: []string{"http://loinc.org|9279-1"}, category: "vital-signs", value: &qty{"15", "/min"},
-			at: "2024-01-01T00:01:00Z", identifier: "https://ohx.example/sid/withings/sleep-series|12345/1704067200/rr/1704067260"},
+			at: "2024-01-01T00:01:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/sleep-series|12345/1704067200/rr/1704067260"},
 		{name: "W13 hr 0", s: w13HR0, codes: []string{"http://loinc.org|8867-4"}, category: "vital-signs", value: &qty{"65", "/min"},
-			at: "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/sleep-series|12345/1704067200/hr/1704067200"},
+			at: "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/sleep-series|12345/1704067200/hr/1704067200"},
 		{name: "W15", s: w15, codes: []string{MDCSystem + "|131328"}, category: "procedure",
 			components: map[string]qty{"8867-4": {"72", "/min"}},
-			at:         "2024-01-01T00:00:00Z", identifier: "https://ohx.example/sid/withings/ecg|12345/12345", device: "device-123"},
+			at:         "2024-01-01T00:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/withings/ecg|12345/12345", device: "device-123"},
 		{name: "F1", s: f1, codes: []string{"http://loinc.org|8867-4", "http://loinc.org|40443-4"}, category: "vital-signs", value: &qty{"68", "/min"},
-			start: "2025-02-24T23:00:00Z", end: "2025-02-25T22:59:59Z", identifier: "https://ohx.example/sid/fitbit/daily|ABC123/2025-02-25/resting-hr", device: "tracker-123"},
+			start: "2025-02-24T23:00:00Z", end: "2025-02-25T22:59:59Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/daily|ABC123/2025-02-25/resting-hr", device: "tracker-123"},
 		{name: "F3", s: f3, codes: []string{ObservationCodeSystem + "|hrv-rmssd"}, category: "vital-signs", value: &qty{"45.5", "ms"},
 			components: map[string]qty{"hrv-rmssd-deep-sleep": {"48.0", "ms"}},
-			start:      "2023-09-30T22:00:00Z", end: "2023-10-01T21:59:59Z", identifier: "https://ohx.example/sid/fitbit/daily|ABC123/2023-10-01/hrv-rmssd", device: "tracker-123"},
+			start:      "2023-09-30T22:00:00Z", end: "2023-10-01T21:59:59Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/daily|ABC123/2023-10-01/hrv-rmssd", device: "tracker-123"},
 		{name: "F4", s: f4, codes: []string{ObservationCodeSystem + "|hrv-rmssd"}, category: "vital-signs", value: &qty{"45.5", "ms"},
-			at: "2023-10-01T06:00:00Z", identifier: "https://ohx.example/sid/fitbit/hrv-intraday|ABC123/2023-10-01T08:00:00.000", device: "tracker-123"},
+			at: "2023-10-01T06:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/hrv-intraday|ABC123/2023-10-01T08:00:00.000", device: "tracker-123"},
 		{name: "F7", s: f7, codes: []string{"http://loinc.org|41950-7"}, category: "activity", value: &qty{"8500", "/d"},
-			start: "2024-01-14T23:00:00Z", end: "2024-01-15T22:59:59Z", identifier: "https://ohx.example/sid/fitbit/daily|ABC123/2024-01-15/steps", device: "tracker-123"},
+			start: "2024-01-14T23:00:00Z", end: "2024-01-15T22:59:59Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/daily|ABC123/2024-01-15/steps", device: "tracker-123"},
 		{name: "F8 weight", s: f8, codes: []string{"http://loinc.org|29463-7"}, category: "vital-signs", value: &qty{"70.2", "kg"},
-			at: "2024-01-15T06:15:30Z", identifier: "https://ohx.example/sid/fitbit/weight|ABC123/1330991999000", device: "scale-789"},
+			at: "2024-01-15T06:15:30Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/weight|ABC123/1330991999000", device: "scale-789"},
 		{name: "F8 bmi", s: f8B, codes: []string{"http://loinc.org|39156-5"}, category: "vital-signs", value: &qty{"22.5", "kg/m2"},
-			at: "2024-01-15T06:15:30Z", identifier: "https://ohx.example/sid/fitbit/weight|ABC123/1330991999000/bmi", device: "scale-789"},
+			at: "2024-01-15T06:15:30Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/weight|ABC123/1330991999000/bmi", device: "scale-789"},
 		{name: "F8 pounds", s: f8Lb, codes: []string{"http://loinc.org|29463-7"}, category: "vital-signs", value: &qty{"70.216098876", "kg"},
-			at: "2024-01-15T06:15:30Z", identifier: "https://ohx.example/sid/fitbit/weight|ABC123/1330991999000", device: "scale-789"},
+			at: "2024-01-15T06:15:30Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/weight|ABC123/1330991999000", device: "scale-789"},
 		{name: "F9", s: f9, codes: []string{"http://loinc.org|93832-4"}, category: "activity", value: &qty{"420", "min"},
 			components: map[string]qty{"93831-6": {"80", "min"}, "93830-8": {"220", "min"}, "93829-0": {"120", "min"}, "sleep-awake-duration": {"30", "min"},
 				"sleep-efficiency": {"90", "%"}, "sleep-time-in-bed": {"450", "min"}, "sleep-latency": {"5", "min"}},
-			start: "2024-01-15T22:00:00Z", end: "2024-01-16T05:00:00Z", identifier: "https://ohx.example/sid/fitbit/sleep|ABC123/789012", device: "tracker-123"},
+			start: "2024-01-15T22:00:00Z", end: "2024-01-16T05:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/sleep|ABC123/789012", device: "tracker-123"},
 		{name: "F10", s: f10, codes: []string{MDCSystem + "|131328"}, category: "procedure",
 			components: map[string]qty{"8867-4": {"72", "/min"}},
-			at:         "2024-01-15T09:00:00Z", identifier: "https://ohx.example/sid/fitbit/ecg|ABC123/2024-01-15T10:00:00.000", device: "tracker-123"},
+			at:         "2024-01-15T09:00:00Z", identifier: "https://github.com/openhealthexchange/ohx/sid/fitbit/ecg|ABC123/2024-01-15T10:00:00.000", device: "tracker-123"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -431,7 +431,7 @@ func TestPriorArtVectors(t *testing.T) {
 			}
 			var wantDevice *Reference
 			if tc.device != "" {
-				wantDevice = &Reference{Reference: "Device/" + ResourceID("https://ohx.example/sid/"+tc.s.Provider+"/device", tc.device)}
+				wantDevice = &Reference{Reference: "Device/" + ResourceID("https://github.com/openhealthexchange/ohx/sid/"+tc.s.Provider+"/device", tc.device)}
 			}
 			if diff := cmp.Diff(wantDevice, o.Device); diff != "" {
 				t.Errorf("device (-want +got):\n%s", diff)
@@ -439,7 +439,7 @@ func TestPriorArtVectors(t *testing.T) {
 			if got := len(o.Performer) == 1 && o.Performer[0].Reference == "Patient/p1"; got != tc.performer || (!tc.performer && len(o.Performer) > 0) {
 				t.Errorf("performer: got %v, want Patient/p1: %v", o.Performer, tc.performer)
 			}
-			if o.Meta == nil || o.Meta.Source != "https://ohx.example/provider/"+tc.s.Provider {
+			if o.Meta == nil || o.Meta.Source != "https://github.com/openhealthexchange/ohx/provider/"+tc.s.Provider {
 				t.Errorf("meta.source: got %v", o.Meta)
 			}
 			// Never the earlier system's codes.
@@ -470,13 +470,13 @@ func TestW3ExactJSON(t *testing.T) {
  "subject":{"reference":"Patient/p1"},
  "effectiveDateTime":"2024-01-01T00:00:00Z",
  "device":{"reference":"Device/<id of withings device-bp>"},
- "identifier":[{"system":"https://ohx.example/sid/withings/measure","value":"12345/789/bp"}],
+ "identifier":[{"system":"https://github.com/openhealthexchange/ohx/sid/withings/measure","value":"12345/789/bp"}],
  "component":[
   {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6","display":"Systolic blood pressure"}]},
    "valueQuantity":{"value":120,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}},
   {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4","display":"Diastolic blood pressure"}]},
    "valueQuantity":{"value":80,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]}`
-	want = strings.Replace(want, "<id of withings device-bp>", ResourceID("https://ohx.example/sid/withings/device", "device-bp"), 1)
+	want = strings.Replace(want, "<id of withings device-bp>", ResourceID("https://github.com/openhealthexchange/ohx/sid/withings/device", "device-bp"), 1)
 	o, err := MapSample(w3, patient)
 	if err != nil {
 		t.Fatal(err)
@@ -676,7 +676,7 @@ func TestMapSampleFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Reference{{Reference: "Observation/" + ResourceID("https://ohx.example/sid/fitbit/weight", "ABC123/1330991999000")}}
+	want := []Reference{{Reference: "Observation/" + ResourceID("https://github.com/openhealthexchange/ohx/sid/fitbit/weight", "ABC123/1330991999000")}}
 	if !cmp.Equal(o.DerivedFrom, want) {
 		t.Errorf("derivedFrom: got %v, want %v", o.DerivedFrom, want)
 	}
@@ -1089,10 +1089,10 @@ func TestMapDeviceGolden(t *testing.T) {
 // TestMapDeviceVectors checks the earlier implementation's device vectors D1 and D2 directly.
 func TestMapDeviceVectors(t *testing.T) {
 	d := MapDevice(d1)
-	if got := d.Identifier[0].System + "|" + d.Identifier[0].Value; got != "https://ohx.example/sid/withings/device|a1b2c3d4e5f6" {
+	if got := d.Identifier[0].System + "|" + d.Identifier[0].Value; got != "https://github.com/openhealthexchange/ohx/sid/withings/device|a1b2c3d4e5f6" {
 		t.Errorf("identifier: got %s", got)
 	}
-	if d.ID != ResourceID("https://ohx.example/sid/withings/device", "a1b2c3d4e5f6") {
+	if d.ID != ResourceID("https://github.com/openhealthexchange/ohx/sid/withings/device", "a1b2c3d4e5f6") {
 		t.Errorf("id: got %s", d.ID)
 	}
 	if d.Status != "active" || d.Manufacturer != "Withings" || d.DisplayName != "BPM Core" {
@@ -1107,13 +1107,13 @@ func TestMapDeviceVectors(t *testing.T) {
 	if p := d.Property; len(p) != 1 || p[0].ValueQuantity != nil || p[0].ValueCodeableConcept == nil || p[0].ValueCodeableConcept.Text != "high" {
 		t.Errorf("battery: got %+v, want the text high and no percentage", p)
 	}
-	if e := d.Extension; len(e) != 1 || e[0].URL != "https://ohx.example/StructureDefinition/last-sync-time" || e[0].ValueInstant == nil ||
+	if e := d.Extension; len(e) != 1 || e[0].URL != "https://github.com/openhealthexchange/ohx/fhir/StructureDefinition/last-sync-time" || e[0].ValueInstant == nil ||
 		!utc(t, *e[0].ValueInstant).Equal(time.Unix(1704067200, 0)) {
 		t.Errorf("last sync: got %+v, want 2024-01-01T00:00:00Z", e)
 	}
 
 	d = MapDevice(d2)
-	if got := d.Identifier[0].System + "|" + d.Identifier[0].Value; got != "https://ohx.example/sid/fitbit/device|816713257" {
+	if got := d.Identifier[0].System + "|" + d.Identifier[0].Value; got != "https://github.com/openhealthexchange/ohx/sid/fitbit/device|816713257" {
 		t.Errorf("identifier: got %s", got)
 	}
 	if d.DisplayName != "Charge 6" || d.Manufacturer != "Fitbit" {
@@ -1177,7 +1177,7 @@ func TestMapDeviceNeutral(t *testing.T) {
 		!d.DeviceType[1].HasCoding(SNOMEDSystem, "86184003") {
 		t.Errorf("type: got %+v, want 49062001 Activity tracker then 86184003", d.DeviceType)
 	}
-	if got := d.Identifier[0].System; got != "https://ohx.example/sid/acme/device" {
+	if got := d.Identifier[0].System; got != "https://github.com/openhealthexchange/ohx/sid/acme/device" {
 		t.Errorf("identifier system: got %s", got)
 	}
 	checkDevice(t, d)
@@ -1235,7 +1235,7 @@ func TestMapAssociationGolden(t *testing.T) {
 func TestMapAssociation(t *testing.T) {
 	firstSeen := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	a := MapAssociation(patient, d1, firstSeen, nil)
-	if got := a.Identifier[0].System + "|" + a.Identifier[0].Value; got != "https://ohx.example/sid/withings/device-association|12345/a1b2c3d4e5f6" {
+	if got := a.Identifier[0].System + "|" + a.Identifier[0].Value; got != "https://github.com/openhealthexchange/ohx/sid/withings/device-association|12345/a1b2c3d4e5f6" {
 		t.Errorf("identifier: got %s", got)
 	}
 	if a.ID != ResourceID(a.Identifier[0].System, a.Identifier[0].Value) {

@@ -3,15 +3,19 @@ package fhir
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"errors"
+	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 )
 
-// Canonical is the project's canonical URL: the base of every identifier system, local code
-// system, extension and meta.source ohx writes. It is fixed and never configured per deployment:
-// identifiers and resource ids derived from it must be the same on every ohx instance, or
-// re-syncs and migrations between instances would duplicate resources.
-const Canonical = "https://ohx.example"
+// ProjectCanonical is the canonical URL of the definitions ohx itself publishes: its local code
+// systems and extensions. They mean the same on every deployment, so they live under the
+// project's home rather than under a deployment's Namespace. It replaces the earlier
+// "https://ohx.example": RFC 2606 reserves .example for documentation
+// (https://www.rfc-editor.org/rfc/rfc2606#section-3), so no one could ever resolve or own it.
+const ProjectCanonical = "https://github.com/openhealthexchange/ohx/fhir"
 
 // Code systems and URLs used by the mapping, as FHIR R5 names them
 // (https://hl7.org/fhir/R5/terminologies-systems.html).
@@ -28,15 +32,15 @@ const (
 	// ObservationCodeSystem is the project's code system for measurements without a verified
 	// standard code: a local code is better than a guessed LOINC one
 	// (https://hl7.org/fhir/R5/terminologies.html).
-	ObservationCodeSystem = Canonical + "/CodeSystem/ohx-observation"
+	ObservationCodeSystem = ProjectCanonical + "/CodeSystem/ohx-observation"
 	// ECGRhythmSystem holds the ECG rhythm classifications (the Rhythm… constants).
-	ECGRhythmSystem = Canonical + "/CodeSystem/ecg-rhythm"
+	ECGRhythmSystem = ProjectCanonical + "/CodeSystem/ecg-rhythm"
 	// TagSystem holds the meta.tag codes ohx sets (TagAmbiguousSubject).
-	TagSystem = Canonical + "/CodeSystem/ohx-tag"
+	TagSystem = ProjectCanonical + "/CodeSystem/ohx-tag"
 	// LastSyncExtension carries a device's last synchronisation time (valueInstant): R5 Device has
 	// no element for it and Device.property cannot hold a dateTime
 	// (https://hl7.org/fhir/R5/device-definitions.html#Device.property.value_x_).
-	LastSyncExtension = Canonical + "/StructureDefinition/last-sync-time"
+	LastSyncExtension = ProjectCanonical + "/StructureDefinition/last-sync-time"
 )
 
 // TagAmbiguousSubject (in TagSystem) marks a value measured by a shared device that may belong to
@@ -60,35 +64,90 @@ const (
 	RhythmOther              = "other"
 )
 
-// identifierRoot is the base of every identifier system ohx writes.
-const identifierRoot = Canonical + "/sid/"
+// Namespace is the base URI of the business identifiers a deployment writes: the identifier
+// systems of synced Observations, Devices and DeviceAssociations ({namespace}/sid/…) and their
+// meta.source ({namespace}/provider/{provider}). Resource ids are derived from those identifiers
+// (ResourceID), so a namespace must stay the same for the life of a store; it is deliberately
+// independent of the public base URL, which may change (a new host name, a proxy) without
+// re-identifying any resource. The zero value is not valid; use DefaultNamespace or
+// ParseNamespace.
+type Namespace string
 
-// IdentifierSystem returns the identifier system for a path under {canonical}/sid/; the path
+// DefaultNamespace is the namespace ohx uses unless configured otherwise. It is a stable constant,
+// never derived from the deployment: vendor record ids are unique per vendor, so two deployments
+// that sync the same measurement give it the same identifier, which is what an EHR merging both
+// should see.
+const DefaultNamespace Namespace = "https://github.com/openhealthexchange/ohx"
+
+// ParseNamespace validates s as a Namespace: an absolute http(s) URL with a host, or a urn:
+// URI; without a trailing "/" (systems are built by appending "/sid/…") and without "|", the
+// separator of system|value in search tokens and in the text ResourceID hashes. The error does
+// not name a setting; the caller knows which one was set.
+func ParseNamespace(s string) (Namespace, error) {
+	switch {
+	case s == "":
+		return "", errors.New("namespace is empty")
+	case strings.HasSuffix(s, "/"):
+		return "", errors.New("namespace must not end with /")
+	case strings.ContainsAny(s, "| \t\r\n"):
+		return "", errors.New("namespace must not contain | or white space")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("namespace: %w", err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http", "https":
+		if u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+			return "", errors.New("namespace must be an http(s) URL with a host and without user, query or fragment")
+		}
+	case "urn":
+		// urn:NID:NSS (https://www.rfc-editor.org/rfc/rfc8141#section-2).
+		if nid, nss, ok := strings.Cut(u.Opaque, ":"); !ok || nid == "" || nss == "" {
+			return "", errors.New("namespace must be a urn:NID:NSS URN")
+		}
+	default:
+		return "", errors.New("namespace must be an absolute http(s) URL or a urn: URI")
+	}
+	return Namespace(s), nil
+}
+
+// IdentifierSystem returns the identifier system for a path under {namespace}/sid/; the path
 // starts with the provider's name, e.g. IdentifierSystem("acme/measure"). Identifier systems are
 // URIs (https://hl7.org/fhir/R5/datatypes-definitions.html#Identifier.system).
-func IdentifierSystem(path string) string { return identifierRoot + path }
+func (n Namespace) IdentifierSystem(path string) string { return string(n) + "/sid/" + path }
 
 // ProviderIdentifierPrefix returns the prefix every identifier system of a provider starts with,
-// {canonical}/sid/{provider}/: the systems of its samples, devices and device associations.
+// {namespace}/sid/{provider}/: the systems of its samples, devices and device associations.
 // Removing a provider's data selects resources by it; the trailing "/" keeps provider "acme"
 // from matching "acme-labs".
-func ProviderIdentifierPrefix(provider string) string { return IdentifierSystem(provider + "/") }
+func (n Namespace) ProviderIdentifierPrefix(provider string) string {
+	return n.IdentifierSystem(provider + "/")
+}
 
 // DeviceSystem returns the identifier system of a provider's devices.
-func DeviceSystem(provider string) string { return ProviderIdentifierPrefix(provider) + "device" }
+func (n Namespace) DeviceSystem(provider string) string {
+	return n.ProviderIdentifierPrefix(provider) + "device"
+}
 
 // DeviceAssociationSystem returns the identifier system of a provider's device associations.
-func DeviceAssociationSystem(provider string) string {
-	return ProviderIdentifierPrefix(provider) + "device-association"
+func (n Namespace) DeviceAssociationSystem(provider string) string {
+	return n.ProviderIdentifierPrefix(provider) + "device-association"
 }
 
 // DeviceReference returns the reference to the Device MapDevice creates for a vendor device id.
-func DeviceReference(provider, deviceID string) Reference {
-	return Reference{Reference: "Device/" + ResourceID(DeviceSystem(provider), deviceID)}
+func (n Namespace) DeviceReference(provider, deviceID string) Reference {
+	return Reference{Reference: "Device/" + ResourceID(n.DeviceSystem(provider), deviceID)}
 }
 
 // ProviderSource returns the meta.source URI of a vendor integration.
-func ProviderSource(provider string) string { return Canonical + "/provider/" + provider }
+func (n Namespace) ProviderSource(provider string) string {
+	return string(n) + "/provider/" + provider
+}
+
+// IdentifierSystem is DefaultNamespace.IdentifierSystem, for tools that build data sets outside a
+// deployment (the benchmark); code that syncs for a deployment uses its configured Namespace.
+func IdentifierSystem(path string) string { return DefaultNamespace.IdentifierSystem(path) }
 
 // idEncoding is lowercase RFC 4648 base32 without padding: only [a-z2-7], valid in FHIR ids and
 // safe in case-insensitive contexts.

@@ -113,7 +113,7 @@ func TestFitbitEndToEnd(t *testing.T) {
 	})
 	var weight *observation
 	for i, o := range obs {
-		if len(o.Code.Coding) > 0 && o.Code.Coding[0].Code == "29463-7" && o.hasIdentifierUnder(fhir.ProviderIdentifierPrefix("fitbit")) {
+		if len(o.Code.Coding) > 0 && o.Code.Coding[0].Code == "29463-7" && o.hasIdentifierUnder(fhir.DefaultNamespace.ProviderIdentifierPrefix("fitbit")) {
 			weight = &obs[i]
 		}
 	}
@@ -191,7 +191,7 @@ func TestGoogleHealthEndToEnd(t *testing.T) {
 	})
 	var weights []string
 	for _, o := range obs {
-		if len(o.Code.Coding) > 0 && o.Code.Coding[0].Code == "29463-7" && o.Meta.Source == fhir.ProviderSource("googlehealth") {
+		if len(o.Code.Coding) > 0 && o.Code.Coding[0].Code == "29463-7" && o.Meta.Source == fhir.DefaultNamespace.ProviderSource("googlehealth") {
 			weights = append(weights, o.EffectiveDateTime+" "+string(o.ValueQuantity.Value)+" "+o.ValueQuantity.Code)
 		}
 	}
@@ -266,7 +266,7 @@ func TestFitbitToGoogleHealthMigration(t *testing.T) {
 	if _, code := connectInBrowser(t, origin, token, "fitbit", "p1", front+"/oauth2/authorize", "fitbit-code"); code != http.StatusOK {
 		t.Fatalf("fitbit callback: %d", code)
 	}
-	fitbitPrefix, googlePrefix := fhir.ProviderIdentifierPrefix("fitbit"), fhir.ProviderIdentifierPrefix("googlehealth")
+	fitbitPrefix, googlePrefix := fhir.DefaultNamespace.ProviderIdentifierPrefix("fitbit"), fhir.DefaultNamespace.ProviderIdentifierPrefix("googlehealth")
 	byCode := func(obs []observation) map[string]observation {
 		m := map[string]observation{}
 		for _, o := range obs {
@@ -286,7 +286,7 @@ func TestFitbitToGoogleHealthMigration(t *testing.T) {
 		return len(before) >= 4
 	})
 	for _, c := range codes {
-		if o, ok := before[c]; !ok || o.Meta.Source != fhir.ProviderSource("fitbit") {
+		if o, ok := before[c]; !ok || o.Meta.Source != fhir.DefaultNamespace.ProviderSource("fitbit") {
 			t.Fatalf("before the move, %s: %+v", c, o)
 		}
 	}
@@ -299,7 +299,7 @@ func TestFitbitToGoogleHealthMigration(t *testing.T) {
 	waitFor(t, "Google Health's delivery of the same measurements", func() bool {
 		after = byCode(observations(t, origin, token, "p1"))
 		for _, c := range []string{"29463-7", "41950-7", "93832-4"} {
-			if after[c].Meta.Source != fhir.ProviderSource("googlehealth") {
+			if after[c].Meta.Source != fhir.DefaultNamespace.ProviderSource("googlehealth") {
 				return false
 			}
 		}
@@ -325,7 +325,7 @@ func TestFitbitToGoogleHealthMigration(t *testing.T) {
 		t.Errorf("steps before the move: %+v, want 8500", v)
 	}
 	// Google has no BMI: the Fitbit BMI stays as it was.
-	if a := after["39156-5"]; a.ID != before["39156-5"].ID || a.Meta.Source != fhir.ProviderSource("fitbit") {
+	if a := after["39156-5"]; a.ID != before["39156-5"].ID || a.Meta.Source != fhir.DefaultNamespace.ProviderSource("fitbit") {
 		t.Errorf("BMI after the move: %+v", a)
 	}
 	// The legacy connection ended; the new one records what it continues.

@@ -117,7 +117,7 @@ func (r *Runner) retire(ctx context.Context, j store.Job) error {
 // system is under the provider's namespace, or the provider wrote their current version), with
 // their version history.
 func (r *Runner) purge(ctx context.Context, provider, patient string) error {
-	prefix, source := fhir.ProviderIdentifierPrefix(provider), fhir.ProviderSource(provider)
+	prefix, source := r.cfg.Namespace.ProviderIdentifierPrefix(provider), r.cfg.Namespace.ProviderSource(provider)
 	q, _, err := r.sreg.Parse("Observation", []search.NameValue{{Name: "patient", Value: "Patient/" + patient}, {Name: "_count", Value: "1000"}}, search.Options{MaxCount: 1000})
 	if err != nil {
 		return err

@@ -36,8 +36,8 @@ func (r *Runner) newLineage(conn *providers.Connection) *lineage {
 	if p == nil || p.Provider == "" || p.User == "" || p.Provider == conn.Provider {
 		return nil
 	}
-	return &lineage{r: r, pred: *p, prefix: fhir.ProviderIdentifierPrefix(p.Provider),
-		own: fhir.ProviderIdentifierPrefix(conn.Provider), taken: map[string]string{}}
+	return &lineage{r: r, pred: *p, prefix: r.cfg.Namespace.ProviderIdentifierPrefix(p.Provider),
+		own: r.cfg.Namespace.ProviderIdentifierPrefix(conn.Provider), taken: map[string]string{}}
 }
 
 // effective is where an Observation's effective[x] lies: its start to the second, and what it is.

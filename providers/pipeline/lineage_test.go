@@ -74,7 +74,7 @@ func TestLineage(t *testing.T) {
 		if o.ID != want {
 			t.Errorf("%s: id %s, want %s", tc.name, o.ID, want)
 		}
-		if tc.want != "" && (len(o.Identifier) != 2 || o.Identifier[0].System != fhir.IdentifierSystem("fitbit/daily")) {
+		if tc.want != "" && (len(o.Identifier) != 2 || o.Identifier[0].System != fhir.DefaultNamespace.IdentifierSystem("fitbit/daily")) {
 			t.Errorf("%s: identifiers %+v, want the predecessor's first, then its own", tc.name, o.Identifier)
 		}
 	}

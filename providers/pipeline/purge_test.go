@@ -18,7 +18,7 @@ func TestPurgeErasesHistory(t *testing.T) {
 	obs := func(kg string) *fhir.Observation {
 		v := fhir.Decimal(kg)
 		return &fhir.Observation{Base: fhir.Base{ResourceType: "Observation"}, Status: "final",
-			Identifier: []fhir.Identifier{{System: fhir.IdentifierSystem("withings/meas"), Value: "m1"}},
+			Identifier: []fhir.Identifier{{System: fhir.DefaultNamespace.IdentifierSystem("withings/meas"), Value: "m1"}},
 			Code:       fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
 			Subject:    &fhir.Reference{Reference: "Patient/p1"},
 			Value:      fhir.Value{ValueQuantity: &fhir.Quantity{Value: &v, System: "http://unitsofmeasure.org", Code: "kg"}}}
@@ -55,8 +55,8 @@ func TestPurgeFollowsSource(t *testing.T) {
 	ctx := t.Context()
 	obs := func(rec, source string) *fhir.Observation {
 		v := fhir.Decimal("70")
-		return &fhir.Observation{Base: fhir.Base{ResourceType: "Observation", Meta: &fhir.Meta{Source: fhir.ProviderSource(source)}}, Status: "final",
-			Identifier: []fhir.Identifier{{System: fhir.IdentifierSystem("fitbit/weight"), Value: "ABC123/" + rec}},
+		return &fhir.Observation{Base: fhir.Base{ResourceType: "Observation", Meta: &fhir.Meta{Source: fhir.DefaultNamespace.ProviderSource(source)}}, Status: "final",
+			Identifier: []fhir.Identifier{{System: fhir.DefaultNamespace.IdentifierSystem("fitbit/weight"), Value: "ABC123/" + rec}},
 			Code:       fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
 			Subject:    &fhir.Reference{Reference: "Patient/p1"},
 			Value:      fhir.Value{ValueQuantity: &fhir.Quantity{Value: &v, System: "http://unitsofmeasure.org", Code: "kg"}}}

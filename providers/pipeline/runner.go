@@ -96,6 +96,11 @@ type Config struct {
 	// Metrics, if set, receives the counters ohx_jobs_total{type,outcome} and
 	// ohx_webhook_notifications_total{provider,outcome}.
 	Metrics prometheus.Registerer
+	// Namespace is the base of the identifier systems and meta.source of the resources the
+	// runner writes (default fhir.DefaultNamespace). Resource ids derive from it: it must not
+	// change once a store holds synced data, or a re-sync would write every resource again under
+	// a new id.
+	Namespace fhir.Namespace
 	// Now is the runner's clock (default time.Now): job times and leases, the backfill window,
 	// the end of fetch windows, the last sync and the times of device associations. End-to-end
 	// tests shift it to the time of their recorded vendor payloads.
@@ -149,6 +154,9 @@ func NewRunner(cfg Config, reg *providers.Registry, vault Vault, st Store, log *
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = fhir.DefaultNamespace
 	}
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
@@ -553,7 +561,7 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 			return time.Time{}, err
 		}
 		for _, smp := range page.Samples {
-			o, err := fhir.MapSample(smp, s.conn.PatientID)
+			o, err := r.cfg.Namespace.MapSample(smp, s.conn.PatientID)
 			if errors.Is(err, fhir.ErrUnsupportedKind) {
 				// A kind without a verified code is read only when an operator enables it.
 				r.log.Debug("sample kind not mapped", "provider", smp.Provider, "kind", smp.Kind)
@@ -601,12 +609,12 @@ func (r *Runner) syncDevices(ctx context.Context, s *session, _ Work) error {
 	current := map[string]bool{}
 	for _, d := range devices {
 		current[d.ID] = true
-		dev := fhir.MapDevice(d)
-		a := fhir.MapAssociation(s.conn.PatientID, d, now, nil)
+		dev := r.cfg.Namespace.MapDevice(d)
+		a := r.cfg.Namespace.MapAssociation(s.conn.PatientID, d, now, nil)
 		if first, ok, err := r.firstSeen(ctx, a.ID); err != nil {
 			return err
 		} else if ok {
-			a = fhir.MapAssociation(s.conn.PatientID, d, first, nil)
+			a = r.cfg.Namespace.MapAssociation(s.conn.PatientID, d, first, nil)
 		}
 		rs = append(rs, dev, a)
 	}
@@ -645,7 +653,7 @@ func (r *Runner) firstSeen(ctx context.Context, id string) (time.Time, bool, err
 // endGone ends the patient's live associations with this provider's devices that the vendor no
 // longer lists.
 func (r *Runner) endGone(ctx context.Context, provider string, conn *providers.Connection, current map[string]bool, now time.Time) ([]fhir.Resource, error) {
-	system := fhir.DeviceAssociationSystem(provider)
+	system := r.cfg.Namespace.DeviceAssociationSystem(provider)
 	q, _, err := r.sreg.Parse("DeviceAssociation", []search.NameValue{
 		{Name: "patient", Value: "Patient/" + conn.PatientID},
 		{Name: "identifier", Value: system + "|"},
@@ -680,7 +688,7 @@ func (r *Runner) endGone(ctx context.Context, provider string, conn *providers.C
 			}
 		}
 		end := now
-		out = append(out, fhir.MapAssociation(conn.PatientID, fhir.DeviceInfo{Provider: provider, UserID: user, ID: dev}, first, &end))
+		out = append(out, r.cfg.Namespace.MapAssociation(conn.PatientID, fhir.DeviceInfo{Provider: provider, UserID: user, ID: dev}, first, &end))
 	}
 	return out, nil
 }

@@ -240,7 +240,7 @@ func TestSecondVendor(t *testing.T) {
 		t.Fatalf("observations: %d, want 1", len(obs))
 	}
 	o, _ := json.Marshal(obs[0])
-	for _, want := range []string{`"29463-7"`, `"value":72.4`, `"Patient/p7"`, fhir.IdentifierSystem("acme/weight")} {
+	for _, want := range []string{`"29463-7"`, `"value":72.4`, `"Patient/p7"`, fhir.DefaultNamespace.IdentifierSystem("acme/weight")} {
 		if !strings.Contains(string(o), want) {
 			t.Errorf("Observation %s lacks %s", o, want)
 		}
