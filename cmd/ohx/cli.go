@@ -11,12 +11,14 @@ import (
 // commands lists ohx's commands for `ohx help`, in the order a new operator needs them.
 var commands = []struct{ name, summary string }{
 	{"serve", "run the FHIR server (the default command)"},
+	{"demo", "run ohx with simulated Withings, Google Health and Fitbit servers and print a guided start"},
 	{"token", "print an access token of a backend client (the demo client by default)"},
 	{"clients", "add, list or remove OAuth clients of the built-in authorization server"},
 	{"users", "add, list or remove sign-in users (patients and practitioners)"},
 	{"keys", "rotate the access-token signing key"},
 	{"connections", "list patients' vendor connections (never their tokens)"},
 	{"googlehealth", "manage the Google Health API webhook subscriber and subscriptions"},
+	{"health", "check a running server's /healthz (a container HEALTHCHECK)"},
 	{"version", "print the version"},
 	{"help", "print this list"},
 }

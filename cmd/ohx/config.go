@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/openhealthexchange/ohx/fhir"
 )
 
 // Config is the whole configuration of ohx. Every field can be set by an OHX_… environment
@@ -54,6 +56,7 @@ type Config struct {
 	GoogleHealthAPIURL        string // OHX_GOOGLEHEALTH_API_URL: default https://health.googleapis.com
 	GoogleHealthAuthURL       string // OHX_GOOGLEHEALTH_AUTH_URL: default Google's consent page
 	GoogleHealthTokenURL      string // OHX_GOOGLEHEALTH_TOKEN_URL: default https://oauth2.googleapis.com/token
+	GoogleHealthRevokeURL     string // OHX_GOOGLEHEALTH_REVOKE_URL: default https://oauth2.googleapis.com/revoke
 	GoogleHealthKinds         string // OHX_GOOGLEHEALTH_KINDS: comma-separated data kinds (default: all that map)
 
 	FitbitClientID         string // OHX_FITBIT_CLIENT_ID: the legacy Fitbit Web API is offered only when set
@@ -64,9 +67,15 @@ type Config struct {
 	FitbitAPIURL           string // OHX_FITBIT_API_URL: default https://api.fitbit.com
 	FitbitAuthURL          string // OHX_FITBIT_AUTH_URL: default the Fitbit consent page
 	FitbitKinds            string // OHX_FITBIT_KINDS: comma-separated data kinds (default: all that map)
+	FitbitRate             int    // OHX_FITBIT_RATE: requests per user and hour (default 150)
 
 	BackfillDays     int    // OHX_BACKFILL_DAYS: initial backfill after connecting (default 30)
 	ConnectRedirects string // OHX_CONNECT_REDIRECTS: comma-separated deep links the connect flow may end on
+
+	// IdentifierNamespace (OHX_IDENTIFIER_NAMESPACE, default fhir.DefaultNamespace) is the base
+	// of the identifier systems and meta.source of synced resources. It is never derived from
+	// BaseURL, so that moving the server to another host name re-identifies nothing.
+	IdentifierNamespace fhir.Namespace
 
 	// pipelineClock is the sync pipeline's clock (nil: time.Now); no setting: end-to-end tests
 	// shift it to the days of their recorded vendor payloads.
@@ -87,12 +96,15 @@ func defaultConfig() Config {
 		ShutdownTimeout:  20 * time.Second,
 		Auth:             "on",
 		WithingsRate:     120,
+		FitbitRate:       150,
 		BackfillDays:     30,
 		AuthPatientClaim: "patient",
 		RevocationCache:  30 * time.Second,
 		CORSOrigins:      "*",
 		ResultCache:      "on",
 		ResultCacheBytes: 64 << 20,
+
+		IdentifierNamespace: fhir.DefaultNamespace,
 	}
 }
 
@@ -142,6 +154,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	str(&cfg.Addr, "addr", "OHX_ADDR", "listen address")
 	str(&cfg.BaseURL, "base-url", "OHX_BASE_URL", "public FHIR base URL (default http://localhost:PORT/fhir)")
+	namespace := string(cfg.IdentifierNamespace)
+	str(&namespace, "identifier-namespace", "OHX_IDENTIFIER_NAMESPACE", "base URI of the identifier systems and meta.source of synced resources; set once before the first sync (resource ids derive from it)")
 	str(&cfg.DataDir, "data-dir", "OHX_DATA_DIR", "directory of the embedded store and key files")
 	secret(&cfg.MongoURI, "mongodb-uri", "OHX_MONGODB_URI", "MongoDB connection URI; the embedded SQLite store is used when empty")
 	str(&cfg.MongoDatabase, "mongodb-database", "OHX_MONGODB_DATABASE", "MongoDB database name")
@@ -185,6 +199,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.GoogleHealthAPIURL, "googlehealth-api-url", "OHX_GOOGLEHEALTH_API_URL", "Google Health API base URL")
 	str(&cfg.GoogleHealthAuthURL, "googlehealth-auth-url", "OHX_GOOGLEHEALTH_AUTH_URL", "Google OAuth consent page URL")
 	str(&cfg.GoogleHealthTokenURL, "googlehealth-token-url", "OHX_GOOGLEHEALTH_TOKEN_URL", "Google OAuth token endpoint URL")
+	str(&cfg.GoogleHealthRevokeURL, "googlehealth-revoke-url", "OHX_GOOGLEHEALTH_REVOKE_URL", "Google OAuth token revocation endpoint URL")
 	str(&cfg.GoogleHealthKinds, "googlehealth-kinds", "OHX_GOOGLEHEALTH_KINDS", "comma-separated data kinds to read from the Google Health API (default: all that map to FHIR)")
 	str(&cfg.FitbitClientID, "fitbit-client-id", "OHX_FITBIT_CLIENT_ID", "legacy Fitbit Web API OAuth client id (offered only when set)")
 	secret(&cfg.FitbitClientSecret, "fitbit-client-secret", "OHX_FITBIT_CLIENT_SECRET", "legacy Fitbit Web API OAuth client secret (also signs notifications)")
@@ -194,6 +209,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.FitbitAPIURL, "fitbit-api-url", "OHX_FITBIT_API_URL", "Fitbit Web API base URL")
 	str(&cfg.FitbitAuthURL, "fitbit-auth-url", "OHX_FITBIT_AUTH_URL", "Fitbit consent page URL")
 	str(&cfg.FitbitKinds, "fitbit-kinds", "OHX_FITBIT_KINDS", "comma-separated data kinds to read from Fitbit (default: all that map to FHIR)")
+	num(&cfg.FitbitRate, "fitbit-rate", "OHX_FITBIT_RATE", "legacy Fitbit Web API requests per user and hour")
 	num(&cfg.BackfillDays, "backfill-days", "OHX_BACKFILL_DAYS", "days of history read after a patient connects")
 	str(&cfg.ConnectRedirects, "connect-redirects", "OHX_CONNECT_REDIRECTS", "comma-separated deep links the connect flow may end on")
 	if len(errs) > 0 {
@@ -220,6 +236,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return cfg, fmt.Errorf("config: %s %q must be an absolute http(s) URL", setting("OHX_BASE_URL"), cfg.BaseURL)
 	}
+	ns, err := fhir.ParseNamespace(namespace)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %s %q: %w", setting("OHX_IDENTIFIER_NAMESPACE"), namespace, err)
+	}
+	cfg.IdentifierNamespace = ns
 	if cfg.Auth != "on" && cfg.Auth != "off" {
 		return cfg, fmt.Errorf("config: %s must be on or off", setting("OHX_AUTH"))
 	}
@@ -239,6 +260,14 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		// Profiles show the process's internals (goroutine stacks, command line): never on a
 		// network interface.
 		return cfg, fmt.Errorf("config: %s %q must be a loopback address like 127.0.0.1:6060", setting("OHX_PPROF_ADDR"), cfg.PprofAddr)
+	}
+	// The vendor clients allow a burst of 10 requests and spread the rest over the period; a
+	// budget no larger than the burst would leave nothing to spread.
+	if cfg.WithingsRate <= 10 {
+		return cfg, fmt.Errorf("config: %s is %d: need more than 10 requests per minute", setting("OHX_WITHINGS_RATE"), cfg.WithingsRate)
+	}
+	if cfg.FitbitRate <= 10 {
+		return cfg, fmt.Errorf("config: %s is %d: need more than 10 requests per hour", setting("OHX_FITBIT_RATE"), cfg.FitbitRate)
 	}
 	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
 		return cfg, fmt.Errorf("config: %s is %d and %s %d: need 1 <= the default page size <= the largest", setting("OHX_DEFAULT_COUNT"), cfg.DefaultCount, setting("OHX_MAX_COUNT"), cfg.MaxCount)

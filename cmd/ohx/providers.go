@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -83,7 +84,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		}
 		g, err := googlehealth.New(googlehealth.Config{ClientID: cfg.GoogleHealthClientID, ClientSecret: cfg.GoogleHealthClientSecret,
 			RedirectURL: redirect(cfg.GoogleHealthRedirectURL, googlehealth.Name), APIURL: cfg.GoogleHealthAPIURL,
-			AuthURL: cfg.GoogleHealthAuthURL, TokenURL: cfg.GoogleHealthTokenURL, Kinds: kindList(cfg.GoogleHealthKinds),
+			AuthURL: cfg.GoogleHealthAuthURL, TokenURL: cfg.GoogleHealthTokenURL, RevokeURL: cfg.GoogleHealthRevokeURL, Kinds: kindList(cfg.GoogleHealthKinds),
 			WebhookSecret: cfg.GoogleHealthWebhookSecret}, caller, log)
 		if err != nil {
 			return nil, fmt.Errorf("config: Google Health: %w", err)
@@ -94,7 +95,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		if cfg.FitbitClientSecret == "" {
 			return nil, fmt.Errorf("config: OHX_FITBIT_CLIENT_SECRET is required with OHX_FITBIT_CLIENT_ID")
 		}
-		caller, err := providers.NewClient(fitbit.ClientConfig(), &http.Client{}, reg, log)
+		caller, err := providers.NewClient(fitbit.ClientConfig(cfg.FitbitRate), &http.Client{}, reg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -108,6 +109,13 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	}
 	if len(ps) == 0 {
 		return nil, nil
+	}
+	// setupProviders has no context of its own (its caller passes none); the check is one
+	// small record read or write, bounded here.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := checkNamespace(ctx, st, cfg.IdentifierNamespace); err != nil {
+		return nil, err
 	}
 	registry := providers.NewRegistry(ps...)
 	vk := seal.Derive(key, "ohx vendor token vault")
@@ -130,6 +138,7 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 		Lease:       5 * time.Minute,
 		MaxAttempts: 8,
 		Metrics:     reg,
+		Namespace:   cfg.IdentifierNamespace,
 		Now:         cfg.pipelineClock,
 	}, registry, vault, st, log)
 	var redirects []string
@@ -142,6 +151,32 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	ac.Webhooks = &api.WebhookConfig{Sink: runner.Notifier(), Handlers: hooks}
 	log.Info("vendors offered", "providers", registry.Names())
 	return runner, nil
+}
+
+// namespaceKind and namespaceID name the store record that holds the identifier namespace of
+// the store's synced resources.
+const namespaceKind, namespaceID = "ohx-settings", "identifier-namespace"
+
+// checkNamespace records ns as the store's identifier namespace when the store has none yet, and
+// refuses to sync under another one: resource ids derive from the identifiers, so a changed
+// OHX_IDENTIFIER_NAMESPACE would write every synced resource again under a new id next to the
+// old one. The record is created atomically, so instances starting together agree.
+func checkNamespace(ctx context.Context, st store.Records, ns fhir.Namespace) error {
+	switch err := st.CreateRecord(ctx, namespaceKind, namespaceID, []byte(ns), time.Time{}); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, store.ErrDuplicate):
+		return fmt.Errorf("record the identifier namespace: %w", err)
+	}
+	got, err := st.GetRecord(ctx, namespaceKind, namespaceID)
+	if err != nil {
+		return fmt.Errorf("read the identifier namespace: %w", err)
+	}
+	if fhir.Namespace(got) != ns {
+		return fmt.Errorf("config: OHX_IDENTIFIER_NAMESPACE is %q but this store's resources were synced under %q: "+
+			"changing it would re-identify every synced resource; set it back to %q", ns, got, got)
+	}
+	return nil
 }
 
 // kindList parses a comma-separated list of data kinds ("" → nil: the adapter's default).

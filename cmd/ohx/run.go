@@ -48,6 +48,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		tuneGC(getenv, cacheBytes(cfg))
 		return serve(ctx, cfg, stderr, nil)
+	case "health":
+		return runHealth(ctx, args, getenv, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args, getenv, stdout, stderr)
 	case "clients":
 		return runClients(ctx, args, getenv, stdout, stderr)
 	case "users":

@@ -51,7 +51,7 @@ func TestConformance(t *testing.T) {
 	providertest.RunAdapter(t, providertest.AdapterHarness{
 		New: func(t *testing.T, srv *providertest.Server) providers.Provider {
 			t.Helper()
-			cfg := ClientConfig()
+			cfg := ClientConfig(0)
 			cfg.MaxRetries, cfg.CacheTTL, cfg.Timeout = -1, -1, 5*time.Second
 			pc, err := providers.NewClient(cfg, srv.Client(), nil, nil)
 			if err != nil {

@@ -147,13 +147,20 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 	}, nil
 }
 
-// ClientConfig is the resilient client configuration for Fitbit: 150 requests per user per hour
-// (https://dev.fitbit.com/build/reference/web-api/developer-guide/application-design/#Rate-Limits),
-// as a strict per-user bucket, and throttling that pauses only the throttled user.
-func ClientConfig() providers.ClientConfig {
+// DefaultHourlyLimit is Fitbit's quota of requests per user and hour
+// (https://dev.fitbit.com/build/reference/web-api/developer-guide/application-design/#Rate-Limits).
+const DefaultHourlyLimit = 150
+
+// ClientConfig is the resilient client configuration for Fitbit: perHour requests per user and
+// hour (0: DefaultHourlyLimit) as a strict per-user bucket, and throttling that pauses only the
+// throttled user.
+func ClientConfig(perHour int) providers.ClientConfig {
+	if perHour <= 0 {
+		perHour = DefaultHourlyLimit
+	}
 	return providers.ClientConfig{
 		Provider:     Name,
-		UserRate:     providers.StrictLimit(150, time.Hour, 10),
+		UserRate:     providers.StrictLimit(perHour, time.Hour, 10),
 		UserBurst:    10,
 		UserThrottle: true,
 	}

@@ -87,7 +87,7 @@ type opts struct {
 func newFixture(t testing.TB, routes map[string]providertest.Route, o opts) *fixture {
 	t.Helper()
 	srv := providertest.NewServer(t, routes)
-	cfg := ClientConfig()
+	cfg := ClientConfig(0)
 	cfg.MaxRetries, cfg.CacheTTL, cfg.Timeout = -1, -1, 5*time.Second
 	cfg.UserRate = 0 // the hourly budget is not what these tests measure
 	if o.retries > 0 {

@@ -92,7 +92,7 @@ func TestNewAndConsentURL(t *testing.T) {
 	if f.c.Title() != "Fitbit" || providers.Title(f.c) != "Fitbit" || f.c.Name() != "fitbit" {
 		t.Error("name or title")
 	}
-	if cc := ClientConfig(); cc.Provider != Name || !cc.UserThrottle || cc.UserRate <= 0 || cc.AppRate != 0 {
+	if cc := ClientConfig(0); cc.Provider != Name || !cc.UserThrottle || cc.UserRate <= 0 || cc.AppRate != 0 {
 		t.Errorf("ClientConfig %+v", cc)
 	}
 }

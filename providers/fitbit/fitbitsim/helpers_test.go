@@ -101,7 +101,7 @@ func (e *env) newAdapter(t testing.TB, redirect string) *fitbit.Client {
 	if redirect == "" {
 		redirect = testRedirect
 	}
-	cfg := fitbit.ClientConfig()
+	cfg := fitbit.ClientConfig(0)
 	cfg.MaxRetries, cfg.CacheTTL, cfg.Timeout, cfg.UserRate = -1, -1, 10*time.Second, 0
 	pc, err := providers.NewClient(cfg, e.srv.Client(), nil, nil)
 	if err != nil {
