@@ -1,5 +1,6 @@
 // Starts `ohx demo` (the binary `make build` writes to bin/ohx, or OHX_BIN) on a free port with
-// a fixed seed and no timed pushes, waits for its manifest, runs the suites under tests/ one
+// a fixed seed and no timed pushes, waits for its manifest (renamed into place once the demo is
+// ready), runs the suites under tests/ one
 // file after another with node's test runner, and stops the demo. The demo's output goes to
 // e2e/demo.log for the post-mortem of a failure.
 import { spawn } from 'node:child_process';
@@ -40,7 +41,6 @@ try {
     if (Date.now() > deadline) throw new Error('ohx demo was not ready within 4 minutes: see e2e/demo.log');
     await new Promise((r) => setTimeout(r, 250));
   }
-  await new Promise((r) => setTimeout(r, 100)); // the manifest is written in one call; let it land
   code = await new Promise((resolve) => {
     const t = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', 'tests/'], {
       cwd: here, stdio: 'inherit', env: { ...process.env, OHX_DEMO_MANIFEST: manifest, OHX_BIN: ohx, OHX_DEMO_LOG: join(here, 'demo.log') },

@@ -79,12 +79,33 @@ func TestNamespaceGuard(t *testing.T) {
 	}
 	defer st.Close()
 	for range 2 {
-		if err := checkNamespace(t.Context(), st, fhir.DefaultNamespace); err != nil {
+		if err := checkNamespace(t.Context(), st, fhir.DefaultNamespace, false); err != nil {
 			t.Fatalf("the recorded namespace: %v", err)
 		}
 	}
-	err = checkNamespace(t.Context(), st, "urn:oid:1.2.3.4")
+	err = checkNamespace(t.Context(), st, "urn:oid:1.2.3.4", true)
 	if err == nil || !strings.Contains(err.Error(), "OHX_IDENTIFIER_NAMESPACE") || !strings.Contains(err.Error(), string(fhir.DefaultNamespace)) {
 		t.Errorf("another namespace: got %v, want an error naming the setting and the recorded namespace", err)
+	}
+}
+
+// TestNamespaceGuardLegacyStore: a store with connections but no recorded namespace was synced
+// under the old fixed namespace; the default is refused (naming the value that keeps its
+// identifiers) and an explicit choice is recorded.
+func TestNamespaceGuardLegacyStore(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = checkNamespace(t.Context(), st, fhir.DefaultNamespace, true)
+	if err == nil || !strings.Contains(err.Error(), "OHX_IDENTIFIER_NAMESPACE=https://ohx.example") {
+		t.Fatalf("a legacy store under the default: %v", err)
+	}
+	if err := checkNamespace(t.Context(), st, legacyNamespace, true); err != nil {
+		t.Fatalf("the legacy namespace chosen: %v", err)
+	}
+	if err := checkNamespace(t.Context(), st, fhir.DefaultNamespace, true); err == nil {
+		t.Error("after recording the legacy namespace, the default was accepted")
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/openhealthexchange/ohx/fhir"
@@ -83,7 +85,9 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	fs.DurationVar(&o.pushEvery, "push-every", 30*time.Second, "how often the simulated vendors record a new measurement and push its webhook (0: only on POST /push)")
 	addr := getenv("OHX_ADDR")
 	if addr == "" {
-		addr = ":8080"
+		// Loopback by default: the demo prints a sign-in, and its consent pages live on
+		// loopback ports anyway.
+		addr = "127.0.0.1:8080"
 	}
 	fs.StringVar(&o.addr, "addr", addr, "listen address of ohx (OHX_ADDR); port 0 picks a free one")
 	fs.StringVar(&o.dataDir, "data-dir", "", "store directory, created fresh (default: a temporary directory removed on exit)")
@@ -98,17 +102,17 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	if o.days < 1 || o.days > 730 {
 		return fmt.Errorf("-days %d: want 1 to 730", o.days)
 	}
-	if o.pushEvery < 0 {
-		return fmt.Errorf("-push-every %s: want a positive duration or 0", o.pushEvery)
+	if o.pushEvery < 0 || o.pushEvery > 0 && o.pushEvery < time.Second {
+		return fmt.Errorf("-push-every %s: want 1s or more, or 0 (pushes only on POST /push)", o.pushEvery)
 	}
-	if err := loopbackAddr(o.controlAddr); err != nil {
-		return fmt.Errorf("-control-addr: %w", err)
+	if !loopback(o.controlAddr) {
+		return fmt.Errorf("-control-addr %q: want a loopback address like 127.0.0.1:0 (its endpoints need no token)", o.controlAddr)
 	}
 	dir, cleanup, err := demoDataDir(o.dataDir)
+	defer cleanup()
 	if err != nil {
 		return err
 	}
-	defer cleanup()
 	addr, err = freePort(o.addr)
 	if err != nil {
 		return err
@@ -139,7 +143,7 @@ type demo struct {
 }
 
 // newDemo generates the world and starts the three simulators on loopback ports.
-func newDemo(o demoOptions, dir, addr string, stderr io.Writer) (*demo, error) {
+func newDemo(o demoOptions, dir, addr string, stderr io.Writer) (_ *demo, err error) {
 	host, port, _ := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "localhost" // listening on every interface: the browser's name for this machine
@@ -151,6 +155,11 @@ func newDemo(o demoOptions, dir, addr string, stderr io.Writer) (*demo, error) {
 		return nil, fmt.Errorf("demo log: %w", err)
 	}
 	d.logFile = f
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
 	// The whole log goes to the file, warnings and errors also to the terminal: the guided start
 	// stays readable.
 	d.log = slog.New(slog.NewMultiHandler(slog.NewTextHandler(f, nil),
@@ -177,19 +186,23 @@ func newDemo(o demoOptions, dir, addr string, stderr io.Writer) (*demo, error) {
 		return ln, "http://" + ln.Addr().String(), nil
 	}
 	simLog := d.log.With("component", "simulator")
+	// Each simulator accepts only ohx's callback as redirect URI, as a vendor's console would.
+	callback := func(provider string) []string { return []string{d.origin + "/connect/" + provider + "/callback"} }
 	w, err := withingssim.New(withingssim.Config{World: world, People: withingsPeople, ClientID: "ohx-demo-withings",
-		ClientSecret: secret(), Log: simLog, HTTPClient: d.http})
+		ClientSecret: secret(), Log: simLog, HTTPClient: d.http, RedirectURIs: callback("withings")})
 	if err != nil {
 		return nil, fmt.Errorf("withings simulator: %w", err)
 	}
 	g, err := googlehealthsim.New(googlehealthsim.Config{World: world, People: googlePeople,
 		ClientID: "ohx-demo.apps.googleusercontent.com", ClientSecret: secret(), Log: simLog, HTTPClient: d.http,
-		WebhookURL: d.origin + "/webhooks/googlehealth", WebhookAuthorization: "Bearer " + secret()})
+		RedirectURIs: callback("googlehealth"),
+		WebhookURL:   d.origin + "/webhooks/googlehealth", WebhookAuthorization: "Bearer " + secret()})
 	if err != nil {
 		return nil, fmt.Errorf("google health simulator: %w", err)
 	}
 	fb, err := fitbitsim.New(fitbitsim.Config{World: world, People: fitbitPeople, ClientID: "23DEMO", ClientSecret: secret(),
-		Log: simLog, HTTPClient: d.http, SubscriberURL: d.origin + "/webhooks/fitbit", VerificationCode: secret(), SubscriberID: "ohx-demo",
+		RedirectURIs: callback("fitbit"),
+		Log:          simLog, HTTPClient: d.http, SubscriberURL: d.origin + "/webhooks/fitbit", VerificationCode: secret(), SubscriberID: "ohx-demo",
 		// Fitbit's 150 requests per user and hour would stretch the backfill (about 35 requests)
 		// over minutes and throttle a demo that pushes every 30 s (about 7 requests a push): the
 		// simulated quota, and ohx's budget for it (OHX_FITBIT_RATE), are larger.
@@ -201,7 +214,6 @@ func newDemo(o demoOptions, dir, addr string, stderr io.Writer) (*demo, error) {
 		{provider: "fitbit", display: "Fitbit (legacy Web API)", sim: fb}} {
 		ln, u, err := listen()
 		if err != nil {
-			d.close()
 			return nil, err
 		}
 		v.url = u
@@ -237,7 +249,14 @@ func (d *demo) close() {
 	}
 }
 
-// run serves ohx, sets the demo up, prints the guided start and pushes until ctx ends.
+// demoPassThrough are the shell's settings the demo's server takes over: how it logs and where
+// its profiles are served. Every other OHX_… variable of the shell (a production deployment's
+// vendor credentials, redirect URLs, kinds, rates, a MongoDB URI) is ignored: the demo's server
+// is configured for its simulators only.
+var demoPassThrough = map[string]bool{"OHX_LOG_FORMAT": true, "OHX_PPROF_ADDR": true}
+
+// run serves ohx, sets the demo up, prints the guided start and pushes until ctx ends. It
+// returns only after the server and the push loop have stopped.
 func (d *demo) run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	env := map[string]string{
 		"OHX_ADDR":          d.addr,
@@ -246,23 +265,20 @@ func (d *demo) run(ctx context.Context, getenv func(string) string, stdout io.Wr
 		"OHX_LOG_LEVEL":     "info",
 		"OHX_FITBIT_RATE":   fmt.Sprint(demoFitbitRate),
 		"OHX_BASE_URL":      d.origin + "/fhir", // the simulators push to this origin
-		// The demo runs on its own embedded store with the built-in authorization server,
-		// whatever the shell's settings for a real deployment say.
-		"OHX_MONGODB_URI": "",
-		"OHX_AUTH":        "",
-		"OHX_AUTH_ISSUER": "",
 	}
 	for _, v := range d.vendors {
 		for k, val := range v.sim.Env(v.url) {
 			env[k] = val
 		}
 	}
-	// The operator's own settings (a base URL, a log format) apply unless the demo needs its own.
 	demoEnv := func(k string) string {
 		if v, ok := env[k]; ok {
 			return v
 		}
-		return getenv(k)
+		if demoPassThrough[k] {
+			return getenv(k)
+		}
+		return ""
 	}
 	d.getenv = demoEnv
 	cfg, err := parseConfig("ohx demo", nil, demoEnv, d.stderr)
@@ -270,45 +286,73 @@ func (d *demo) run(ctx context.Context, getenv func(string) string, stdout io.Wr
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	ready := make(chan string, 1)
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, d.logFile, ready) }()
+	// The server's whole log goes to the file, its warnings and errors also to the terminal.
+	go func() { served <- serve(ctx, cfg, io.MultiWriter(d.logFile, warnings{d.stderr}), ready) }()
+	var pushing sync.WaitGroup
+	stopped := func(err error) error {
+		cancel()
+		pushing.Wait()
+		if serr := <-served; err == nil && serr != nil {
+			err = fmt.Errorf("ohx: %w", serr)
+		}
+		return err
+	}
 	select {
 	case <-ready:
 	case err := <-served:
+		cancel()
+		if err == nil {
+			err = ctx.Err()
+		}
 		return fmt.Errorf("ohx: %w", err)
 	}
 	if err := d.setup(ctx); err != nil {
-		cancel()
-		<-served
-		return err
+		if ctx.Err() != nil {
+			return stopped(nil) // interrupted while setting up: a clean stop
+		}
+		return stopped(err)
 	}
 	control, controlURL, err := d.serveControl(ctx)
 	if err != nil {
-		cancel()
-		<-served
-		return err
+		return stopped(err)
 	}
 	defer control.Close()
 	m := d.manifest(ctx, cfg.BaseURL, controlURL)
+	d.printGuide(stdout, m)
+	// The manifest comes last and whole (renamed into place): whoever waits for it finds the
+	// demo ready and the guide printed.
 	if err := writeJSONFile(filepath.Join(d.dir, "demo.json"), m); err != nil {
-		return err
+		return stopped(err)
 	}
 	if d.o.manifest != "" {
 		if err := writeJSONFile(d.o.manifest, m); err != nil {
-			return err
+			return stopped(err)
 		}
 	}
-	d.printGuide(stdout, m)
-	go d.pushLoop(ctx, stdout)
+	pushing.Go(func() { d.pushLoop(ctx, stdout) })
 	select {
 	case err := <-served:
-		return err
+		served <- err // stopped reads it again
 	case <-ctx.Done():
+		fmt.Fprintln(stdout, "\nohx demo: stopping")
 	}
-	fmt.Fprintln(stdout, "\nohx demo: stopping")
-	return <-served
+	return stopped(nil)
+}
+
+// warnings passes on the server's warning and error lines (its JSON or text log) to the
+// terminal.
+type warnings struct{ w io.Writer }
+
+func (f warnings) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(`"level":"WARN"`)) || bytes.Contains(p, []byte(`"level":"ERROR"`)) ||
+		bytes.Contains(p, []byte("level=WARN")) || bytes.Contains(p, []byte("level=ERROR")) {
+		if _, err := f.w.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
 }
 
 // pushLoop pushes on the timer until ctx ends.
@@ -376,40 +420,64 @@ func (d *demo) serveControl(ctx context.Context) (*http.Server, string, error) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: localOnly(mux), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	go srv.Serve(ln)
 	return srv, "http://" + ln.Addr().String(), nil
 }
 
-// demoDataDir returns a fresh store directory and what removes it: a new temporary directory,
-// or dir emptied when an earlier demo made it (a directory holding anything else is refused).
+// localOnly guards the control endpoint, which takes no token, against the user's browser: a
+// web page may send a cross-site POST to a loopback port, and DNS rebinding may read it under
+// another host name (https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Sec-Fetch-Site).
+// Only requests that name a loopback host and come from no web origin pass: curl, scripts.
+func localOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		site := r.Header.Get("Sec-Fetch-Site")
+		if !loopback(r.Host) || r.Header.Get("Origin") != "" || site != "" && site != "none" {
+			http.Error(w, "the demo's control endpoint answers local scripts only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// demoDataDir returns a fresh store directory and what removes it (never nil, also with an
+// error): a new temporary directory, or dir emptied when an earlier demo made it (a directory
+// holding anything else is refused).
 func demoDataDir(dir string) (string, func(), error) {
+	keep := func() {}
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "ohx-demo-")
 		if err != nil {
-			return "", nil, fmt.Errorf("demo data dir: %w", err)
+			return "", keep, fmt.Errorf("demo data dir: %w", err)
 		}
-		return tmp, func() { os.RemoveAll(tmp) }, os.WriteFile(filepath.Join(tmp, demoMarker), nil, 0o600)
+		remove := func() { os.RemoveAll(tmp) }
+		if err := os.WriteFile(filepath.Join(tmp, demoMarker), nil, 0o600); err != nil {
+			return "", remove, fmt.Errorf("demo data dir: %w", err)
+		}
+		return tmp, remove, nil
 	}
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return "", nil, fmt.Errorf("demo data dir: %w", err)
+		return "", keep, fmt.Errorf("demo data dir: %w", err)
 	case len(entries) > 0:
 		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
-			return "", nil, fmt.Errorf("-data-dir %s holds files an earlier demo did not create: choose an empty or new directory", dir)
+			return "", keep, fmt.Errorf("-data-dir %s holds files an earlier demo did not create: choose an empty or new directory", dir)
 		}
 		// The simulators keep their state in memory: an earlier demo's connections would point
 		// at vendors that no longer know their tokens, so the demo always starts afresh.
 		if err := os.RemoveAll(dir); err != nil {
-			return "", nil, fmt.Errorf("demo data dir: %w", err)
+			return "", keep, fmt.Errorf("demo data dir: %w", err)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", nil, fmt.Errorf("demo data dir: %w", err)
+		return "", keep, fmt.Errorf("demo data dir: %w", err)
 	}
-	return dir, func() {}, os.WriteFile(filepath.Join(dir, demoMarker), nil, 0o600)
+	if err := os.WriteFile(filepath.Join(dir, demoMarker), nil, 0o600); err != nil {
+		return "", keep, fmt.Errorf("demo data dir: %w", err)
+	}
+	return dir, keep, nil
 }
 
 // freePort resolves a port 0 in addr to a free port, so that the base URL the demo prints is
@@ -431,24 +499,17 @@ func freePort(addr string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// loopbackAddr refuses a control address other than loopback: POST /push is unauthenticated.
-func loopbackAddr(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("%q is not a loopback address", addr)
-	}
-	return nil
-}
-
 func writeJSONFile(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -34,6 +34,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// productionShell is a shell configured for a real deployment: the demo must ignore all of it
+// (its own store, auth on, every kind, its simulators' URLs), or the counts below would differ.
+func productionShell(k string) string {
+	return map[string]string{
+		"OHX_MONGODB_URI": "mongodb://db.prod.example:27017/?replicaSet=rs0", "OHX_AUTH": "off",
+		"OHX_WITHINGS_KINDS": "weight", "OHX_WITHINGS_REDIRECT_URL": "https://fhir.prod.example/connect/withings/callback",
+		"OHX_WITHINGS_CLIENT_ID": "prod-client", "OHX_BASE_URL": "https://fhir.prod.example/fhir", "OHX_MAX_COUNT": "5",
+	}[k]
+}
+
 // startDemo runs `ohx demo` in process on a fresh directory until the test ends and returns its
 // manifest and printed output once it is ready.
 func startDemo(t *testing.T, days int) (demoManifest, *syncBuffer) {
@@ -45,7 +55,7 @@ func startDemo(t *testing.T, days int) (demoManifest, *syncBuffer) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"demo", "-addr", "127.0.0.1:0", "-days", fmt.Sprint(days), "-seed", "3", "-push-every", "0",
-			"-data-dir", filepath.Join(dir, "data"), "-manifest", manifestPath}, func(string) string { return "" }, nil, out, errOut)
+			"-data-dir", filepath.Join(dir, "data"), "-manifest", manifestPath}, productionShell, nil, out, errOut)
 	}()
 	t.Cleanup(func() {
 		cancel()

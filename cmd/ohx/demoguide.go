@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -78,17 +77,11 @@ func (d *demo) manifest(ctx context.Context, base, controlURL string) demoManife
 	return m
 }
 
-// ohxCommand is how to run this binary from the current directory: a relative path when it lies
-// below it (bin/ohx from `make demo`), else its absolute path.
+// ohxCommand is this binary's absolute path: the printed commands work from any directory.
 func ohxCommand() string {
 	exe, err := os.Executable()
 	if err != nil {
 		return "ohx"
-	}
-	if wd, err := os.Getwd(); err == nil {
-		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
-			return "./" + rel
-		}
 	}
 	return exe
 }

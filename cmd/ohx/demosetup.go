@@ -171,7 +171,7 @@ func (d *demo) connect(ctx context.Context, p *demoPatient) error {
 	}
 	consent := res.Header.Get("Location")
 	if res.StatusCode != http.StatusFound || !strings.HasPrefix(consent, p.vendor.url) {
-		return fmt.Errorf("the link answered %s → %q, not the vendor's consent page", res.Status, consent)
+		return fmt.Errorf("the link answered %s → %q, not the vendor's consent page", res.Status, withoutQuery(consent))
 	}
 	res, page, err := get(consent)
 	if err != nil {
@@ -203,7 +203,7 @@ func (d *demo) connect(ctx context.Context, p *demoPatient) error {
 	res.Body.Close()
 	callback := res.Header.Get("Location")
 	if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(callback, d.origin+"/connect/") {
-		return fmt.Errorf("allowing on the consent page answered %s → %q", res.Status, callback)
+		return fmt.Errorf("allowing on the consent page answered %s → %q", res.Status, withoutQuery(callback))
 	}
 	res, body, err := get(callback)
 	if err != nil {
@@ -213,6 +213,17 @@ func (d *demo) connect(ctx context.Context, p *demoPatient) error {
 		return fmt.Errorf("the callback answered %s: %s", res.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// withoutQuery is a URL for an error message: its query and fragment carry one-time link
+// tokens, OAuth state and authorization codes.
+func withoutQuery(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	p.RawQuery, p.Fragment, p.RawFragment = "", "", ""
+	return p.String()
 }
 
 // expected is the number of Observations the simulator's data for a patient maps to: one per
@@ -226,9 +237,10 @@ func (d *demo) expected(p *demoPatient) int {
 }
 
 // awaitBackfill waits until every connected patient's Observations are stored (their count
-// reaches what the simulator served), at most three minutes.
+// reaches what the simulator served), at most two minutes plus a second per day of history.
 func (d *demo) awaitBackfill(ctx context.Context) error {
-	deadline := time.Now().Add(3 * time.Minute)
+	limit := 2*time.Minute + time.Duration(d.o.days)*time.Second
+	deadline := time.Now().Add(limit)
 	for {
 		pending := 0
 		for _, p := range d.patients {
@@ -254,7 +266,7 @@ func (d *demo) awaitBackfill(ctx context.Context) error {
 					s = append(s, fmt.Sprintf("%s %d of %d", p.mrn, p.observed, d.expected(p)))
 				}
 			}
-			return fmt.Errorf("the backfill did not finish in 3 minutes (%s); see %s/ohx.log", strings.Join(s, ", "), d.dir)
+			return fmt.Errorf("the backfill did not finish in %s (%s); see %s/ohx.log", limit, strings.Join(s, ", "), d.dir)
 		}
 		select {
 		case <-ctx.Done():

@@ -42,7 +42,9 @@ func runHealth(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("-url: %w", err)
 	}
-	res, err := http.DefaultClient.Do(req)
+	// A health check follows no redirect: a 3xx is not healthy.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}

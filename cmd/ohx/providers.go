@@ -28,7 +28,7 @@ import (
 // setupProviders registers the configured vendors (a vendor without credentials is simply not
 // offered), the token vault, the job queue and the sync runner, and enables the connect and
 // webhook endpoints. It returns nil when no vendor is configured.
-func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, reg prometheus.Registerer, ac *api.Config) (*pipeline.Runner, error) {
+func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte, log *slog.Logger, reg prometheus.Registerer, ac *api.Config) (*pipeline.Runner, error) {
 	u, err := url.Parse(cfg.BaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("config: OHX_BASE_URL: %w", err)
@@ -110,18 +110,18 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 	if len(ps) == 0 {
 		return nil, nil
 	}
-	// setupProviders has no context of its own (its caller passes none); the check is one
-	// small record read or write, bounded here.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := checkNamespace(ctx, st, cfg.IdentifierNamespace); err != nil {
-		return nil, err
-	}
 	registry := providers.NewRegistry(ps...)
 	vk := seal.Derive(key, "ohx vendor token vault")
 	kid := keyID(vk)
 	vault, err := providers.NewVault(st, map[string][]byte{kid: vk}, kid, log)
 	if err != nil {
+		return nil, err
+	}
+	conns, err := vault.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	if err := checkNamespace(ctx, st, cfg.IdentifierNamespace, len(conns) > 0); err != nil {
 		return nil, err
 	}
 	runner := pipeline.NewRunner(pipeline.Config{
@@ -157,11 +157,22 @@ func setupProviders(cfg Config, st store.Store, key []byte, log *slog.Logger, re
 // the store's synced resources.
 const namespaceKind, namespaceID = "ohx-settings", "identifier-namespace"
 
+// legacyNamespace is the namespace of stores synced before OHX_IDENTIFIER_NAMESPACE existed.
+const legacyNamespace = "https://ohx.example"
+
 // checkNamespace records ns as the store's identifier namespace when the store has none yet, and
 // refuses to sync under another one: resource ids derive from the identifiers, so a changed
 // OHX_IDENTIFIER_NAMESPACE would write every synced resource again under a new id next to the
 // old one. The record is created atomically, so instances starting together agree.
-func checkNamespace(ctx context.Context, st store.Records, ns fhir.Namespace) error {
+func checkNamespace(ctx context.Context, st store.Records, ns fhir.Namespace, connected bool) error {
+	if _, err := st.GetRecord(ctx, namespaceKind, namespaceID); errors.Is(err, store.ErrNotFound) && connected && ns == fhir.DefaultNamespace {
+		// Connections but no namespace: the store was synced before the setting existed, under
+		// the old fixed namespace. Recording the new default would sync every resource again
+		// under new ids beside the old ones.
+		return fmt.Errorf("config: this store was synced before OHX_IDENTIFIER_NAMESPACE existed, under %q: "+
+			"set OHX_IDENTIFIER_NAMESPACE=%s to keep its identifiers (or to another value to re-identify every synced resource)",
+			legacyNamespace, legacyNamespace)
+	}
 	switch err := st.CreateRecord(ctx, namespaceKind, namespaceID, []byte(ns), time.Time{}); {
 	case err == nil:
 		return nil

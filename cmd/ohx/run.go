@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 	if err := setupAuth(ctx, cfg, st, key, log, &ac); err != nil {
 		return err
 	}
-	runner, err := setupProviders(cfg, st, key, log, promReg, &ac)
+	runner, err := setupProviders(ctx, cfg, st, key, log, promReg, &ac)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,12 @@ test('every connected patient has every kind their vendor served, with its LOINC
   assert.ok(connected.length >= 5, `${connected.length} connected patients in the demo`);
   const client = ehr();
   for (const p of connected) {
+    // Every sample the simulator served is one Observation, whatever its kind.
+    const all = await client.search({ resourceType: 'Observation', searchParams: { patient: p.id, _summary: 'count' } });
+    const sum = Object.values(p.served).reduce((a, b) => a + b, 0);
+    assert.equal(all.total, sum, `${p.mrn} (${p.provider}): ${all.total} Observations, the simulator served ${sum} samples`);
+    const checked = Object.keys(p.served).filter((k) => kinds[k] && p.served[k] > 0);
+    assert.ok(checked.length >= 3, `${p.mrn}: kinds checked in detail: ${checked}`);
     for (const [kind, want] of Object.entries(p.served)) {
       const spec = kinds[kind];
       if (!spec || want === 0) continue;

@@ -86,10 +86,13 @@ type ECG struct {
 	id uint64
 }
 
-// weightOn is the person's trend weight at an instant (kg), before the day's noise.
-func (p *Person) weightOn(w *World, t time.Time) float64 {
-	days := t.Sub(w.Start(p)).Hours() / 24
-	return p.weight0 + p.weightSlope*days
+// weightOn is the person's trend weight at an instant (kg), before the day's noise: a slow
+// swing around their mean weight over a two-year cycle (kilograms lost or gained over months),
+// keyed by the calendar, not by the Epoch, so that one seed weighs the same on the same day in
+// every run.
+func (p *Person) weightOn(t time.Time) float64 {
+	days := float64(t.Unix()) / 86400
+	return p.weight0 + p.weightSwing*math.Sin(2*math.Pi*days/730+p.weightPhase)
 }
 
 // Weight is the day's weigh-in: most mornings between 06:30 and 08:30 local, never at or after
@@ -107,8 +110,8 @@ func (w *World) Weight(p *Person, day time.Time) (Weight, bool) {
 }
 
 func (p *Person) weighIn(w *World, t time.Time, r *rng) Weight {
-	kg := p.weightOn(w, t) + 0.35*r.normal()
-	fat := p.fat0 + 0.6*r.normal() - 0.05*(p.weightOn(w, w.Start(p))-p.weightOn(w, t))
+	kg := p.weightOn(t) + 0.35*r.normal()
+	fat := p.fat0 + 0.6*r.normal() + 0.3*(p.weightOn(t)-p.weight0) // fat follows the swing
 	return Weight{At: t, Kg: round(kg, 2), FatPct: round(fat, 1)}
 }
 
@@ -170,7 +173,7 @@ func (w *World) ActivityUntil(p *Person, day time.Time, until time.Time) Activit
 	floors := math.Max(0, 6+4*r.normal())
 	frac := dayFraction(day, until)
 	steps := int(total * frac)
-	kg := p.weightOn(w, day)
+	kg := p.weightOn(day)
 	active := float64(steps) * 0.0005 * kg                                                                                      // ≈ 0.5 kcal per kg per 1000 steps
 	bmr := 10*kg + 6.25*p.HeightM*100 - 5*float64(ageAt(p, day)) + map[bool]float64{true: -161, false: 5}[p.Gender == "female"] // Mifflin–St Jeor
 	end := day.AddDate(0, 0, 1)

@@ -48,13 +48,13 @@ type Person struct {
 	// HeightM is the height in metres.
 	HeightM float64
 
-	weight0, weightSlope float64 // kg at the first day, kg per day
-	fat0                 float64 // body fat %
-	steps0               float64 // mean weekday steps
-	rhr0                 float64 // resting heart rate, /min
-	sys0, dia0           float64 // blood pressure, mmHg
-	spo20                float64 // %
-	afib                 bool    // some of their ECGs show atrial fibrillation
+	weight0, weightSwing, weightPhase float64 // mean kg, kg either side of it, phase of the cycle
+	fat0                              float64 // body fat %
+	steps0                            float64 // mean weekday steps
+	rhr0                              float64 // resting heart rate, /min
+	sys0, dia0                        float64 // blood pressure, mmHg
+	spo20                             float64 // %
+	afib                              bool    // some of their ECGs show atrial fibrillation
 }
 
 var (
@@ -93,7 +93,8 @@ func New(seed int64, n, days int, epoch time.Time) (*World, error) {
 		}
 		bmi := r.between(21, 31)
 		p.weight0 = bmi * p.HeightM * p.HeightM
-		p.weightSlope = r.between(-0.04, 0.02) // a slow loss or gain: −1.2 to +0.6 kg a month
+		p.weightSwing = r.between(1.5, 5) // up to about 0.7 kg a month at the steepest
+		p.weightPhase = r.between(0, 2*math.Pi)
 		p.fat0 = r.between(18, 32)
 		p.steps0 = r.between(4500, 11000)
 		p.rhr0 = r.between(54, 74)

@@ -1,7 +1,7 @@
 package sim
 
 import (
-	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -17,20 +17,39 @@ func world(t *testing.T, seed int64) *World {
 	return w
 }
 
-// TestDeterministic: one seed, one data set, whatever order values are asked in; another seed
-// differs.
+// TestDeterministic: one seed, one data set, whatever order values are asked in and whatever the
+// Epoch (a day later, the shared days hold the same values); another seed differs.
 func TestDeterministic(t *testing.T) {
-	a, b := world(t, 7), world(t, 7)
+	a := world(t, 7)
+	b, err := New(7, 5, 90, epoch.AddDate(0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, q := a.People[2], b.People[2]
-	days := a.DaysOf(p)
+	days := a.DaysOf(p)[1 : len(a.DaysOf(p))-1] // the days both histories hold whole
+	type day struct {
+		kg    float64
+		at    time.Time
+		steps int
+		bp    int
+	}
+	ask := func(w *World, x *Person, d time.Time) day {
+		wt, _ := w.Weight(x, d)
+		bp, _ := w.BloodPressure(x, d)
+		return day{wt.Kg, wt.At, w.Activity(x, d).Steps, bp.Systolic}
+	}
+	forward := make([]day, len(days))
+	for i, d := range days {
+		forward[i] = ask(a, p, d)
+	}
 	for i := len(days) - 1; i >= 0; i-- { // b is asked in reverse
-		wa, oka := a.Weight(p, days[len(days)-1-i])
-		wb, okb := b.Weight(q, days[len(days)-1-i])
-		if oka != okb || !wa.At.Equal(wb.At) || wa.Kg != wb.Kg || wa.FatPct != wb.FatPct {
-			t.Fatalf("weight on %s: %v %v / %v %v", days[i], wa, oka, wb, okb)
+		got := ask(b, q, days[i])
+		if got.kg != forward[i].kg || !got.at.Equal(forward[i].at) || got.steps != forward[i].steps || got.bp != forward[i].bp {
+			t.Fatalf("%s: %+v with the later epoch, asked in reverse; %+v", days[i].Format(time.DateOnly), got, forward[i])
 		}
 	}
-	if len(a.ECGs(p)) != len(b.ECGs(q)) || a.ECGs(p)[0].Rhythm != b.ECGs(q)[0].Rhythm || !reflect.DeepEqual(a.ECGs(p)[0].Signal(300), b.ECGs(q)[0].Signal(300)) {
+	ea, eb := a.ECGs(p), b.ECGs(q)
+	if len(ea) == 0 || !ea[0].At.Equal(eb[0].At) || ea[0].Rhythm != eb[0].Rhythm || !slices.Equal(ea[0].Signal(300), eb[0].Signal(300)) {
 		t.Error("ECGs differ on one seed")
 	}
 	c := world(t, 8)

@@ -27,17 +27,20 @@ type pending struct {
 }
 
 // authorizeRequest validates the authorize parameters: response_type=code, our client_id, an
-// absolute http(s) redirect_uri, known scopes, and the PKCE S256 challenge Fitbit requires. The
-// string is the reason shown when it is invalid.
+// absolute http(s) redirect_uri (one of Config.RedirectURIs when they are set), known scopes,
+// and the PKCE S256 challenge Fitbit requires. The string is the reason shown when it is invalid.
 func (s *Simulator) authorizeRequest(q url.Values) (*pending, string) {
 	p := &pending{clientID: q.Get("client_id"), redirectURI: q.Get("redirect_uri"), state: q.Get("state"),
 		challenge: q.Get("code_challenge")}
 	if p.clientID != s.cfg.ClientID {
 		return nil, "The client id is invalid."
 	}
-	u, err := url.Parse(p.redirectURI)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+	if !absoluteHTTP(p.redirectURI) {
 		return nil, "The redirect_uri is not an absolute http or https URL."
+	}
+	if len(s.cfg.RedirectURIs) > 0 && !slices.Contains(s.cfg.RedirectURIs, p.redirectURI) {
+		// Compared exactly, as Fitbit compares it with the application's callback URLs.
+		return nil, "The redirect_uri does not match a callback URL registered for the application."
 	}
 	if q.Get("response_type") != "code" {
 		return nil, "The response_type must be code."
@@ -58,6 +61,12 @@ func (s *Simulator) authorizeRequest(q url.Values) (*pending, string) {
 	}
 	slices.Sort(p.scopes)
 	return p, ""
+}
+
+// absoluteHTTP reports whether raw is an absolute http(s) URL without a fragment.
+func absoluteHTTP(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Fragment == ""
 }
 
 type account struct{ Key, Name, UserID string }
@@ -108,9 +117,11 @@ func (s *Simulator) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, reason)
 		return
 	}
-	p.expires = s.now().Add(codeTTL)
+	now := s.now()
+	p.expires = now.Add(codeTTL)
 	nonce := secret()
 	s.mu.Lock()
+	s.sweepLocked(now)
 	s.pending[nonce] = p
 	s.mu.Unlock()
 	page := consentPage{Nonce: nonce, Scopes: p.scopes}
@@ -155,6 +166,7 @@ func (s *Simulator) handleConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		code := secret()
 		s.mu.Lock()
+		s.sweepLocked(now)
 		s.codes[code] = &authCode{user: user, clientID: p.clientID, redirectURI: p.redirectURI, challenge: p.challenge,
 			scopes: p.scopes, expires: now.Add(codeTTL)}
 		s.mu.Unlock()

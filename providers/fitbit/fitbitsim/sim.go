@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ type Config struct {
 	Log *slog.Logger
 	// HTTPClient delivers the notifications (nil: a client with a 10 s timeout).
 	HTTPClient *http.Client
+	// RedirectURIs are the redirect URIs registered for the client, as the vendor's developer
+	// console holds them; empty: any absolute http(s) URI, for tests. An authorize request whose
+	// redirect_uri is not exactly one of them gets the 400 error page, never a redirect: Fitbit
+	// redirects only to a callback URL of the application's settings.
+	RedirectURIs []string
 
 	// SubscriberURL is ohx's subscriber endpoint (e.g. http://127.0.0.1:8080/webhooks/fitbit),
 	// configured in a real Fitbit app's settings; empty: Push delivers nothing.
@@ -65,7 +71,7 @@ type Simulator struct {
 	mu       sync.Mutex
 	pending  map[string]*pending    // consent nonce → the authorize request it answers
 	codes    map[string]*authCode   // authorization code → what it grants
-	used     map[string]string      // spent authorization code → refresh token it produced
+	used     map[string]*spentCode  // spent authorization code → what it produced
 	access   map[string]*accessTok  // access token → its grant
 	refresh  map[string]*grant      // refresh token → grant
 	subs     map[subKey]string      // (user, collection) → subscription id
@@ -75,7 +81,8 @@ type Simulator struct {
 }
 
 // New returns a simulator for cfg. It returns an error when the world, people or client are
-// missing, a person is not of the world, or the subscriber URL is not absolute.
+// missing, a person is not of the world, or the subscriber URL or a registered redirect URI is
+// not an absolute http(s) URL.
 func New(cfg Config) (*Simulator, error) {
 	if cfg.World == nil {
 		return nil, errors.New("fitbitsim: a world is required")
@@ -92,6 +99,12 @@ func New(cfg Config) (*Simulator, error) {
 			return nil, fmt.Errorf("fitbitsim: subscriber URL %q is not an absolute http(s) URL", cfg.SubscriberURL)
 		}
 	}
+	for _, u := range cfg.RedirectURIs {
+		if !absoluteHTTP(u) {
+			return nil, fmt.Errorf("fitbitsim: registered redirect URI %q is not an absolute http(s) URL", u)
+		}
+	}
+	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -110,7 +123,7 @@ func New(cfg Config) (*Simulator, error) {
 	s := &Simulator{
 		cfg: cfg, w: cfg.World, log: cfg.Log.With("simulator", "fitbit"), hc: cfg.HTTPClient,
 		byUser: map[string]*sim.Person{}, userOf: map[string]string{},
-		pending: map[string]*pending{}, codes: map[string]*authCode{}, used: map[string]string{},
+		pending: map[string]*pending{}, codes: map[string]*authCode{}, used: map[string]*spentCode{},
 		access: map[string]*accessTok{}, refresh: map[string]*grant{}, subs: map[subKey]string{},
 		live: map[string]*liveState{}, quota: map[string]*quotaState{},
 	}

@@ -17,6 +17,10 @@ const (
 	codeTTL   = 10 * time.Minute
 )
 
+// expiredMemory is how long an expired access token is remembered, so that it is answered
+// expired_token rather than invalid_token for a while, before a sweep forgets it.
+const expiredMemory = accessTTL
+
 // authCode is an issued authorization code, bound to the client, the redirect URI and the PKCE
 // challenge of its authorize request.
 type authCode struct {
@@ -38,6 +42,13 @@ type grant struct {
 
 type accessTok struct {
 	g       *grant
+	expires time.Time
+}
+
+// spentCode is an exchanged authorization code, remembered until it would have expired so that a
+// replay revokes what it granted.
+type spentCode struct {
+	refresh string // the refresh token it produced ("" when the exchange failed)
 	expires time.Time
 }
 
@@ -93,15 +104,17 @@ func (s *Simulator) exchange(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	c, ok := s.codes[code]
 	if !ok {
-		if rt, reused := s.used[code]; reused {
+		if u, reused := s.used[code]; reused {
 			// RFC 6749 §4.1.2: a code used twice revokes what it granted.
-			s.revokeLocked(rt)
+			s.revokeLocked(u.refresh)
 		}
 		s.invalidGrant(w, "Authorization code invalid.")
 		return
 	}
 	delete(s.codes, code)
-	s.used[code] = ""
+	s.sweepLocked(now)
+	spent := &spentCode{expires: c.expires}
+	s.used[code] = spent
 	switch {
 	case !now.Before(c.expires):
 		s.invalidGrant(w, "Authorization code expired.")
@@ -117,7 +130,7 @@ func (s *Simulator) exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g := &grant{user: c.user, scopes: c.scopes}
-	s.used[code] = s.issueLocked(w, g, now)
+	spent.refresh = s.issueLocked(w, g, now)
 }
 
 // verifierMatches checks a PKCE S256 verifier: BASE64URL(SHA256(verifier)) == challenge
@@ -148,6 +161,7 @@ func (s *Simulator) rotate(w http.ResponseWriter, r *http.Request) {
 
 // issueLocked mints a token pair for g, answers it and returns the refresh token.
 func (s *Simulator) issueLocked(w http.ResponseWriter, g *grant, now time.Time) string {
+	s.sweepLocked(now)
 	at, rt := secret(), secret()
 	g.refresh = rt
 	g.access = append(g.access, at)
@@ -186,6 +200,34 @@ func (s *Simulator) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// sweepLocked forgets expired consent requests, authorization codes and spent codes, and access
+// tokens expired for longer than expiredMemory (s.mu held). It runs whenever one of them is
+// added, so that a long-running demo does not grow. Refresh tokens do not expire: they go when
+// rotated or revoked.
+func (s *Simulator) sweepLocked(now time.Time) {
+	for k, p := range s.pending {
+		if !now.Before(p.expires) {
+			delete(s.pending, k)
+		}
+	}
+	for k, c := range s.codes {
+		if !now.Before(c.expires) {
+			delete(s.codes, k)
+		}
+	}
+	for k, u := range s.used {
+		if !now.Before(u.expires) {
+			delete(s.used, k)
+		}
+	}
+	for k, a := range s.access {
+		if !now.Before(a.expires.Add(expiredMemory)) {
+			delete(s.access, k)
+			a.g.access = slices.DeleteFunc(a.g.access, func(t string) bool { return t == k })
+		}
+	}
 }
 
 // revokeLocked removes the grant whose current refresh token is rt, with its access tokens.

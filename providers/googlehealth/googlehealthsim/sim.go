@@ -5,6 +5,13 @@
 // subscriber's Authorization header. Every value it serves comes from a sim.World (history
 // before its Epoch) or from the live measurements Push adds; the JSON has the shapes of the
 // recorded payloads in testdata/googlehealth, which the real adapter parses.
+//
+// One shortcut: Google delivers webhooks only to a subscriber that the project registered through
+// the projects.subscribers API (the AUTOMATIC subscriber `ohx googlehealth subscriber …`
+// creates). The simulator has no subscriber API: it behaves as if that subscriber already existed
+// with Config.WebhookURL as its endpointUri and Config.WebhookAuthorization as its secret, and Push
+// posts there for every consenting user. Registering a subscriber is therefore not part of
+// `ohx demo`, and `ohx googlehealth subscriber …` cannot be tried against the simulator.
 package googlehealthsim
 
 import (
@@ -13,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +50,11 @@ type Config struct {
 	// delivery (the subscriber's endpointAuthorization.secret, e.g. "Bearer …"); ohx checks it
 	// against OHX_GOOGLEHEALTH_WEBHOOK_SECRET.
 	WebhookAuthorization string
+	// RedirectURIs are the redirect URIs registered for the client, as the vendor's developer
+	// console holds them; empty: any absolute http(s) URI, for tests. An authorize request whose
+	// redirect_uri is not exactly one of them gets the 400 error page (redirect_uri_mismatch),
+	// never a redirect, as Google refuses a redirect URI not authorized for the OAuth client.
+	RedirectURIs []string
 }
 
 // Simulator is a simulated Google Health API. It is safe for concurrent use.
@@ -73,7 +86,8 @@ type liveData struct {
 }
 
 // New validates cfg and returns the simulator. It fails without a world, people, or client
-// credentials, for a person not in the world, and for an invalid webhook URL.
+// credentials, for a person not in the world, and for an invalid webhook URL or registered
+// redirect URI.
 func New(cfg Config) (*Simulator, error) {
 	if cfg.World == nil || len(cfg.People) == 0 {
 		return nil, errors.New("googlehealthsim: a world and at least one person are required")
@@ -87,6 +101,12 @@ func New(cfg Config) (*Simulator, error) {
 			return nil, fmt.Errorf("googlehealthsim: webhook URL %q is not an absolute http(s) URL", cfg.WebhookURL)
 		}
 	}
+	for _, u := range cfg.RedirectURIs {
+		if !absoluteHTTP(u) {
+			return nil, fmt.Errorf("googlehealthsim: registered redirect URI %q is not an absolute http(s) URI", u)
+		}
+	}
+	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
 	s := &Simulator{cfg: cfg, world: cfg.World, byKey: map[string]*sim.Person{}, ids: map[string]string{},
 		now: cfg.Now, log: cfg.Log, hc: cfg.HTTPClient,
 		pending: map[string]*authRequest{}, codes: map[string]*authCode{}, grants: map[string]*grant{},
@@ -132,7 +152,7 @@ const (
 // API, consent, token and revoke URLs, the webhook secret (when WebhookAuthorization is set) and
 // the data kinds the simulator serves (intraday heart rate is opt-in in the adapter; listing it
 // makes ohx read what Served counts). OHX_GOOGLEHEALTH_REVOKE_URL keeps a disconnect's revocation
-// on the simulator once cmd/ohx reads it.
+// on the simulator rather than Google's live endpoint.
 func (s *Simulator) Env(baseURL string) map[string]string {
 	baseURL = strings.TrimRight(baseURL, "/")
 	env := map[string]string{

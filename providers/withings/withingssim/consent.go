@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -55,7 +56,8 @@ func renderHTML(w http.ResponseWriter, status int, t *template.Template, data an
 
 // serveAuthorize is the authorize2 consent page
 // (https://developer.withings.com/api-reference/#tag/oauth2/operation/oauth2-authorize): GET
-// validates response_type=code, client_id, an absolute http(s) redirect_uri and state and shows
+// validates response_type=code, client_id, an absolute http(s) redirect_uri (one of
+// Config.RedirectURIs when they are set) and state and shows
 // the accounts; the form's POST answers 303 to redirect_uri with code and state (Allow) or
 // error=access_denied and state (Deny). An invalid request is a 400 page, never a redirect.
 func (s *Simulator) serveAuthorize(w http.ResponseWriter, r *http.Request) {
@@ -74,6 +76,12 @@ func validRedirect(raw string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Fragment == ""
 }
 
+// registeredRedirect reports whether raw is one of Config.RedirectURIs, compared exactly (no
+// normalisation, as the vendors compare them), or any URI when none are registered.
+func (s *Simulator) registeredRedirect(raw string) bool {
+	return len(s.cfg.RedirectURIs) == 0 || slices.Contains(s.cfg.RedirectURIs, raw)
+}
+
 func (s *Simulator) showConsent(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var problem string
@@ -84,6 +92,8 @@ func (s *Simulator) showConsent(w http.ResponseWriter, r *http.Request) {
 		problem = "unknown client_id"
 	case !validRedirect(q.Get("redirect_uri")):
 		problem = "redirect_uri must be an absolute http(s) URL"
+	case !s.registeredRedirect(q.Get("redirect_uri")):
+		problem = "redirect_uri is not registered for this application"
 	case q.Get("state") == "":
 		problem = "state is required"
 	}

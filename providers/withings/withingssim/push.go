@@ -103,7 +103,7 @@ func (a *account) subscribed(appli int) bool {
 func (s *Simulator) deliver(ctx context.Context, d delivery) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.callbackURL, strings.NewReader(d.form.Encode()))
 	if err != nil {
-		return fmt.Errorf("withings notification: %w", err)
+		return fmt.Errorf("withings notification: %w", redactURL(err))
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	res, err := s.http.Do(req)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,6 +37,11 @@ type Config struct {
 	Log *slog.Logger
 	// HTTPClient delivers notifications (nil: a client with a 10 s timeout).
 	HTTPClient *http.Client
+	// RedirectURIs are the redirect URIs registered for the client, as the vendor's developer
+	// console holds them; empty: any absolute http(s) URI, for tests. An authorize request whose
+	// redirect_uri is not exactly one of them gets the 400 error page, never a redirect: Withings
+	// only redirects to a callback URL registered for the application.
+	RedirectURIs []string
 }
 
 // Simulator is a simulated Withings cloud. It is safe for concurrent use.
@@ -56,7 +62,8 @@ type Simulator struct {
 }
 
 // New returns a simulator for cfg. It returns an error when the world, the people or the client
-// are missing, or a person is not in the world.
+// are missing, a person is not in the world, or a registered redirect URI is not an absolute
+// http(s) URL.
 func New(cfg Config) (*Simulator, error) {
 	if cfg.World == nil {
 		return nil, errors.New("withingssim: a world is required")
@@ -67,6 +74,12 @@ func New(cfg Config) (*Simulator, error) {
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil, errors.New("withingssim: client id and client secret are required")
 	}
+	for _, u := range cfg.RedirectURIs {
+		if !validRedirect(u) {
+			return nil, fmt.Errorf("withingssim: registered redirect URI %q is not an absolute http(s) URL", u)
+		}
+	}
+	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
