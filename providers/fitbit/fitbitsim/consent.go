@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // authorizePath is the consent page, as at www.fitbit.com/oauth2/authorize
@@ -35,10 +37,10 @@ func (s *Simulator) authorizeRequest(q url.Values) (*pending, string) {
 	if p.clientID != s.cfg.ClientID {
 		return nil, "The client id is invalid."
 	}
-	if !absoluteHTTP(p.redirectURI) {
+	if !simweb.AbsoluteHTTP(p.redirectURI) {
 		return nil, "The redirect_uri is not an absolute http or https URL."
 	}
-	if len(s.cfg.RedirectURIs) > 0 && !slices.Contains(s.cfg.RedirectURIs, p.redirectURI) {
+	if !simweb.Redirects(s.cfg.RedirectURIs).Allow(p.redirectURI) {
 		// Compared exactly, as Fitbit compares it with the application's callback URLs.
 		return nil, "The redirect_uri does not match a callback URL registered for the application."
 	}
@@ -61,12 +63,6 @@ func (s *Simulator) authorizeRequest(q url.Values) (*pending, string) {
 	}
 	slices.Sort(p.scopes)
 	return p, ""
-}
-
-// absoluteHTTP reports whether raw is an absolute http(s) URL without a fragment.
-func absoluteHTTP(raw string) bool {
-	u, err := url.Parse(raw)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Fragment == ""
 }
 
 type account struct{ Key, Name, UserID string }

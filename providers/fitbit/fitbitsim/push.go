@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // notification is one item of a subscriber delivery
@@ -101,13 +103,13 @@ func (s *Simulator) deliver(ctx context.Context, d delivery) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.SubscriberURL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("fitbitsim: notification: %w", redactURL(err))
+		return fmt.Errorf("fitbitsim: notification: %w", simweb.RedactURL(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Fitbit-Signature", sign(body, s.cfg.ClientSecret))
 	res, err := s.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("fitbitsim: notification: %w", redactURL(err))
+		return fmt.Errorf("fitbitsim: notification: %w", simweb.RedactURL(err))
 	}
 	io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
 	res.Body.Close()
@@ -160,24 +162,13 @@ func (s *Simulator) probe(ctx context.Context, code string) (int, error) {
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return 0, fmt.Errorf("fitbitsim: verification: %w", redactURL(err))
+		return 0, fmt.Errorf("fitbitsim: verification: %w", simweb.RedactURL(err))
 	}
 	res, err := s.hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("fitbitsim: verification: %w", redactURL(err))
+		return 0, fmt.Errorf("fitbitsim: verification: %w", simweb.RedactURL(err))
 	}
 	io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
 	res.Body.Close()
 	return res.StatusCode, nil
-}
-
-// redactURL drops the URL from a client error (a *url.Error names the request's URL, and a
-// verification probe's carries the code in ?verify=); what went wrong stays, and errors.Is still
-// finds context.Canceled or DeadlineExceeded.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

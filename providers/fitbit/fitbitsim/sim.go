@@ -16,11 +16,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/openhealthexchange/ohx/providers/sim"
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // Config configures the simulator.
@@ -99,12 +99,11 @@ func New(cfg Config) (*Simulator, error) {
 			return nil, fmt.Errorf("fitbitsim: subscriber URL %q is not an absolute http(s) URL", cfg.SubscriberURL)
 		}
 	}
-	for _, u := range cfg.RedirectURIs {
-		if !absoluteHTTP(u) {
-			return nil, fmt.Errorf("fitbitsim: registered redirect URI %q is not an absolute http(s) URL", u)
-		}
+	redirects, err := simweb.NewRedirects("fitbitsim", cfg.RedirectURIs)
+	if err != nil {
+		return nil, err
 	}
-	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
+	cfg.RedirectURIs = redirects
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

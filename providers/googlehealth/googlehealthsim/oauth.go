@@ -7,11 +7,11 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/openhealthexchange/ohx/providers/sim"
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // Lifetimes Google documents: authorization codes are short-lived and single-use, access tokens
@@ -62,12 +62,6 @@ func randomToken(prefix string) string {
 	return prefix + rand.Text()
 }
 
-// absoluteHTTP reports whether raw is an absolute http(s) URI without a fragment.
-func absoluteHTTP(raw string) bool {
-	u, err := url.Parse(raw)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Fragment == ""
-}
-
 // authorize shows the consent page for a valid authorization request
 // (https://developers.google.com/identity/protocols/oauth2/web-server#creatingclient); an invalid
 // one gets an error page with status 400, never a redirect.
@@ -78,11 +72,11 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirect := q.Get("redirect_uri")
-	if !absoluteHTTP(redirect) {
+	if !simweb.AbsoluteHTTP(redirect) {
 		htmlError(w, "invalid_request", "Invalid parameter value for redirect_uri: it must be an absolute http(s) URI.")
 		return
 	}
-	if len(s.cfg.RedirectURIs) > 0 && !slices.Contains(s.cfg.RedirectURIs, redirect) {
+	if !simweb.Redirects(s.cfg.RedirectURIs).Allow(redirect) {
 		// Google compares the redirect_uri exactly with the client's authorized redirect URIs
 		// ("Error 400: redirect_uri_mismatch").
 		htmlError(w, "redirect_uri_mismatch", "The redirect URI in the request does not match the ones authorized for the OAuth client.")

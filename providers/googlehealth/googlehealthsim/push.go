@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/openhealthexchange/ohx/providers/sim"
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // notification is one delivery to the subscriber's endpoint, in the shape the adapter decodes
@@ -135,7 +134,7 @@ func (s *Simulator) deliver(ctx context.Context, n notification) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("googlehealthsim: notification request: %w", redactURL(err))
+		return fmt.Errorf("googlehealthsim: notification request: %w", simweb.RedactURL(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if s.cfg.WebhookAuthorization != "" {
@@ -143,7 +142,7 @@ func (s *Simulator) deliver(ctx context.Context, n notification) error {
 	}
 	res, err := s.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("googlehealthsim: deliver %s notification: %w", n.Data.DataType, redactURL(err))
+		return fmt.Errorf("googlehealthsim: deliver %s notification: %w", n.Data.DataType, simweb.RedactURL(err))
 	}
 	defer res.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
@@ -152,15 +151,4 @@ func (s *Simulator) deliver(ctx context.Context, n notification) error {
 	}
 	s.log.Debug("notification delivered", "data_type", n.Data.DataType, "status", res.StatusCode)
 	return nil
-}
-
-// redactURL drops the URL from a client error: a *url.Error names the webhook URL, which may
-// carry a secret in its path or query. What went wrong stays, and errors.Is still finds
-// context.Canceled or DeadlineExceeded.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

@@ -20,12 +20,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/openhealthexchange/ohx/providers/sim"
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // Config configures the simulator.
@@ -101,12 +101,11 @@ func New(cfg Config) (*Simulator, error) {
 			return nil, fmt.Errorf("googlehealthsim: webhook URL %q is not an absolute http(s) URL", cfg.WebhookURL)
 		}
 	}
-	for _, u := range cfg.RedirectURIs {
-		if !absoluteHTTP(u) {
-			return nil, fmt.Errorf("googlehealthsim: registered redirect URI %q is not an absolute http(s) URI", u)
-		}
+	redirects, err := simweb.NewRedirects("googlehealthsim", cfg.RedirectURIs)
+	if err != nil {
+		return nil, err
 	}
-	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
+	cfg.RedirectURIs = redirects
 	s := &Simulator{cfg: cfg, world: cfg.World, byKey: map[string]*sim.Person{}, ids: map[string]string{},
 		now: cfg.Now, log: cfg.Log, hc: cfg.HTTPClient,
 		pending: map[string]*authRequest{}, codes: map[string]*authCode{}, grants: map[string]*grant{},

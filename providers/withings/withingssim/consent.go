@@ -5,9 +5,10 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // consent is an authorize2 request the consent page was shown for, keyed by the page's nonce.
@@ -71,17 +72,6 @@ func (s *Simulator) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func validRedirect(raw string) bool {
-	u, err := url.Parse(raw)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Fragment == ""
-}
-
-// registeredRedirect reports whether raw is one of Config.RedirectURIs, compared exactly (no
-// normalisation, as the vendors compare them), or any URI when none are registered.
-func (s *Simulator) registeredRedirect(raw string) bool {
-	return len(s.cfg.RedirectURIs) == 0 || slices.Contains(s.cfg.RedirectURIs, raw)
-}
-
 func (s *Simulator) showConsent(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var problem string
@@ -90,9 +80,9 @@ func (s *Simulator) showConsent(w http.ResponseWriter, r *http.Request) {
 		problem = "response_type must be code"
 	case q.Get("client_id") != s.cfg.ClientID:
 		problem = "unknown client_id"
-	case !validRedirect(q.Get("redirect_uri")):
+	case !simweb.AbsoluteHTTP(q.Get("redirect_uri")):
 		problem = "redirect_uri must be an absolute http(s) URL"
-	case !s.registeredRedirect(q.Get("redirect_uri")):
+	case !simweb.Redirects(s.cfg.RedirectURIs).Allow(q.Get("redirect_uri")):
 		problem = "redirect_uri is not registered for this application"
 	case q.Get("state") == "":
 		problem = "state is required"

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // Notification categories (appli) a subscription may name
@@ -29,7 +31,7 @@ func readSubscription(f url.Values, needURL bool) (int, string, *apiError) {
 		return 0, "", invalidParams("appli")
 	}
 	cb := f.Get("callbackurl")
-	if needURL && (!validRedirect(cb) || len(cb) > 255) {
+	if needURL && (!simweb.AbsoluteHTTP(cb) || len(cb) > 255) {
 		return 0, "", &apiError{Status: statusBadCallback, Text: "The callback URL is either absent or incorrect"}
 	}
 	return appli, cb, nil
@@ -59,7 +61,7 @@ func (s *Simulator) checkCallback(r *http.Request) *apiError {
 	}
 	res, err := s.http.Do(req)
 	if err != nil {
-		s.log.Warn("callback check failed", "error", redactURL(err))
+		s.log.Warn("callback check failed", "error", simweb.RedactURL(err))
 		return bad
 	}
 	res.Body.Close()

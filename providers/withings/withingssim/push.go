@@ -2,13 +2,14 @@ package withingssim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // delivery is one notification to send.
@@ -81,16 +82,6 @@ func (s *Simulator) Push(ctx context.Context) (int, error) {
 	return accepted, first
 }
 
-// redactURL drops the URL from a client error: a callback URL carries the receiver's secret
-// path.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
 func (a *account) subscribed(appli int) bool {
 	for _, sub := range a.subs {
 		if sub.Appli == appli {
@@ -103,12 +94,12 @@ func (a *account) subscribed(appli int) bool {
 func (s *Simulator) deliver(ctx context.Context, d delivery) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.callbackURL, strings.NewReader(d.form.Encode()))
 	if err != nil {
-		return fmt.Errorf("withings notification: %w", redactURL(err))
+		return fmt.Errorf("withings notification: %w", simweb.RedactURL(err))
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	res, err := s.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("withings notification: %w", redactURL(err))
+		return fmt.Errorf("withings notification: %w", simweb.RedactURL(err))
 	}
 	defer res.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))

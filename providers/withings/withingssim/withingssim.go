@@ -13,11 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/openhealthexchange/ohx/providers/sim"
+	"github.com/openhealthexchange/ohx/providers/sim/simweb"
 )
 
 // AuthorizePath is the consent page's path, as on account.withings.com.
@@ -74,12 +74,11 @@ func New(cfg Config) (*Simulator, error) {
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil, errors.New("withingssim: client id and client secret are required")
 	}
-	for _, u := range cfg.RedirectURIs {
-		if !validRedirect(u) {
-			return nil, fmt.Errorf("withingssim: registered redirect URI %q is not an absolute http(s) URL", u)
-		}
+	redirects, err := simweb.NewRedirects("withingssim", cfg.RedirectURIs)
+	if err != nil {
+		return nil, err
 	}
-	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
+	cfg.RedirectURIs = redirects
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
