@@ -303,8 +303,8 @@ func (d *demo) run(ctx context.Context, getenv func(string) string, stdout io.Wr
 	case <-ready:
 	case err := <-served:
 		cancel()
-		if err == nil {
-			err = ctx.Err()
+		if err == nil || errors.Is(err, context.Canceled) {
+			return nil // interrupted while starting: a clean stop
 		}
 		return fmt.Errorf("ohx: %w", err)
 	}
