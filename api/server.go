@@ -82,6 +82,9 @@ type Config struct {
 	// Practitioners, if set, serves GET [base]/Practitioner/{id}: the practitioner users of the
 	// built-in authorization server, so that a token's fhirUser can be read (authserver.Server).
 	Practitioners Practitioners
+	// App, if set, serves the built-in SMART app under /app/ (viewer.Handler): static files with
+	// their own Content-Security-Policy, no CORS, no token (the app gets its token by launching).
+	App http.Handler
 }
 
 // DefaultCacheBytes is the result cache's memory budget when Config.CacheBytes is 0.
@@ -188,6 +191,12 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 		return nil, err
 	}
 	s.webhookRoutes(e)
+	if cfg.App != nil {
+		app := gin.WrapH(cfg.App)
+		e.GET("/app", app) // redirected to /app/, the app's redirect URI
+		e.GET("/app/*file", app)
+		e.HEAD("/app/*file", app)
+	}
 	// Discovery is JSON whatever the Accept header says (https://hl7.org/fhir/smart-app-launch/conformance.html).
 	for _, base := range []string{"/fhir", "/fhir/r4"} {
 		e.GET(base+"/.well-known/smart-configuration", s.smartConfiguration)

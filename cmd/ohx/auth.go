@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/openhealthexchange/ohx/api"
@@ -58,6 +59,10 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 		if cfg.MongoURI == "" {
 			// Embedded mode: a demo backend client so that `ohx token` works out of the box.
 			if err := ensureDemoClient(ctx, as, cfg.DataDir); err != nil {
+				return err
+			}
+			// and the built-in app at /app/ (api/viewer) can sign in.
+			if err := ensureViewerClient(ctx, as, strings.TrimSuffix(cfg.BaseURL, "/fhir")+"/app/"); err != nil {
 				return err
 			}
 		}

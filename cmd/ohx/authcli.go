@@ -26,6 +26,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/openhealthexchange/ohx/api/smart/authserver"
+	"github.com/openhealthexchange/ohx/api/viewer"
 	"github.com/openhealthexchange/ohx/store"
 	"github.com/openhealthexchange/ohx/store/seal"
 )
@@ -575,6 +576,24 @@ func ensureDemoClient(ctx context.Context, s *authserver.Server, dataDir string)
 	_, err = s.AddClient(ctx, authserver.Client{ID: demoClientID, Name: "ohx demo backend client", Type: authserver.ClientBackend,
 		Scopes: demoScopes, JWKS: jwks})
 	return err
+}
+
+// ensureViewerClient registers the built-in app (api/viewer) as a public client whose redirect
+// URI is its address, redirectURI, unless it is registered so already: a browser app keeps no
+// secret, so PKCE is its proof (https://hl7.org/fhir/smart-app-launch/app-launch.html#step-1-register).
+func ensureViewerClient(ctx context.Context, s *authserver.Server, redirectURI string) error {
+	c, err := s.Client(ctx, viewer.ClientID)
+	if err == nil && c.Type == authserver.ClientPublic && slices.Equal(c.RedirectURIs, []string{redirectURI}) && slices.Equal(c.Scopes, viewer.Scopes) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("viewer client: %w", err)
+	}
+	if _, err := s.AddClient(ctx, authserver.Client{ID: viewer.ClientID, Name: "ohx viewer", Type: authserver.ClientPublic,
+		RedirectURIs: []string{redirectURI}, Scopes: viewer.Scopes}); err != nil {
+		return fmt.Errorf("viewer client: %w", err)
+	}
+	return nil
 }
 
 // demoScopes let the local demo read everything and register patients (the README's example).

@@ -135,7 +135,8 @@ func TestDemo(t *testing.T) {
 	}
 	guide := out.String()
 	for _, want := range []string{"TOKEN=$(", " token -data-dir ", m.FHIRBase + "/Observation?patient=" + m.Patients[0].ID, m.ConnectLink,
-		"curl -s -X POST " + m.PushURL, "username demo, password " + m.Login.Password, m.Patients[5].MRN} {
+		"curl -s -X POST " + m.PushURL, "username demo, password " + m.Login.Password, m.Patients[5].MRN,
+		strings.TrimSuffix(m.FHIRBase, "/fhir") + "/app/ and sign in"} {
 		if !strings.Contains(guide, want) {
 			t.Errorf("the guided start lacks %q:\n%s", want, guide)
 		}

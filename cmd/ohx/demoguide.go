@@ -156,9 +156,10 @@ func (d *demo) printGuide(w io.Writer, m demoManifest) {
 
    curl -s -X POST %s
 
-5. Sign in as %s %s in a SMART app (standalone launch, issuer %s):
+5. See %s %s's record in the built-in SMART app: open %s/app/ and sign in with
    username %s, password %s
+   (the same sign-in works for any SMART app's standalone launch, issuer %s)
 
 Stop with Ctrl-C.
-`, m.PushURL, me.Given, me.Family, m.FHIRBase, m.Login.Username, m.Login.Password)
+`, m.PushURL, me.Given, me.Family, d.origin, m.Login.Username, m.Login.Password, m.FHIRBase)
 }
