@@ -277,6 +277,23 @@ func (h *connectAPI) disconnect(c *gin.Context) error {
 	return nil
 }
 
+// mayView checks that the caller may see the patient's connections (provider, state, last sync):
+// whoever may read that Patient, a token that reads Patients across patients (an EHR, a
+// practitioner's app) or one confined to this very patient, and whoever may manage them
+// (mayManage, which changing them needs).
+func (s *Server) mayView(c *gin.Context, patient string) error {
+	if principalOf(c) == nil {
+		return nil // auth off
+	}
+	if a, err := s.authorize(c, "Patient", 'r'); err == nil && (a.patient == "" || a.patient == patient) {
+		return nil
+	}
+	if s.mayManage(c, patient) == nil { // whoever may manage them may see them
+		return nil
+	}
+	return errInsufficientScope("reading this patient's vendor connections")
+}
+
 type connectionStatus struct {
 	Provider  string `json:"provider"`
 	Status    string `json:"status"`
@@ -291,7 +308,7 @@ func (h *connectAPI) status(c *gin.Context) error {
 	if !fhir.ValidID(patient) {
 		return fhir.Invalid(fhir.CodeRequired, "patient: a Patient id is required")
 	}
-	if err := h.s.mayManage(c, patient); err != nil {
+	if err := h.s.mayView(c, patient); err != nil {
 		return err
 	}
 	conns, err := h.svc.Connections(c.Request.Context(), patient)

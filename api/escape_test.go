@@ -210,6 +210,16 @@ func TestConnectManagementConfined(t *testing.T) {
 	if got := status(ae.mint("user/Patient.u", "", withUser("Practitioner/d1")), "p2"); got != http.StatusOK {
 		t.Errorf("practitioner: %d", got)
 	}
+	// Seeing the state needs only read access to the Patient (the viewer's practitioner).
+	if got := status(ae.mint("user/Patient.rs", "", withUser("Practitioner/d1")), "p2"); got != http.StatusOK {
+		t.Errorf("practitioner with read access: %d", got)
+	}
+	if got := status(ae.mint("patient/Patient.rs", "p1"), "p2"); got != http.StatusForbidden {
+		t.Errorf("a launch confined to p1 reading p2's connections: %d, want 403", got)
+	}
+	if got := status(ae.mint("patient/Observation.rs", "p1"), "p1"); got != http.StatusForbidden {
+		t.Errorf("a token without Patient read: %d, want 403", got)
+	}
 }
 
 // TestDeviceCacheFollowsAssociations: a patient token's Device search is confined through the

@@ -41,6 +41,9 @@ func TestMounted(t *testing.T) {
 		{"HEAD", "/app/app.js", http.StatusOK, "text/javascript; charset=utf-8"},
 		{"GET", "/app/vendor/fhir-client.pure.min.js", http.StatusOK, "text/javascript; charset=utf-8"},
 		{"GET", "/app/nope.js", http.StatusNotFound, ""},
+		// Through the server's mux too, a path out of /app/ reaches no file.
+		{"GET", "/app/%2e%2e/go.mod", http.StatusNotFound, ""},
+		{"GET", "/app/vendor/%2e%2e/%2e%2e/go.mod", http.StatusNotFound, ""},
 		{"POST", "/app/", http.StatusMethodNotAllowed, ""},
 		{"GET", "/fhir/metadata", http.StatusOK, ""},
 	} {

@@ -8,10 +8,12 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -22,16 +24,25 @@ var web embed.FS
 // as a public client whose redirect URI is the app's address.
 const ClientID = "ohx-viewer"
 
-// Scopes are the scopes the app asks for: a patient in context, the signed-in user's identity,
-// and read and search of what the user may see (SMART v2, https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html).
-var Scopes = []string{"launch", "launch/patient", "openid", "fhirUser", "offline_access", "patient/*.rs", "user/*.rs"}
+// scopes are the scopes the app may ask for: a patient in context (launch/patient standalone,
+// launch in an EHR launch), the signed-in user's identity, and read and search of what the user
+// may see (SMART v2, https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html). No
+// offline_access: a public browser client should not hold a long-lived refresh token
+// (https://www.rfc-editor.org/rfc/rfc9700#section-2.2.2). TestScopesMatchApp keeps this in step
+// with web/app.js.
+var scopes = []string{"launch", "launch/patient", "openid", "fhirUser", "patient/*.rs", "user/*.rs"}
+
+// Scopes returns the scopes the app's client is registered with; the slice is the caller's.
+func Scopes() []string { return append([]string(nil), scopes...) }
 
 // CSP is the app's Content-Security-Policy: script only from the app's own files (no inline
 // script, no eval), fetches only to this origin (the FHIR API and the token endpoint), nothing may
-// frame it. The SMART launch leaves by navigation (location.href), which CSP does not restrict.
-// https://www.w3.org/TR/CSP3/
+// frame it, and DOM XSS sinks (innerHTML, script.src and the like) take only Trusted Types, which
+// the app never makes: it and its vendored libraries build the DOM from nodes and text. The SMART
+// launch leaves by navigation (location.href), which CSP does not restrict.
+// https://www.w3.org/TR/CSP3/, https://www.w3.org/TR/trusted-types/
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-	"font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	"font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'"
 
 type asset struct {
 	body        []byte
@@ -89,7 +100,7 @@ func New(prefix string) (*Handler, error) {
 		return nil, fmt.Errorf("viewer: %w", err)
 	}
 	if _, ok := h.files["index.html"]; !ok {
-		return nil, fmt.Errorf("viewer: index.html is not embedded")
+		return nil, errors.New("viewer: index.html is not embedded")
 	}
 	return h, nil
 }
@@ -138,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	hd.Set("Content-Length", fmt.Sprint(len(a.body)))
+	hd.Set("Content-Length", strconv.Itoa(len(a.body)))
 	if r.Method == http.MethodHead {
 		return
 	}

@@ -1,8 +1,11 @@
 package viewer
 
 import (
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,7 +29,18 @@ func TestHandler(t *testing.T) {
 		{"/app/vendor/uPlot.min.css", "GET", 200, "text/css; charset=utf-8"},
 		{"/app/vendor/uplot.LICENSE", "GET", 404, ""},
 		{"/app/README.md", "GET", 404, ""},
-		{"/app/../go.mod", "GET", 404, ""},
+		// Paths that try to leave the app's files: the handler serves only names of its embedded
+		// files (a map lookup, no file system), so these 404 whether or not a mux cleaned them.
+		{"/app/%2e%2e/go.mod", "GET", 404, ""},
+		{"/app/%2E%2E/%2e%2e/go.mod", "GET", 404, ""},
+		{"/app/vendor/../index.html", "GET", 404, ""},
+		{"/app/vendor/%2e%2e/app.js", "GET", 404, ""},
+		{"/app/./app.js", "GET", 404, ""},
+		{"/app//app.js", "GET", 404, ""},
+		{"/app/vendor%2fuPlot.esm.js", "GET", 200, "text/javascript; charset=utf-8"},
+		{"/app/web/index.html", "GET", 404, ""},
+		{"/app/viewer.go", "GET", 404, ""},
+		{"/app/vendor/", "GET", 404, ""},
 		{"/app", "GET", 301, ""},
 		{"/app/", "POST", 405, ""},
 	} {
@@ -83,5 +97,56 @@ func TestCSPStrict(t *testing.T) {
 	}
 	if _, err := New("app"); err == nil {
 		t.Error(`New("app") succeeded, want an error`)
+	}
+}
+
+// TestScopesMatchApp: every scope web/app.js asks for (SCOPE, and launch, which it asks for in an
+// EHR launch) is one the client is registered with, so the two cannot drift apart; and none is
+// offline_access (a public browser client gets no long-lived refresh token, RFC 9700 §2.2.2).
+func TestScopesMatchApp(t *testing.T) {
+	js, err := fs.ReadFile(web, "web/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^const SCOPE = '([^']*)';`).FindSubmatch(js)
+	if m == nil {
+		t.Fatal("web/app.js has no `const SCOPE = '…';` line")
+	}
+	asked := append(strings.Fields(string(m[1])), "launch")
+	if len(asked) < 2 {
+		t.Fatalf("SCOPE %q is empty", m[1])
+	}
+	for _, s := range asked {
+		if !slices.Contains(Scopes(), s) {
+			t.Errorf("app.js asks for %q, which viewer.Scopes() %q lacks", s, Scopes())
+		}
+	}
+	for _, s := range append(asked, Scopes()...) {
+		if s == "offline_access" {
+			t.Errorf("scope offline_access is asked for or registered")
+		}
+	}
+	// Scopes returns a copy: a caller cannot change what the next caller gets.
+	a := Scopes()
+	a[0] = "changed"
+	if Scopes()[0] == "changed" {
+		t.Error("Scopes() returns the package's own slice")
+	}
+}
+
+// TestAppNoHTMLSinks: the app builds its DOM from nodes and text, never from HTML strings (the
+// CSP's require-trusted-types-for 'script' would make any of these throw).
+func TestAppNoHTMLSinks(t *testing.T) {
+	js, err := fs.ReadFile(web, "web/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sink := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "srcdoc", "createContextualFragment", "DOMParser", "eval("} {
+		if strings.Contains(string(js), sink) {
+			t.Errorf("web/app.js uses %s", sink)
+		}
+	}
+	if !strings.Contains(CSP, "require-trusted-types-for 'script'") {
+		t.Errorf("CSP %q does not require Trusted Types", CSP)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/openhealthexchange/ohx/api"
 	"github.com/openhealthexchange/ohx/api/smart"
 	"github.com/openhealthexchange/ohx/api/smart/authserver"
+	"github.com/openhealthexchange/ohx/api/viewer"
 	"github.com/openhealthexchange/ohx/capability"
 	"github.com/openhealthexchange/ohx/store"
 )
@@ -61,10 +63,20 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 			if err := ensureDemoClient(ctx, as, cfg.DataDir); err != nil {
 				return err
 			}
-			// and the built-in app at /app/ (api/viewer) can sign in.
-			if err := ensureViewerClient(ctx, as, strings.TrimSuffix(cfg.BaseURL, "/fhir")+"/app/"); err != nil {
+		}
+		// The built-in app (api/viewer) signs in as a public client of the built-in server, on
+		// either store; it is served only then (serve mounts it when this URL exists).
+		if u, ok := viewerURL(cfg.BaseURL); ok {
+			if err := ensureViewerClient(ctx, as, u, log); err != nil {
 				return err
 			}
+			app, err := viewer.New("/app/")
+			if err != nil {
+				return err
+			}
+			ac.App = app
+		} else {
+			log.Warn("the built-in app is not served: OHX_BASE_URL does not end in /fhir, so /app/ has no address next to it", "base_url", cfg.BaseURL)
 		}
 		ep := as.Endpoints()
 		v, err := smart.NewVerifier(smart.VerifierConfig{Issuer: ep.Issuer, Audience: cfg.BaseURL, Audiences: []string{r4Base(cfg)},
@@ -85,6 +97,19 @@ func setupAuth(ctx context.Context, cfg Config, st store.Store, key []byte, log 
 	ac.SMARTConfiguration = doc
 	ac.Security = capability.Security(sm)
 	return nil
+}
+
+// viewerURL is the public address of the built-in app, /app/ next to the FHIR base
+// (https://fhir.example.org/fhir → https://fhir.example.org/app/), and whether there is one: the
+// app finds its FHIR server at ../fhir from where it is served.
+func viewerURL(base string) (string, bool) {
+	u, err := url.Parse(base)
+	if err != nil || !strings.HasSuffix(u.Path, "/fhir") {
+		return "", false
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/fhir") + "/app/"
+	u.RawQuery, u.Fragment = "", ""
+	return u.String(), true
 }
 
 // r4Base is the FHIR R4 base the API serves next to cfg.BaseURL: tokens for either are valid on

@@ -581,16 +581,21 @@ func ensureDemoClient(ctx context.Context, s *authserver.Server, dataDir string)
 // ensureViewerClient registers the built-in app (api/viewer) as a public client whose redirect
 // URI is its address, redirectURI, unless it is registered so already: a browser app keeps no
 // secret, so PKCE is its proof (https://hl7.org/fhir/smart-app-launch/app-launch.html#step-1-register).
-func ensureViewerClient(ctx context.Context, s *authserver.Server, redirectURI string) error {
+// A registration an operator changed is put back, and the log says so.
+func ensureViewerClient(ctx context.Context, s *authserver.Server, redirectURI string, log *slog.Logger) error {
+	scopes := viewer.Scopes()
 	c, err := s.Client(ctx, viewer.ClientID)
-	if err == nil && c.Type == authserver.ClientPublic && slices.Equal(c.RedirectURIs, []string{redirectURI}) && slices.Equal(c.Scopes, viewer.Scopes) {
+	if err == nil && c.Type == authserver.ClientPublic && slices.Equal(c.RedirectURIs, []string{redirectURI}) && slices.Equal(c.Scopes, scopes) {
 		return nil
 	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("viewer client: %w", err)
 	}
+	if err == nil {
+		log.Info("the built-in app's client registration is put back", "client", viewer.ClientID, "redirect_uri", redirectURI)
+	}
 	if _, err := s.AddClient(ctx, authserver.Client{ID: viewer.ClientID, Name: "ohx viewer", Type: authserver.ClientPublic,
-		RedirectURIs: []string{redirectURI}, Scopes: viewer.Scopes}); err != nil {
+		RedirectURIs: []string{redirectURI}, Scopes: scopes}); err != nil {
 		return fmt.Errorf("viewer client: %w", err)
 	}
 	return nil

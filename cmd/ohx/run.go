@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/openhealthexchange/ohx/api"
-	"github.com/openhealthexchange/ohx/api/viewer"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
 	"github.com/openhealthexchange/ohx/store/seal"
@@ -107,9 +106,6 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, ready chan<- strin
 		RequestTimeout: cfg.RequestTimeout,
 		CORSOrigins:    commaList(cfg.CORSOrigins),
 		TrustedProxies: commaList(cfg.TrustedProxies),
-	}
-	if ac.App, err = viewer.New("/app/"); err != nil {
-		return err
 	}
 	if err := setupAuth(ctx, cfg, st, key, log, &ac); err != nil {
 		return err

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -148,6 +150,61 @@ func TestViewerBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("ehr launch", func(t *testing.T) {
+		// An EHR (a confidential client allowed to mint launches) opens the app for its
+		// patient: /app/?launch=…&iss=…; the practitioner signs in and the app opens on that
+		// patient, with no picker.
+		out.Reset()
+		if err := run(t.Context(), []string{"clients", "add", "-id", "ehr", "-type", "confidential", "-launch-minter",
+			"-redirect-uri", "https://ehr.example/cb"}, env, nil, &out, &errOut); err != nil {
+			t.Fatalf("clients add: %v %s", err, errOut.String())
+		}
+		_, secret, _ := strings.Cut(out.String(), "store it now): ")
+		secret = strings.TrimSpace(secret)
+		req, _ := http.NewRequest(http.MethodPost, origin+"/auth/launch",
+			strings.NewReader(url.Values{"patient": {other.ID}, "app_client_id": {"ohx-viewer"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("ehr", secret)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var launch struct{ Launch string }
+		json.NewDecoder(res.Body).Decode(&launch)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || launch.Launch == "" {
+			t.Fatalf("mint a launch: %d (client output %q)", res.StatusCode, out.String())
+		}
+		ctx, con := newViewerBrowser(t)
+		fail := func(format string, args ...any) {
+			t.Helper()
+			shot(t, ctx, "viewer-ehr-launch-failed", true)
+			t.Fatalf(format+"\nbrowser console:\n%s", append(args, con)...)
+		}
+		// Through /app (no slash): the redirect to /app/ keeps the launch parameters.
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(origin+"/app?"+url.Values{"launch": {launch.Launch}, "iss": {m.FHIRBase}}.Encode()),
+			chromedp.WaitVisible(chromedp.ID("username")),
+			chromedp.SendKeys(chromedp.ID("username"), "doc"),
+			chromedp.SendKeys(chromedp.ID("password"), docPassword),
+			chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+			chromedp.WaitVisible(chromedp.CSS(`button[value=approve]`)),
+			chromedp.Click(chromedp.CSS(`button[value=approve]`)),
+			chromedp.WaitVisible(chromedp.CSS(`h1[data-patient="`+other.ID+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#chart-weight:not([data-state=loading])`)),
+		); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			fail("EHR launch: %v (at %s)", err, loc)
+		}
+		// A practitioner sees the connected services too (read access to the Patient).
+		if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#view .error').length`)); err != nil || n != 0 {
+			fail("%d error messages on the launched patient's page (%v)", n, err)
+		}
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#connections li[data-provider]`))); err != nil {
+			fail("connected services of the launched patient: %v", err)
+		}
+	})
+
 	t.Run("patient", func(t *testing.T) {
 		// The demo's sign-in is the patient not connected yet: the app offers the connect flow,
 		// and after it (and the backfill) the chart shows what the simulator served.
@@ -213,6 +270,17 @@ func TestViewerBrowser(t *testing.T) {
 			fail("after connecting, the weight chart shows %q points, the simulator served %d, the API holds %d", got, want, demoCount(t, m, tok, me.ID, "29463-7"))
 		}
 		shot(t, ctx, "viewer-patient-connected", false)
+		// Another patient's page: the patient user's token reaches only their own record, so the
+		// app shows the refusal (404: the API does not say whether another patient exists).
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(origin+"/app/#/patient/"+target.ID),
+			chromedp.WaitVisible(chromedp.CSS(`#view .error[data-status="404"], #view .error[data-status="403"]`)),
+		); err != nil {
+			fail("another patient's page: %v", err)
+		}
+		if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('h1[data-patient="`+target.ID+`"], #chart-weight').length`)); err != nil || n != 0 {
+			fail("another patient's page shows %d of their elements (%v)", n, err)
+		}
 	})
 
 	t.Run("403", func(t *testing.T) {
@@ -294,8 +362,8 @@ func newViewerBrowser(t *testing.T) (context.Context, *console) {
 }
 
 // shot saves a full-page screenshot as name-….png and logs its path: always on failure (under
-// OHX_TEST_ARTIFACTS, else the test's temporary directory), and of every step when
-// OHX_TEST_ARTIFACTS is set.
+// OHX_TEST_ARTIFACTS, else TMPDIR/ohx-test-artifacts, which outlives the test, unlike
+// t.TempDir), and of every step when OHX_TEST_ARTIFACTS is set.
 func shot(t *testing.T, ctx context.Context, name string, failed bool) {
 	t.Helper()
 	dir := os.Getenv("OHX_TEST_ARTIFACTS")
@@ -303,7 +371,7 @@ func shot(t *testing.T, ctx context.Context, name string, failed bool) {
 		if !failed {
 			return
 		}
-		dir = t.TempDir()
+		dir = filepath.Join(os.TempDir(), "ohx-test-artifacts")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Logf("screenshot: %v", err)

@@ -1,13 +1,17 @@
 // ohx viewer: a SMART on FHIR app (https://hl7.org/fhir/smart-app-launch/) that reads one
 // patient's wearable data through ohx's public FHIR API with the official SMART JavaScript
 // client (fhirclient, http://docs.smarthealthit.org/client-js/). Plain ES module, no build step;
-// everything it shows comes from FHIR responses, rendered with textContent (never innerHTML), so
-// no value from the server can become markup or script.
+// everything it shows comes from FHIR responses, rendered as text nodes (never parsed as HTML),
+// so no value from the server can become markup or script; the CSP requires Trusted Types, so an
+// HTML sink would throw.
 import uPlot from './vendor/uPlot.esm.js';
 
 const FHIR = window.FHIR;
 const CLIENT_ID = 'ohx-viewer';
-const SCOPE = 'openid fhirUser launch/patient patient/*.rs user/*.rs offline_access';
+// No offline_access: a public browser client should not hold a long-lived refresh token
+// (https://www.rfc-editor.org/rfc/rfc9700#section-2.2.2); when the access token expires the user
+// signs in again. api/viewer's tests check every scope here is one viewer.Scopes() registers.
+const SCOPE = 'openid fhirUser launch/patient patient/*.rs user/*.rs';
 // The FHIR base next to /app/: the app is served by the server it reads from.
 const ISS = new URL('../fhir', location.href).href;
 
@@ -48,6 +52,11 @@ const $status = document.getElementById('status');
 let client;
 let range = 30;
 let charts = []; // live uPlot instances, resized with the window
+let currentRoute = ''; // the last "#/…" hash routed to ('' is the default page)
+// Each render owns an AbortController: a newer render (another route, another range) aborts the
+// requests of the one it supersedes, and their late results are dropped.
+let pageAbort = new AbortController();
+let chartsAbort = new AbortController();
 
 // el builds an element: el('p', {class: 'x'}, 'text', child…). Strings become text nodes.
 function el(tag, attrs = {}, ...children) {
@@ -113,12 +122,30 @@ function errorBox(what, e) {
   return box;
 }
 
-function loading(what) { return el('p', { class: 'loading', 'aria-busy': 'true' }, `Loading ${what}…`); }
-
-// search returns every resource of a search, following next links (bounded: pageLimit).
-async function search(url, pageLimit = 20) {
-  return client.request(url, { pageLimit, flat: true });
+// loading is the placeholder of a region being loaded; the region itself carries aria-busy
+// (busy), so assistive technology waits for its content instead of reading the placeholder.
+function loading(what) { return el('p', { class: 'loading' }, `Loading ${what}…`); }
+function busy(region, on) {
+  if (on) region.setAttribute('aria-busy', 'true');
+  else region.removeAttribute('aria-busy');
 }
+function aborted(signal, e) { return signal.aborted || (e && e.name === 'AbortError'); }
+
+// search returns the resources of a search, following next links for at most pageLimit pages;
+// truncated says that a next link was left unfollowed (the page shows "showing the first N").
+async function search(url, pageLimit, signal) {
+  const resources = [];
+  let next = url;
+  for (let pages = 0; next && pages < pageLimit; pages++) {
+    const b = await client.request({ url: next, signal });
+    for (const e of (b && b.entry) || []) if (e.resource) resources.push(e.resource);
+    next = (((b && b.link) || []).find((l) => l.relation === 'next') || {}).url;
+  }
+  return { resources, truncated: !!next };
+}
+
+// cutNote says that a paging limit cut a list short.
+function cutNote(n, what) { return el('p', { class: 'muted cut', 'data-truncated': n }, `Showing the first ${n} ${what}; there are more.`); }
 
 function signOut() {
   sessionStorage.clear();
@@ -127,29 +154,58 @@ function signOut() {
 
 // --- launch ---
 
+// unsafeLaunch reports whether the page URL carries launch parameters that fhirclient's
+// authorize would let override the app's own options (it reads iss, fhirServiceUrl, clientId,
+// patientId and launch from the URL): a link could otherwise send the sign-in, and the tokens,
+// to another server or client. Only an iss that is this server's own FHIR base is accepted; a
+// launch value with it (or without an iss) is the EHR launch.
+function unsafeLaunch(q) {
+  if (['fhirServiceUrl', 'clientId', 'patientId'].some((k) => q.has(k))) return true;
+  return q.has('iss') && q.get('iss').replace(/\/$/, '') !== ISS;
+}
+
 async function start() {
   const q = new URLSearchParams(location.search);
+  document.querySelector('a.skip').addEventListener('click', (ev) => {
+    // Move focus to the content without changing the hash (which is the app's route).
+    ev.preventDefault();
+    document.getElementById('main').focus();
+  });
   try {
     if (q.has('error')) {
-      // The authorization server answered the redirect with an error (RFC 6749 §4.1.2.1).
-      const denied = q.get('error') === 'access_denied';
-      $view.replaceChildren(el('div', { class: 'error', role: 'alert', 'data-status': q.get('error') },
-        el('p', {}, denied ? 'You did not allow the app to read your data.' : `Sign-in failed: ${q.get('error_description') || q.get('error')}`),
+      // The authorization server answered the redirect with an error (RFC 6749 §4.1.2.1). Only a
+      // well-formed error code is shown, never error_description: the URL is anyone's to write.
+      const code = q.get('error');
+      const known = /^[a-z_]{1,40}$/.test(code);
+      busy($view, false);
+      $view.replaceChildren(el('div', { class: 'error', role: 'alert', 'data-status': known ? code : 'error' },
+        el('p', {}, code === 'access_denied' ? 'You did not allow the app to read your data.'
+          : known ? `Sign-in failed (${code}).` : 'Sign-in failed.'),
         el('button', { type: 'button', on: { click: signOut } }, 'Try again')));
       return;
     }
     if (q.has('launch') || (!q.has('code') && !q.has('state') && !sessionStorage.getItem('SMART_KEY'))) {
-      // Standalone launch, or an EHR launch with a launch value (fhirclient reads launch and iss
-      // from the URL): fhirclient discovers the endpoints from ISS, makes PKCE and redirects.
+      // Standalone launch, or an EHR launch with a launch value: fhirclient discovers the
+      // endpoints from ISS, makes PKCE and redirects. (The redirect back, with code and state,
+      // goes to ready(), which reads none of the launch parameters; it may carry the
+      // authorization server's RFC 9207 iss, which is not the FHIR base.)
+      if (unsafeLaunch(q)) {
+        busy($view, false);
+        $view.replaceChildren(el('div', { class: 'error', role: 'alert', 'data-status': 'launch' },
+          el('p', {}, 'This link tries to start the app with another server or client. The app only signs in to this server: open it without those parameters.'),
+          el('button', { type: 'button', on: { click: signOut } }, 'Start again')));
+        return;
+      }
       $view.replaceChildren(loading('the sign-in page'));
       await FHIR.oauth2.authorize({
         clientId: CLIENT_ID, scope: q.has('launch') ? SCOPE.replace('launch/patient', 'launch') : SCOPE,
-        redirectUri: './', iss: q.get('iss') || ISS, pkceMode: 'required',
+        redirectUri: './', iss: ISS, pkceMode: 'required',
       });
       return;
     }
     client = await FHIR.oauth2.ready();
   } catch (e) {
+    busy($view, false);
     $view.replaceChildren(errorBox('the sign-in', e), el('button', { type: 'button', on: { click: signOut } }, 'Start again'));
     return;
   }
@@ -170,10 +226,18 @@ async function start() {
 
 function isPractitioner() { return /^(Practitioner|PractitionerRole)\//.test(client.getFhirUser() || ''); }
 
-function route() {
-  for (const c of charts) c.destroy();
-  charts = [];
-  const h = location.hash;
+// route renders the page the hash names. Only "#/…" hashes are routes: another fragment (the
+// skip link's #main, say) leaves the page as it is; on the first render it means the default page.
+function route(ev) {
+  const raw = location.hash;
+  if (raw.startsWith('#/') || raw === '') currentRoute = raw;
+  else if (ev) return;
+  pageAbort.abort();
+  chartsAbort.abort();
+  pageAbort = new AbortController();
+  destroyCharts();
+  busy($view, false);
+  const h = currentRoute;
   let m;
   if ((m = h.match(/^#\/patient\/([A-Za-z0-9\-.]{1,64})$/))) return patientPage(m[1]);
   if ((m = h.match(/^#\/ecg\/([A-Za-z0-9\-.]{1,64})$/))) return ecgPage(m[1]);
@@ -181,6 +245,11 @@ function route() {
   if (client.patient.id) return patientPage(client.patient.id);
   if (isPractitioner()) return pickerPage();
   $view.replaceChildren(el('div', { class: 'empty' }, el('p', {}, 'No patient is selected for this sign-in.')));
+}
+
+function destroyCharts() {
+  for (const c of charts) c.destroy();
+  charts = [];
 }
 
 function focusMain(title) {
@@ -193,22 +262,32 @@ function focusMain(title) {
 
 async function pickerPage() {
   focusMain('Patients');
-  const list = el('div', { id: 'patient-list' }, loading('patients'));
+  const signal = pageAbort.signal;
+  const list = el('div', { id: 'patient-list', 'aria-label': 'Patients', role: 'region' }, loading('patients'));
   const input = el('input', { type: 'search', id: 'patient-q', name: 'q', autocomplete: 'off' });
   const form = el('form', { role: 'search', on: { submit: (ev) => { ev.preventDefault(); load(input.value.trim()); } } },
     el('label', { for: 'patient-q' }, 'Search by name'), input, el('button', { type: 'submit' }, 'Search'));
   $view.replaceChildren(el('h1', {}, 'Patients'), form, list);
+  let gen = 0; // a newer search supersedes an older one still in flight
   async function load(q) {
+    const mine = ++gen;
     list.replaceChildren(loading('patients'));
+    busy(list, true);
     try {
-      const ps = (await search(`Patient?_count=50${q ? `&name=${encodeURIComponent(q)}` : ''}`, 4)).filter((r) => r.resourceType === 'Patient');
+      const res = await search(`Patient?_count=50${q ? `&name=${encodeURIComponent(q)}` : ''}`, 4, signal);
+      if (mine !== gen || signal.aborted) return;
+      const ps = res.resources.filter((r) => r.resourceType === 'Patient');
       if (!ps.length) { list.replaceChildren(el('p', { class: 'empty' }, q ? `No patient matches “${q}”.` : 'No patients yet.')); return; }
       list.replaceChildren(el('ul', { class: 'patients' }, ps.map((p) => el('li', {},
         el('a', { href: `#/patient/${p.id}`, 'data-patient': p.id }, name(p)),
         p.birthDate ? el('span', { class: 'muted' }, ` born ${p.birthDate}`) : null,
-        p.id === client.patient.id ? el('span', { class: 'badge' }, 'in context') : null))));
+        p.id === client.patient.id ? el('span', { class: 'badge' }, 'in context') : null))),
+        res.truncated ? cutNote(ps.length, 'patients; search by name to narrow the list') : '');
     } catch (e) {
+      if (mine !== gen || aborted(signal, e)) return;
       list.replaceChildren(errorBox('the patient list', e));
+    } finally {
+      if (mine === gen) busy(list, false);
     }
   }
   load('');
@@ -217,44 +296,77 @@ async function pickerPage() {
 // --- patient page ---
 
 async function patientPage(id) {
-  const head = el('div', { class: 'patient-head' }, loading('the patient'));
+  const signal = pageAbort.signal;
+  const head = el('div', { class: 'patient-head', role: 'region', 'aria-label': 'Patient', 'aria-busy': 'true' }, loading('the patient'));
+  const chartBox = el('section', { id: 'charts', 'aria-labelledby': 'charts-h' }, el('h2', { id: 'charts-h' }, `Last ${range} days`));
   const ranges = el('div', { class: 'ranges', role: 'group', 'aria-label': 'Time range' }, RANGES.map((d) =>
     el('button', { type: 'button', 'aria-pressed': d === range ? 'true' : 'false', 'data-range': d,
-      on: { click: () => { range = d; route(); } } }, `${d} days`)));
-  const conns = el('section', { id: 'connections', 'aria-labelledby': 'connections-h' }, el('h2', { id: 'connections-h' }, 'Connected services'), loading('connections'));
-  const devices = el('section', { id: 'devices', 'aria-labelledby': 'devices-h' }, el('h2', { id: 'devices-h' }, 'Devices'), loading('devices'));
-  const latest = el('section', { id: 'latest', 'aria-labelledby': 'latest-h' }, el('h2', { id: 'latest-h' }, 'Latest values'), loading('latest values'));
-  const chartBox = el('section', { id: 'charts', 'aria-labelledby': 'charts-h' }, el('h2', { id: 'charts-h' }, `Last ${range} days`));
-  const ecgs = el('section', { id: 'ecgs', 'aria-labelledby': 'ecgs-h' }, el('h2', { id: 'ecgs-h' }, 'ECGs'), loading('ECGs'));
+      on: { click: (ev) => {
+        // Only the charts depend on the range: they re-render in place, so the buttons (and
+        // keyboard focus on the pressed one) stay.
+        const b = ev.currentTarget;
+        range = d;
+        for (const x of ranges.querySelectorAll('button')) x.setAttribute('aria-pressed', x === b ? 'true' : 'false');
+        if (p) renderCharts(id, chartBox);
+        if (document.activeElement !== b) b.focus();
+      } } }, `${d} days`)));
+  const section = (sid, title, what) => el('section', { id: sid, 'aria-labelledby': `${sid}-h`, 'aria-busy': 'true' },
+    el('h2', { id: `${sid}-h` }, title), loading(what));
+  const conns = section('connections', 'Connected services', 'connections');
+  const devices = section('devices', 'Devices', 'devices');
+  const latest = section('latest', 'Latest values', 'latest values');
+  const ecgs = section('ecgs', 'ECGs', 'ECGs');
   $view.replaceChildren(head, ranges, conns, devices, latest, chartBox, ecgs);
   focusMain('Patient');
 
   let p;
   try {
-    p = await client.request(`Patient/${id}`);
+    p = await client.request({ url: `Patient/${id}`, signal });
   } catch (e) {
+    if (aborted(signal, e)) return;
     // Nothing else on the page can load either: one clear message instead of six.
     $view.replaceChildren(el('h1', {}, 'Patient'), errorBox('this patient', e));
     return;
   }
+  if (signal.aborted) return;
   head.replaceChildren(el('h1', { 'data-patient': p.id }, name(p)),
     el('p', { class: 'muted' }, [p.gender, p.birthDate && `born ${p.birthDate}`].filter(Boolean).join(' · ')));
+  busy(head, false);
   focusMain(name(p));
 
-  const since = new Date(Date.now() - range * DAY * 1000).toISOString();
-  const chartEls = CHARTS.map((c) => {
-    const fig = el('figure', { class: 'chart', id: `chart-${c.id}`, 'data-state': 'loading' },
+  const done = (box) => () => busy(box, false);
+  await Promise.all([
+    loadConnections(id, conns, signal).finally(done(conns)),
+    loadDevices(id, devices, signal).finally(done(devices)),
+    loadLatest(id, latest, signal).finally(done(latest)),
+    loadECGs(id, ecgs, signal).finally(done(ecgs)),
+    renderCharts(id, chartBox),
+  ]);
+}
+
+// renderCharts (re)draws the charts for the current range, superseding a render still loading:
+// its requests are aborted and its uPlot instances destroyed.
+async function renderCharts(id, box) {
+  chartsAbort.abort();
+  const ctrl = new AbortController();
+  chartsAbort = ctrl;
+  const signal = ctrl.signal;
+  if (pageAbort.signal.aborted) return;
+  // Leaving the page aborts its charts too (the listener goes when this render is superseded).
+  pageAbort.signal.addEventListener('abort', () => ctrl.abort(), { once: true, signal });
+  destroyCharts();
+  const now = Date.now();
+  const span = { since: now - range * DAY * 1000, now, days: range };
+  box.replaceChildren(el('h2', { id: 'charts-h' }, `Last ${range} days`));
+  busy(box, true);
+  const figs = CHARTS.map((c) => {
+    const fig = el('figure', { class: 'chart', id: `chart-${c.id}`, 'data-state': 'loading', 'aria-busy': 'true' },
       el('figcaption', {}, el('h3', {}, `${c.title}`, el('span', { class: 'muted' }, ` (${c.unit})`))), loading(`${c.noun} data`));
-    chartBox.append(fig);
+    box.append(fig);
     return fig;
   });
-  await Promise.all([
-    loadConnections(id, conns),
-    loadDevices(id, devices),
-    loadLatest(id, latest),
-    loadECGs(id, ecgs),
-    ...CHARTS.map((c, i) => loadChart(id, c, since, chartEls[i])),
-  ]);
+  await Promise.all(CHARTS.map((c, i) => loadChart(id, c, span, figs[i], signal).finally(() => busy(figs[i], false))));
+  if (!signal.aborted) busy(box, false);
 }
 
 // The vendors a patient can connect here (providers/*); the legacy Fitbit Web API only serves
@@ -264,10 +376,11 @@ const ORIGIN_BASE = new URL('..', location.href).href; // where /connect lives, 
 
 // loadConnections shows the patient's vendor connections (GET /connect/status, a bearer API
 // beside FHIR) and, to a patient user, buttons that start the connect flow for one more.
-async function loadConnections(id, box) {
+async function loadConnections(id, box, signal) {
   let conns = [];
   try {
-    const st = await client.request({ url: `${ORIGIN_BASE}connect/status?patient=${encodeURIComponent(id)}` });
+    const st = await client.request({ url: `${ORIGIN_BASE}connect/status?patient=${encodeURIComponent(id)}`, signal });
+    if (signal.aborted) return;
     conns = (st && st.connections) || [];
     box.lastChild.remove();
     if (!conns.length) box.append(el('p', { class: 'empty' }, 'No service is connected yet.'));
@@ -276,6 +389,7 @@ async function loadConnections(id, box) {
       c.lastSync ? el('span', { class: 'muted' }, ` · last sync ${fmtTime(c.lastSync)}`) : null,
       c.lastError ? el('span', { class: 'error-inline' }, ` · ${c.lastError}`) : null))));
   } catch (e) {
+    if (aborted(signal, e)) return;
     box.lastChild.replaceWith(errorBox('the connected services', e));
   }
   if (client.getFhirUser() !== `Patient/${id}`) return; // only the patient links their own accounts
@@ -298,9 +412,11 @@ async function loadConnections(id, box) {
   if (buttons.length) box.append(el('div', { class: 'connect' }, buttons), msg);
 }
 
-async function loadDevices(id, box) {
+async function loadDevices(id, box, signal) {
   try {
-    const all = await search(`DeviceAssociation?patient=${encodeURIComponent(id)}&_include=DeviceAssociation:device&_count=100`, 5);
+    const res = await search(`DeviceAssociation?patient=${encodeURIComponent(id)}&_include=DeviceAssociation:device&_count=100`, 5, signal);
+    if (signal.aborted) return;
+    const all = res.resources;
     const devs = new Map(all.filter((r) => r.resourceType === 'Device').map((d) => [d.id, d]));
     const assocs = all.filter((r) => r.resourceType === 'DeviceAssociation');
     box.lastChild.remove();
@@ -317,15 +433,26 @@ async function loadDevices(id, box) {
     box.append(el('div', { class: 'scroll' }, el('table', {},
       el('thead', {}, el('tr', {}, ['Device', 'Maker', 'Battery', 'Last sync', 'Status'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows))));
+    if (res.truncated) box.append(cutNote(assocs.length, 'devices'));
   } catch (e) {
+    if (aborted(signal, e)) return;
     box.lastChild.replaceWith(errorBox('the devices', e));
   }
 }
 
-async function loadLatest(id, box) {
+// time is an Observation's time in ms since the epoch, or -Infinity if it has none (sorted last).
+function time(o) {
+  const t = Date.parse(when(o));
+  return isNaN(t) ? -Infinity : t;
+}
+
+async function loadLatest(id, box, signal) {
   try {
-    const obs = (await search(`Observation/$lastn?patient=${encodeURIComponent(id)}&max=1`, 5)).filter((r) => r.resourceType === 'Observation');
-    obs.sort((a, b) => String(when(b)).localeCompare(String(when(a))));
+    const res = await search(`Observation/$lastn?patient=${encodeURIComponent(id)}&max=1`, 5, signal);
+    if (signal.aborted) return;
+    const obs = res.resources.filter((r) => r.resourceType === 'Observation');
+    // By instant, not by string: "2024-05-01T10:00:00+02:00" is before "2024-05-01T09:00:00Z".
+    obs.sort((a, b) => time(b) - time(a));
     box.lastChild.remove();
     if (!obs.length) { box.append(el('p', { class: 'empty' }, 'No measurements yet.')); return; }
     box.append(el('ul', { class: 'cards' }, obs.map((o) => {
@@ -333,28 +460,36 @@ async function loadLatest(id, box) {
       return el('li', { class: 'card' }, el('span', { class: 'card-title' }, display(o.code)),
         el('span', { class: 'card-value' }, v, el('small', {}, u ? ` ${u}` : '')), el('span', { class: 'muted' }, fmtTime(when(o))));
     })));
+    if (res.truncated) box.append(cutNote(obs.length, 'kinds of measurement'));
   } catch (e) {
+    if (aborted(signal, e)) return;
     box.lastChild.replaceWith(errorBox('the latest values', e));
   }
 }
 
-async function loadChart(id, c, since, fig) {
+async function loadChart(id, c, span, fig, signal) {
+  const PAGES = 20, COUNT = 500;
   try {
-    const obs = (await search(`Observation?patient=${encodeURIComponent(id)}&code=${encodeURIComponent(c.code)}&date=ge${encodeURIComponent(since)}&_count=500`, 20))
-      .filter((r) => r.resourceType === 'Observation');
+    // [since, now + 1 day): the upper bound keeps stray future-dated data off the chart's scale.
+    const ge = new Date(span.since).toISOString(), lt = new Date(span.now + DAY * 1000).toISOString();
+    const res = await search(`Observation?patient=${encodeURIComponent(id)}&code=${encodeURIComponent(c.code)}` +
+      `&date=ge${encodeURIComponent(ge)}&date=lt${encodeURIComponent(lt)}&_sort=date&_count=${COUNT}`, PAGES, signal);
+    if (signal.aborted) return;
+    const obs = res.resources.filter((r) => r.resourceType === 'Observation');
     const pts = obs.map((o) => ({ o, t: Date.parse(when(o)) / 1000, v: c.series.map((s) => s.value(o)) }))
       .filter((p) => !isNaN(p.t) && p.v.some((v) => v !== null))
       .sort((a, b) => a.t - b.t);
     fig.lastChild.remove();
     fig.dataset.points = String(pts.length);
     fig.dataset.state = pts.length ? 'ready' : 'empty';
-    if (!pts.length) { fig.append(el('p', { class: 'empty' }, `No ${c.noun} measurements in the last ${range} days.`)); return; }
+    if (!pts.length) { fig.append(el('p', { class: 'empty' }, `No ${c.noun} measurements in the last ${span.days} days.`)); return; }
     const plot = el('div', { class: 'plot', role: 'img', 'aria-label': `${c.title}: ${pts.length} measurements; the table below lists them.` });
     fig.append(plot);
     const data = [pts.map((p) => p.t), ...c.series.map((_, i) => pts.map((p) => p.v[i]))];
     const opts = {
       width: plotWidth(fig), height: 220,
-      scales: { x: { time: true } },
+      // The whole range, not just the span of the data: 30, 90 and 365 days look different.
+      scales: { x: { time: true, range: [span.since / 1000, span.now / 1000] } },
       axes: [{ stroke: '#333' }, { stroke: '#333', label: c.unit, size: 60 }],
       series: [{}, ...c.series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, spanGaps: true,
@@ -364,21 +499,23 @@ async function loadChart(id, c, since, fig) {
       legend: { show: c.series.length > 1 },
     };
     charts.push(new uPlot(opts, data, plot));
-    fig.append(dataTable(c, pts.map((p) => p.o)));
+    if (res.truncated) fig.append(cutNote(obs.length, `${c.noun} measurements of the range (the earliest)`));
+    fig.append(dataTable(c, pts.map((p) => p.o), span.days));
   } catch (e) {
+    if (aborted(signal, e)) return;
     fig.dataset.state = 'error';
     fig.lastChild.replaceWith(errorBox(`the ${c.noun} data`, e));
   }
 }
 
 // dataTable is a chart's text alternative: the Observations behind it.
-function dataTable(c, obs) {
+function dataTable(c, obs, days) {
   const rows = obs.slice().reverse().map((o) => {
     const [v, u] = valueText(o);
     return el('tr', {}, el('td', {}, fmtTime(when(o))), el('td', {}, `${display(o.code)} (${codes(o.code)})`), el('td', { class: 'num' }, v), el('td', {}, u));
   });
   return el('details', { class: 'data' }, el('summary', {}, `Data table: ${obs.length} observations`),
-    el('div', { class: 'scroll' }, el('table', {}, el('caption', {}, `${c.title}, last ${range} days`),
+    el('div', { class: 'scroll' }, el('table', {}, el('caption', {}, `${c.title}, last ${days} days`),
       el('thead', {}, el('tr', {}, ['Time', 'Code', 'Value', 'Unit'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, rows))));
 }
@@ -388,16 +525,19 @@ function resizeCharts() {
   for (const c of charts) c.setSize({ width: plotWidth(c.root.parentElement.parentElement), height: 220 });
 }
 
-async function loadECGs(id, box) {
+async function loadECGs(id, box, signal) {
   try {
-    const obs = (await search(`Observation?patient=${encodeURIComponent(id)}&code=${encodeURIComponent(`${MDC}|131328`)}&_sort=-date&_count=20`, 1))
-      .filter((r) => r.resourceType === 'Observation');
+    const res = await search(`Observation?patient=${encodeURIComponent(id)}&code=${encodeURIComponent(`${MDC}|131328`)}&_sort=-date&_count=20`, 1, signal);
+    if (signal.aborted) return;
+    const obs = res.resources.filter((r) => r.resourceType === 'Observation');
     box.lastChild.remove();
     if (!obs.length) { box.append(el('p', { class: 'empty' }, 'No ECG recordings.')); return; }
     box.append(el('ul', { class: 'ecg-list' }, obs.map((o) => el('li', {},
       el('a', { href: `#/ecg/${o.id}`, 'data-ecg': o.id }, `ECG ${fmtTime(when(o))}`),
       el('span', { class: 'muted' }, ` ${rhythm(o)}`)))));
+    if (res.truncated) box.append(el('p', { class: 'muted cut', 'data-truncated': obs.length }, `Showing the latest ${obs.length} ECGs; there are more.`));
   } catch (e) {
+    if (aborted(signal, e)) return;
     box.lastChild.replaceWith(errorBox('the ECGs', e));
   }
 }
@@ -410,48 +550,105 @@ function rhythm(o) {
 // --- ECG viewer ---
 
 // The paper-ECG scale: 25 mm/s and 10 mm/mV on a 1 mm grid with 5 mm major lines
-// (IEC 60601-2-25). PX_MM fixes how many CSS pixels a millimetre is.
-const MM_PER_S = 25, MM_PER_MV = 10, PX_MM = 4;
+// (IEC 60601-2-25). PX_MM fixes how many CSS pixels a millimetre is. At most MAX_S seconds are
+// drawn: 60 s is 6000 CSS pixels (12000 device pixels at 2×), under every browser's canvas limits.
+const MM_PER_S = 25, MM_PER_MV = 10, PX_MM = 4, MAX_S = 60, MAX_MV = 10;
+
+// Factors to millivolts and to milliseconds for the units SampledData uses here (UCUM codes).
+const TO_MV = { uV: 1 / 1000, 'µV': 1 / 1000, mV: 1, V: 1000 };
+const TO_MS = { ms: 1, s: 1000, us: 1 / 1000, 'µs': 1 / 1000 };
+const SAMPLE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+// parseECG reads a SampledData (https://hl7.org/fhir/R5/datatypes.html#SampledData, or R4's
+// period): value = origin + factor × data[i], in origin's unit. data is whitespace-separated
+// decimals or the markers E (error), L and U (below/above the detection limit); a marker (or any
+// other token) is NaN, a gap in the trace. With dimensions > 1 the samples interleave the channels
+// and only the first is kept. It returns { mv, tokens, channels, intervalMS } or { error }.
+function parseECG(sd) {
+  const tokens = String(sd.data || '').trim().split(/\s+/).filter(Boolean);
+  const channels = Number.isInteger(sd.dimensions) && sd.dimensions > 0 ? sd.dimensions : 1;
+  let intervalMS;
+  if (typeof sd.interval === 'number') {
+    const f = TO_MS[sd.intervalUnit || 'ms'];
+    if (f === undefined) return { error: `The waveform's sampling interval unit (${String(sd.intervalUnit).slice(0, 20)}) is not one this viewer knows.`, tokens };
+    intervalMS = sd.interval * f;
+  } else if (typeof sd.period === 'number') {
+    intervalMS = sd.period; // R4: milliseconds
+  }
+  if (!(intervalMS > 0) || !isFinite(intervalMS)) return { error: 'The waveform has no valid sampling interval.', tokens };
+  const o = sd.origin || {};
+  const unit = o.code || o.unit;
+  const toMV = TO_MV[unit];
+  if (toMV === undefined) return { error: `The waveform's unit (${String(unit || 'none').slice(0, 20)}) is not one this viewer can draw in millivolts.`, tokens };
+  const origin = typeof o.value === 'number' ? o.value : 0;
+  const factor = typeof sd.factor === 'number' ? sd.factor : 1;
+  const n = Math.ceil(tokens.length / channels);
+  const mv = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const t = tokens[i * channels];
+    mv[i] = t !== undefined && SAMPLE.test(t) ? (origin + factor * Number(t)) * toMV : NaN;
+  }
+  return { mv, tokens, channels, intervalMS };
+}
 
 async function ecgPage(id) {
+  const signal = pageAbort.signal;
   $view.replaceChildren(loading('the ECG'));
+  busy($view, true);
   focusMain('ECG');
   let o;
   try {
-    o = await client.request(`Observation/${id}`);
+    o = await client.request({ url: `Observation/${id}`, signal });
   } catch (e) {
+    if (aborted(signal, e)) return;
+    busy($view, false);
     $view.replaceChildren(el('h1', {}, 'ECG'), errorBox('this ECG', e));
     return;
   }
+  if (signal.aborted) return;
+  busy($view, false);
   const patient = ((o.subject || {}).reference || '').replace(/^Patient\//, '');
   const back = el('a', { href: `#/patient/${patient}` }, '← Back to the patient');
   const wave = (o.component || []).find((c) => c.valueSampledData);
   if (!wave) { $view.replaceChildren(back, el('p', { class: 'empty' }, 'This ECG has no waveform.')); return; }
-  const sd = wave.valueSampledData;
-  // value = origin + factor × data[i] (https://hl7.org/fhir/R5/datatypes.html#SampledData), in
-  // origin's unit (µV or mV, fhir/mapping.go ecg()); interval is ms between samples in R5.
-  const origin = qty(sd.origin) || 0;
-  const factor = typeof sd.factor === 'number' ? sd.factor : 1;
-  const toMV = (sd.origin && (sd.origin.code === 'uV' || sd.origin.unit === 'µV')) ? 1 / 1000 : 1;
-  const intervalMS = typeof sd.interval === 'number' ? sd.interval : (typeof sd.period === 'number' ? sd.period : 0);
-  const samples = String(sd.data || '').trim().split(/\s+/).filter((s) => /^-?\d+(\.\d+)?$/.test(s)).map(Number);
-  const mv = samples.map((d) => (origin + factor * d) * toMV);
-  const seconds = (samples.length * intervalMS) / 1000;
+  const w = parseECG(wave.valueSampledData);
+  const title = el('h1', {}, `ECG ${fmtTime(when(o))}`);
+  if (w.error) {
+    $view.replaceChildren(back, title, el('div', { class: 'error', role: 'alert', 'data-status': 'waveform' }, el('p', {}, w.error)));
+    return;
+  }
+  const n = w.mv.length;
+  const seconds = (n * w.intervalMS) / 1000;
+  const drawn = Math.min(n, Math.floor((MAX_S * 1000) / w.intervalMS));
   const hr = (o.component || []).find((c) => hasCode(c.code, LOINC, '8867-4'));
-  const canvas = el('canvas', { id: 'ecg-canvas', 'data-samples': samples.length, role: 'img',
-    'aria-label': `ECG waveform, lead I: ${seconds.toFixed(1)} s, ${samples.length} samples at 25 mm/s and 10 mm/mV` });
-  $view.replaceChildren(back, el('h1', {}, `ECG ${fmtTime(when(o))}`),
+  const notes = [];
+  if (w.channels > 1) notes.push(`The recording has ${w.channels} channels; only the first is drawn.`);
+  if (drawn < n) notes.push(`Only the first ${MAX_S} s of ${seconds.toFixed(1)} s are drawn.`);
+  if (w.mv.subarray(0, drawn).some((v) => Math.abs(v) > MAX_MV)) notes.push(`Samples beyond ±${MAX_MV} mV are clipped.`);
+  const canvas = el('canvas', { id: 'ecg-canvas', 'data-samples': w.tokens.length, 'data-drawn': drawn, role: 'img',
+    'aria-label': `ECG waveform, lead I: ${seconds.toFixed(1)} s, ${n} samples at 25 mm/s and 10 mm/mV${drawn < n ? `; the first ${MAX_S} s are drawn` : ''}` });
+  $view.replaceChildren(back, title,
     el('p', {}, [rhythm(o), hr && `heart rate ${fmtNum(qty(hr.valueQuantity))} /min`,
-      `${seconds.toFixed(1)} s`, `${samples.length} samples`, '25 mm/s, 10 mm/mV'].filter(Boolean).join(' · ')),
-    el('div', { class: 'ecg-scroll', tabindex: '0', 'aria-label': 'ECG strip, scroll sideways' }, canvas));
-  if (!samples.length || intervalMS <= 0) { canvas.replaceWith(el('p', { class: 'empty' }, 'The waveform is empty.')); return; }
-  drawECG(canvas, mv, intervalMS);
+      `${seconds.toFixed(1)} s`, `${n} samples`, '25 mm/s, 10 mm/mV'].filter(Boolean).join(' · ')),
+    notes.length ? el('p', { class: 'muted', id: 'ecg-note' }, notes.join(' ')) : '',
+    el('div', { class: 'ecg-scroll', tabindex: '0', role: 'region', 'aria-label': 'ECG strip, scroll sideways' }, canvas));
+  if (!n) { canvas.replaceWith(el('p', { class: 'empty' }, 'The waveform is empty.')); return; }
+  drawECG(canvas, w.mv.subarray(0, drawn), w.intervalMS);
 }
 
 function drawECG(canvas, mv, intervalMS) {
-  const lo = Math.min(-1.5, Math.floor(Math.min(...mv) * 2) / 2), hi = Math.max(1.5, Math.ceil(Math.max(...mv) * 2) / 2);
+  // A loop, not Math.min(...mv): spreading a long recording overflows the call stack.
+  let min = Infinity, max = -Infinity;
+  for (const v of mv) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  if (min > max) { min = 0; max = 0; } // every sample is NaN
+  // ±1.5 mV at least; ±MAX_MV at most, so a wild sample cannot make the canvas too tall (the
+  // trace is clipped there instead).
+  const lo = Math.max(-MAX_MV, Math.min(-1.5, Math.floor(min * 2) / 2)), hi = Math.min(MAX_MV, Math.max(1.5, Math.ceil(max * 2) / 2));
   const wMM = Math.ceil((mv.length * intervalMS / 1000) * MM_PER_S), hMM = Math.ceil((hi - lo) * MM_PER_MV);
-  const dpr = window.devicePixelRatio || 1;
+  const dpr = Math.min(window.devicePixelRatio || 1, 2);
   canvas.style.width = `${wMM * PX_MM}px`;
   canvas.style.height = `${hMM * PX_MM}px`;
   canvas.width = Math.round(wMM * PX_MM * dpr);
@@ -473,7 +670,13 @@ function drawECG(canvas, mv, intervalMS) {
   g.strokeStyle = '#111';
   g.lineWidth = 1.2;
   g.beginPath();
-  mv.forEach((v, i) => (i ? g.lineTo(x(i), y(v)) : g.moveTo(x(i), y(v))));
+  let pen = false; // a NaN sample lifts the pen: the trace breaks there
+  for (let i = 0; i < mv.length; i++) {
+    const v = mv[i];
+    if (isNaN(v)) { pen = false; continue; }
+    if (pen) g.lineTo(x(i), y(v));
+    else { g.moveTo(x(i), y(v)); pen = true; }
+  }
   g.stroke();
 }
 
