@@ -55,7 +55,13 @@ func (c *console) String() string {
 // flows) and returns a context for its first tab, which ends after 30 s at the latest.
 func newBrowser(t *testing.T) (context.Context, *console) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	return newBrowserFor(t, 30*time.Second)
+}
+
+// newBrowserFor is newBrowser with the tab ending after timeout.
+func newBrowserFor(t *testing.T, timeout time.Duration) (context.Context, *console) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,

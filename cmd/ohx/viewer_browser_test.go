@@ -326,39 +326,11 @@ func TestViewerBrowser(t *testing.T) {
 // searches under -race on two cores) and a phone-sized window: the app must work there.
 func newViewerBrowser(t *testing.T) (context.Context, *console) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	bctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelTab(); cancelAlloc(); cancel() })
-	con := &console{}
-	msgs := chromedp.Console(bctx)
-	go func() {
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			con.mu.Lock()
-			con.msgs = append(con.msgs, m.String())
-			con.mu.Unlock()
-		}
-	}()
-	if err := chromedp.Do(bctx, chromedp.EmulateViewport(390, 844)); err != nil {
+	ctx, con := newBrowserFor(t, 2*time.Minute)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
 		t.Fatal(err)
 	}
-	return bctx, con
+	return ctx, con
 }
 
 // shot saves a full-page screenshot as name-….png and logs its path: always on failure (under
