@@ -57,11 +57,7 @@ func TestViewerBrowser(t *testing.T) {
 
 	t.Run("practitioner", func(t *testing.T) {
 		ctx, con := newViewerBrowser(t)
-		fail := func(format string, args ...any) {
-			t.Helper()
-			shot(t, ctx, "viewer-practitioner-failed", true)
-			t.Fatalf(format+"\nbrowser console:\n%s", append(args, con)...)
-		}
+		fail := failWithShot(t, ctx, con, "viewer-practitioner-failed")
 		if err := chromedp.Do(ctx,
 			chromedp.Navigate(origin+"/app/"),
 			chromedp.WaitVisible(chromedp.ID("username")),
@@ -176,11 +172,7 @@ func TestViewerBrowser(t *testing.T) {
 			t.Fatalf("mint a launch: %d (client output %q)", res.StatusCode, out.String())
 		}
 		ctx, con := newViewerBrowser(t)
-		fail := func(format string, args ...any) {
-			t.Helper()
-			shot(t, ctx, "viewer-ehr-launch-failed", true)
-			t.Fatalf(format+"\nbrowser console:\n%s", append(args, con)...)
-		}
+		fail := failWithShot(t, ctx, con, "viewer-ehr-launch-failed")
 		// Through /app (no slash): the redirect to /app/ keeps the launch parameters.
 		if err := chromedp.Do(ctx,
 			chromedp.Navigate(origin+"/app?"+url.Values{"launch": {launch.Launch}, "iss": {m.FHIRBase}}.Encode()),
@@ -210,11 +202,7 @@ func TestViewerBrowser(t *testing.T) {
 		// and after it (and the backfill) the chart shows what the simulator served.
 		me := m.Patients[len(m.Patients)-1]
 		ctx, con := newViewerBrowser(t)
-		fail := func(format string, args ...any) {
-			t.Helper()
-			shot(t, ctx, "viewer-patient-user-failed", true)
-			t.Fatalf(format+"\nbrowser console:\n%s", append(args, con)...)
-		}
+		fail := failWithShot(t, ctx, con, "viewer-patient-user-failed")
 		account := chromedp.CSS(`input[name="account"][value="` + me.Account + `"]`)
 		if err := chromedp.Do(ctx,
 			chromedp.Navigate(origin+"/app/"),
@@ -292,11 +280,7 @@ func TestViewerBrowser(t *testing.T) {
 			t.Fatalf("clients add: %v %s", err, errOut.String())
 		}
 		ctx, con := newViewerBrowser(t)
-		fail := func(format string, args ...any) {
-			t.Helper()
-			shot(t, ctx, "viewer-403-failed", true)
-			t.Fatalf(format+"\nbrowser console:\n%s", append(args, con)...)
-		}
+		fail := failWithShot(t, ctx, con, "viewer-403-failed")
 		if err := chromedp.Do(ctx,
 			chromedp.Navigate(origin+"/app/"),
 			chromedp.WaitVisible(chromedp.ID("username")),
@@ -320,6 +304,16 @@ func TestViewerBrowser(t *testing.T) {
 		}
 		shot(t, ctx, "viewer-403", false)
 	})
+}
+
+// failWithShot returns a Fatalf for one browser flow that first saves a screenshot named name
+// and appends what the browser's console said.
+func failWithShot(t *testing.T, ctx context.Context, con *console, name string) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		t.Helper()
+		shot(t, ctx, name, true)
+		t.Fatalf(format+"\nbrowser console:\n%s", append(args, con)...)
+	}
 }
 
 // newViewerBrowser is newBrowser with more time (a sign-in, a launch and a dashboard of a dozen
