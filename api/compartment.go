@@ -103,7 +103,9 @@ func (s *Server) compartmentSearch(r *request, patient, typ string) (result, err
 	}
 	ctx := r.ctx
 	res := &store.Result{Total: 0}
+	var warnings []error
 	if a.patient == "" || a.patient == patient { // another patient's compartment: nothing to see
+		warnings = s.readThrough(r, q, a, patient)
 		in, ids, err := s.pol.InCompartment(ctx, typ, patient)
 		if err != nil {
 			return result{}, err
@@ -133,7 +135,7 @@ func (s *Server) compartmentSearch(r *request, patient, typ string) (result, err
 	if err != nil {
 		return result{}, err
 	}
-	return searchsetResult(body, ignoredParams(params, q)), nil
+	return searchsetResult(body, append(ignoredParams(params, q), warnings...)), nil
 }
 
 // everythingPhase is one resource type of $everything, as the caller may see it.

@@ -25,10 +25,13 @@ func outcomeFor(err error, requestID string) (int, *fhir.OperationOutcome) {
 	var mbe *http.MaxBytesError
 	var ue *providers.UpstreamError
 	var ee *entryError
+	var uc *providers.UncoveredError
 	ae := authErrorOf(err)
 	switch {
 	case errors.As(err, &ee):
 		return entryOutcome(ee, requestID)
+	case errors.As(err, &uc): // before its cause (an UpstreamError): the window is the news
+		return uncoveredOutcome(uc)
 	case ae != nil:
 		code := fhir.CodeLogin
 		if ae.status == http.StatusForbidden {

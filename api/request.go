@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -265,7 +266,10 @@ func appendOutcomeEntry(bundle []byte, oo json.RawMessage) []byte {
 	entry = append(entry, oo...)
 	entry = append(entry, `,"search":{"mode":"outcome"}}`...)
 	out := make([]byte, 0, len(bundle)+len(entry)+16)
-	if n := len(bundle); n >= 2 && bundle[n-2] == ']' && bundle[n-1] == '}' {
+	// A page without matches ends with its link array instead. `,"entry":[` cannot occur in
+	// the stored resources (no element of theirs is named entry; a quote inside a string is
+	// escaped).
+	if n := len(bundle); n >= 2 && bundle[n-2] == ']' && bundle[n-1] == '}' && bytes.Contains(bundle, []byte(`,"entry":[`)) {
 		out = append(out, bundle[:n-2]...)
 		out = append(out, ',')
 		out = append(out, entry...)

@@ -300,6 +300,7 @@ func (s *Server) search(r *request) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	warnings = append(warnings, s.readThrough(r, q, a, "")...)
 	// Keyed on the parsed search (what was applied, never the raw query string) and on who asks:
 	// a page made for one caller's view never serves another. Warnings are the request's own and
 	// are not cached: the writer adds them to the body.

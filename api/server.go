@@ -85,6 +85,12 @@ type Config struct {
 	// App, if set, serves the built-in SMART app under /app/ (viewer.Handler): static files with
 	// their own Content-Security-Policy, no CORS, no token (the app gets its token by launching).
 	App http.Handler
+	// ReadThrough, if set, fills uncovered windows of a patient's data from the vendors before
+	// a patient-scoped Observation search is answered (readthrough.go).
+	ReadThrough ReadThrough
+	// Admin configures the operator API under /admin (admin.go), which is always mounted and
+	// needs an admin token; nil: queue and dead letters only, no connections or syncs.
+	Admin *AdminConfig
 }
 
 // DefaultCacheBytes is the result cache's memory budget when Config.CacheBytes is 0.
@@ -191,6 +197,7 @@ func New(cfg Config, st store.Store, reg *search.Registry, log *slog.Logger, pro
 		return nil, err
 	}
 	s.webhookRoutes(e)
+	s.adminRoutes(e)
 	if cfg.App != nil {
 		app := gin.WrapH(cfg.App)
 		e.GET("/app", app) // redirected to /app/, the app's redirect URI

@@ -2,6 +2,8 @@ package providers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
+
+	"github.com/openhealthexchange/ohx/store"
 )
+
+// Quota is a vendor's limit as the vendor counts it: at most Limit requests in any window of
+// length Window (Slots: the sub-windows the shared budget is counted in, default 20).
+type Quota = store.BudgetLimit
 
 // ClientConfig configures the resilient client of one vendor. Zero values take the defaults
 // given per field.
@@ -28,13 +36,26 @@ type ClientConfig struct {
 	// AppRate and AppBurst limit requests of the whole application (all users together).
 	// Zero AppRate means no application limit. Withings allows 120 requests per minute per
 	// application (https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/): StrictLimit(120, time.Minute, 10) with burst 10.
-	// The limiter lives in this process: with N instances, give each 1/N of the budget.
+	// The bucket lives in this process: it paces it and carries the vendor's throttling
+	// answers. AppQuota with Budgets keeps several instances together within the limit.
 	AppRate  rate.Limit
 	AppBurst int
 	// UserRate and UserBurst limit requests per vendor user (Call.User); zero UserRate means
 	// no per-user limit (Withings); Fitbit allows 150 per user per hour.
 	UserRate  rate.Limit
 	UserBurst int
+	// AppQuota and UserQuota are the vendor's limits as the vendor counts them (Withings: 120
+	// per minute for the application; Fitbit: 150 per hour per user). With Budgets set, every
+	// request first takes a unit of the application's and the user's budget, shared through the
+	// store by every instance using it, so that all instances together never exceed the quota
+	// in any window of its length (store.BudgetLimit explains how). A zero Limit means no
+	// shared budget of that scope. The in-process buckets (AppRate, UserRate) keep working
+	// beside them: pacing, Retry-After pauses, slowing down and recovery.
+	AppQuota, UserQuota Quota
+	// Budgets holds the shared budgets (the store); nil keeps only the in-process buckets. A
+	// budget the store cannot grant because it fails refuses the request with a throttled
+	// error (fail closed): the job retries, the vendor is not called.
+	Budgets store.Budgets
 	// UserThrottle says the vendor's throttling is per user (Fitbit, Google): a throttled answer
 	// then pauses and slows only that user's bucket. False (Withings 601, an application-wide
 	// limit) pauses and slows the application bucket.
@@ -78,6 +99,16 @@ func (c *ClientConfig) defaults() error {
 	if c.AppRate < 0 || c.UserRate < 0 {
 		return errors.New("providers: client config: negative rate")
 	}
+	for _, q := range []struct {
+		name string
+		l    store.BudgetLimit
+	}{{"AppQuota", c.AppQuota}, {"UserQuota", c.UserQuota}} {
+		if q.l != (store.BudgetLimit{}) {
+			if err := q.l.Validate(); err != nil {
+				return fmt.Errorf("providers: client config: %s: %w", q.name, err)
+			}
+		}
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -120,6 +151,12 @@ type Client struct {
 	mu    sync.Mutex
 	users map[string]*bucket
 	ops   int
+
+	// appShared is the application's shared budget (nil without one); sharedUsers holds the
+	// users' (by vendor user id), dropped when idle like users.
+	appShared   *shared
+	sharedUsers map[string]*shared
+	sharedOps   int
 }
 
 var _ Caller = (*Client)(nil)
@@ -145,9 +182,12 @@ func NewClient(cfg ClientConfig, hc *http.Client, reg prometheus.Registerer, log
 		return nil, fmt.Errorf("providers: %s client metrics: %w", cfg.Provider, err)
 	}
 	c := &Client{
-		cfg: cfg, hc: hc, m: m, users: map[string]*bucket{},
+		cfg: cfg, hc: hc, m: m, users: map[string]*bucket{}, sharedUsers: map[string]*shared{},
 		log: log.With("provider", cfg.Provider),
 		app: newBucket(cfg.AppRate, cfg.AppBurst, time.Now()),
+	}
+	if cfg.Budgets != nil && cfg.AppQuota.Limit > 0 {
+		c.appShared = newShared(cfg.Budgets, cfg.Provider+"/app", cfg.AppQuota, time.Now())
 	}
 	if cfg.CacheTTL > 0 {
 		c.cache = cache.New(cfg.CacheTTL, 2*cfg.CacheTTL)
@@ -263,7 +303,8 @@ func (c *Client) do(ctx context.Context, call Call) ([]byte, error) {
 			return nil, ctx.Err()
 		}
 		var ue *UpstreamError
-		if !errors.As(err, &ue) || errors.Is(err, ErrBreakerOpen) || errors.Is(err, errLocalLimit) {
+		if !errors.As(err, &ue) || errors.Is(err, ErrBreakerOpen) || errors.Is(err, errLocalLimit) ||
+			errors.Is(err, errSharedLimit) || errors.Is(err, errBudgetUnavailable) {
 			return nil, err
 		}
 		delay := c.backoff(attempt)
@@ -346,6 +387,31 @@ func (c *Client) userBucket(user string) *bucket {
 	return b
 }
 
+// userShared returns the user's shared budget (nil without one), creating it; idle ones are
+// dropped now and then. The store key carries a hash of the vendor user id, not the id.
+func (c *Client) userShared(user string) *shared {
+	if c.cfg.Budgets == nil || c.cfg.UserQuota.Limit <= 0 || user == "" {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.sharedOps++; c.sharedOps%1024 == 0 {
+		for u, s := range c.sharedUsers {
+			if s.idle(now, idleBucket) {
+				delete(c.sharedUsers, u)
+			}
+		}
+	}
+	s, ok := c.sharedUsers[user]
+	if !ok {
+		sum := sha256.Sum256([]byte(user))
+		s = newShared(c.cfg.Budgets, c.cfg.Provider+"/user/"+hex.EncodeToString(sum[:16]), c.cfg.UserQuota, now)
+		c.sharedUsers[user] = s
+	}
+	return s
+}
+
 // attempt sends the request once: wait for the rate limits, then send it through the breaker
 // with the per-attempt timeout.
 func (c *Client) attempt(ctx context.Context, req *http.Request, call Call) ([]byte, error) {
@@ -353,7 +419,9 @@ func (c *Client) attempt(ctx context.Context, req *http.Request, call Call) ([]b
 	if call.User != "" && (c.cfg.UserRate > 0 || c.cfg.UserThrottle) {
 		ub = c.userBucket(call.User)
 	}
-	if err := acquire(ctx, c.cfg.Provider, c.cfg.ThrottleRecovery, c.app, ub); err != nil {
+	// The user's budget first: when it is spent the application's unit is not taken in vain.
+	budgets := []*shared{c.userShared(call.User), c.appShared}
+	if err := acquire(ctx, c.cfg.Provider, c.cfg.ThrottleRecovery, c.cfg.MaxRetryWait, budgets, c.app, ub); err != nil {
 		return nil, err
 	}
 	body, err := c.breaker.Execute(func() ([]byte, error) { return c.send(ctx, req, call) })
@@ -390,6 +458,7 @@ func (c *Client) send(ctx context.Context, req *http.Request, call Call) ([]byte
 		outcome = errorLabel(err)
 	}
 	c.m.requests.WithLabelValues(c.cfg.Provider, call.Endpoint, outcome).Inc()
+	c.m.responses.WithLabelValues(c.cfg.Provider, statusLabel(err)).Inc()
 	return body, err
 }
 

@@ -2,6 +2,7 @@ package providers
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -18,6 +19,7 @@ type metrics struct {
 	breaker   *prometheus.GaugeVec     // provider: 0 closed, 1 half-open, 2 open
 	cacheHits *prometheus.CounterVec   // provider, endpoint (answers from the cache or a shared in-flight call)
 	cacheMiss *prometheus.CounterVec   // provider, endpoint
+	responses *prometheus.CounterVec   // HTTP attempts by the vendor's status: provider, status (statusLabel)
 }
 
 const metricsNamespace, metricsSubsystem = "ohx", "provider"
@@ -43,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Circuit breaker state per vendor: 0 closed, 1 half-open, 2 open.")), []string{"provider"}),
 		cacheHits: counter("cache_hits_total", "Calls answered from the response cache or by an identical call in flight.", "provider", "endpoint"),
 		cacheMiss: counter("cache_misses_total", "Cacheable calls that went to the vendor.", "provider", "endpoint"),
+		responses: counter("responses_total", "HTTP requests sent to the vendor by the vendor's answer: ok, the failure's status "+
+			"(an HTTP status such as 429 or 503, or a status in the vendor's envelope such as Withings 601), or none when no answer came.", "provider", "status"),
 	}
 	if reg == nil {
 		return m, nil
@@ -75,6 +79,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.cacheMiss, err = register(reg, m.cacheMiss); err != nil {
 		return nil, err
 	}
+	if m.responses, err = register(reg, m.responses); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -90,4 +97,26 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		return c, err
 	}
 	return c, nil
+}
+
+// statusLabel is the status label of one attempt's outcome: "ok", the vendor's status of a
+// failure (UpstreamError.Status: the HTTP status, or the status of the vendor's envelope such
+// as Withings 601 inside an HTTP 200), "none" when no answer came (a network error, an attempt
+// timeout, a cancelled call), or "other" for a failure without a status. Statuses are a small
+// set per vendor, so the label's values stay bounded.
+func statusLabel(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		if ue.Status > 0 && ue.Status < 10000 {
+			return strconv.Itoa(ue.Status)
+		}
+		if ue.Status == 0 && ue.Kind == KindTransient {
+			return "none"
+		}
+		return "other"
+	}
+	return "none"
 }

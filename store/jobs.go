@@ -126,6 +126,11 @@ type Jobs interface {
 	// FailedAt cleared, LastError kept). ErrNotFound if there is no such dead letter;
 	// ErrDuplicate if a pending job holds its key.
 	RetryDeadJob(ctx context.Context, id string, now time.Time) error
+	// DiscardDeadJob removes a dead letter for good: an operator has looked at it and decided
+	// that its work is not to be done. ErrNotFound if there is no dead letter with the id; a
+	// pending (waiting or running) job is never removed, so a dead letter retried meanwhile
+	// is ErrNotFound too.
+	DiscardDeadJob(ctx context.Context, id string) error
 	// JobStats counts the jobs by state at now.
 	JobStats(ctx context.Context, now time.Time) (JobStats, error)
 }

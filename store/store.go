@@ -166,6 +166,8 @@ type Store interface {
 	Jobs
 	// Coverages records what the sync pipeline has fetched of every stream (jobs.go).
 	Coverages
+	// Budgets shares vendor rate limits among the instances using the store (budget.go).
+	Budgets
 	// Close releases the store's resources.
 	Close() error
 }

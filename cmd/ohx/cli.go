@@ -18,6 +18,7 @@ var commands = []struct{ name, summary string }{
 	{"keys", "rotate the access-token signing key"},
 	{"connections", "list patients' vendor connections (never their tokens)"},
 	{"googlehealth", "manage the Google Health API webhook subscriber and subscriptions"},
+	{"publish-jwks", "print the JWKS of OHX_PUBLISH_KEY_FILE, to register ohx with an EHR (SMART Backend Services)"},
 	{"health", "check a running server's /healthz (a container HEALTHCHECK)"},
 	{"version", "print the version"},
 	{"help", "print this list"},

@@ -23,6 +23,7 @@ type Config struct {
 	MongoURI         string        // OHX_MONGODB_URI: use MongoDB instead of the embedded store
 	MongoDatabase    string        // OHX_MONGODB_DATABASE
 	HistoryVersions  int           // OHX_HISTORY_VERSIONS: versions kept per resource, the current one included (0: all)
+	QueueSync        string        // OHX_QUEUE_SYNC: durability of the embedded job queue, full (default: survives power loss) or normal (survives a killed process)
 	LogLevel         string        // OHX_LOG_LEVEL: debug, info, warn, error
 	LogFormat        string        // OHX_LOG_FORMAT: json or text
 	DefaultCount     int           // OHX_DEFAULT_COUNT: search page size
@@ -72,6 +73,28 @@ type Config struct {
 	BackfillDays     int    // OHX_BACKFILL_DAYS: initial backfill after connecting (default 30)
 	ConnectRedirects string // OHX_CONNECT_REDIRECTS: comma-separated deep links the connect flow may end on
 
+	// ReadThroughBudget (OHX_READTHROUGH_BUDGET, default 3s; 0: off) is the longest a patient's
+	// Observation search waits for the vendor sync of a window not synced yet.
+	ReadThroughBudget time.Duration
+
+	// Upkeep of the sync pipeline, each pass once per period across every instance sharing the
+	// store (0 turns a pass off).
+	ReconcileInterval  time.Duration // OHX_RECONCILE_INTERVAL: period of the reconciliation and subscription repair (default 6h)
+	ReconcileDays      int           // OHX_RECONCILE_DAYS: days each reconciliation reads again (default 7; 0: an incremental fetch from the cursors)
+	DeviceSyncInterval time.Duration // OHX_DEVICE_SYNC_INTERVAL: period of the device re-sync (default 24h)
+	TokenRefreshAhead  time.Duration // OHX_TOKEN_REFRESH_AHEAD: vendor access tokens expiring within it are refreshed proactively (default 15m)
+
+	// Publishing synced resources to an EHR (off unless PublishURL is set; publish.go).
+	PublishURL           string // OHX_PUBLISH_URL: FHIR base URL of the EHR that receives what ohx syncs
+	PublishFHIRVersion   string // OHX_PUBLISH_FHIR_VERSION: R4 (default) or R5
+	PublishPatientSystem string // OHX_PUBLISH_PATIENT_SYSTEM: identifier system by which the EHR knows patients (default: a Patient's first identifier)
+	PublishTokenURL      string // OHX_PUBLISH_TOKEN_URL: the EHR's OAuth token endpoint
+	PublishClientID      string // OHX_PUBLISH_CLIENT_ID
+	PublishClientSecret  string // OHX_PUBLISH_CLIENT_SECRET: client credentials with a secret
+	PublishKeyFile       string // OHX_PUBLISH_KEY_FILE: PEM private key (RSA or EC P-384) for SMART Backend Services
+	PublishKeyID         string // OHX_PUBLISH_KEY_ID: kid of the client assertions (default: the key's JWK thumbprint)
+	PublishScope         string // OHX_PUBLISH_SCOPE: space-separated scopes (default: write scopes of the published types)
+
 	// IdentifierNamespace (OHX_IDENTIFIER_NAMESPACE, default fhir.DefaultNamespace) is the base
 	// of the identifier systems and meta.source of synced resources. It is never derived from
 	// BaseURL, so that moving the server to another host name re-identifies nothing.
@@ -102,7 +125,15 @@ func defaultConfig() Config {
 		RevocationCache:  30 * time.Second,
 		CORSOrigins:      "*",
 		ResultCache:      "on",
+		QueueSync:        "full",
 		ResultCacheBytes: 64 << 20,
+
+		ReadThroughBudget: 3 * time.Second,
+
+		ReconcileInterval:  6 * time.Hour,
+		ReconcileDays:      7,
+		DeviceSyncInterval: 24 * time.Hour,
+		TokenRefreshAhead:  15 * time.Minute,
 
 		IdentifierNamespace: fhir.DefaultNamespace,
 	}
@@ -160,6 +191,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	secret(&cfg.MongoURI, "mongodb-uri", "OHX_MONGODB_URI", "MongoDB connection URI; the embedded SQLite store is used when empty")
 	str(&cfg.MongoDatabase, "mongodb-database", "OHX_MONGODB_DATABASE", "MongoDB database name")
 	num(&cfg.HistoryVersions, "history-versions", "OHX_HISTORY_VERSIONS", "versions of each resource kept for vread and _history, the current one included; 0 keeps all")
+	str(&cfg.QueueSync, "queue-sync", "OHX_QUEUE_SYNC", "durability of the embedded store's job queue: full syncs every commit to disk (an acknowledged webhook survives a power loss), normal only survives the process being killed")
 	str(&cfg.LogLevel, "log-level", "OHX_LOG_LEVEL", "log level: debug, info, warn, error")
 	str(&cfg.LogFormat, "log-format", "OHX_LOG_FORMAT", "log format: json or text")
 	num(&cfg.DefaultCount, "default-count", "OHX_DEFAULT_COUNT", "default search page size")
@@ -210,8 +242,14 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	str(&cfg.FitbitAuthURL, "fitbit-auth-url", "OHX_FITBIT_AUTH_URL", "Fitbit consent page URL")
 	str(&cfg.FitbitKinds, "fitbit-kinds", "OHX_FITBIT_KINDS", "comma-separated data kinds to read from Fitbit (default: all that map to FHIR)")
 	num(&cfg.FitbitRate, "fitbit-rate", "OHX_FITBIT_RATE", "legacy Fitbit Web API requests per user and hour")
+	dur(&cfg.ReadThroughBudget, "readthrough-budget", "OHX_READTHROUGH_BUDGET", "longest a patient's Observation search waits for the vendor sync of a window not synced yet (it is answered from the store with a warning after); 0 turns read-through off")
 	num(&cfg.BackfillDays, "backfill-days", "OHX_BACKFILL_DAYS", "days of history read after a patient connects")
+	dur(&cfg.ReconcileInterval, "reconcile-interval", "OHX_RECONCILE_INTERVAL", "period of the reconciliation of every connection (a re-read of recent days and a webhook subscription repair); 0 turns it off")
+	num(&cfg.ReconcileDays, "reconcile-days", "OHX_RECONCILE_DAYS", "days each reconciliation reads again to catch missed webhooks; 0 reads incrementally from each data kind's sync position instead")
+	dur(&cfg.DeviceSyncInterval, "device-sync-interval", "OHX_DEVICE_SYNC_INTERVAL", "period of the re-sync of every connection's devices (battery levels); 0 turns it off")
+	dur(&cfg.TokenRefreshAhead, "token-refresh-ahead", "OHX_TOKEN_REFRESH_AHEAD", "vendor access tokens expiring within this time are refreshed ahead (looked for every third of it); 0 refreshes only when a sync needs the token")
 	str(&cfg.ConnectRedirects, "connect-redirects", "OHX_CONNECT_REDIRECTS", "comma-separated deep links the connect flow may end on")
+	publishFlags(&cfg, str, secret)
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
@@ -247,6 +285,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	if cfg.HistoryVersions < 0 {
 		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_HISTORY_VERSIONS"))
 	}
+	if cfg.QueueSync != "full" && cfg.QueueSync != "normal" {
+		return cfg, fmt.Errorf("config: %s must be full or normal", setting("OHX_QUEUE_SYNC"))
+	}
 	if cfg.RevocationCache < 0 {
 		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_REVOCATION_CACHE"))
 	}
@@ -255,6 +296,12 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.ResultCache != "on" && cfg.ResultCache != "off" {
 		return cfg, fmt.Errorf("config: %s must be on or off", setting("OHX_RESULT_CACHE"))
+	}
+	// The search waits within its request: a budget as long as the request would answer with a
+	// timeout instead of the stored data and the warning.
+	if cfg.ReadThroughBudget < 0 || (cfg.RequestTimeout > 0 && cfg.ReadThroughBudget >= cfg.RequestTimeout) {
+		return cfg, fmt.Errorf("config: %s is %v: need 0 (off) or a positive duration shorter than %s (%v)",
+			setting("OHX_READTHROUGH_BUDGET"), cfg.ReadThroughBudget, setting("OHX_REQUEST_TIMEOUT"), cfg.RequestTimeout)
 	}
 	if cfg.PprofAddr != "" && !loopback(cfg.PprofAddr) {
 		// Profiles show the process's internals (goroutine stacks, command line): never on a
@@ -268,6 +315,26 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.FitbitRate <= 10 {
 		return cfg, fmt.Errorf("config: %s is %d: need more than 10 requests per hour", setting("OHX_FITBIT_RATE"), cfg.FitbitRate)
+	}
+	// Passes are looked for every minute: a shorter period would be a period of a minute.
+	for _, d := range []struct {
+		env string
+		v   time.Duration
+	}{{"OHX_RECONCILE_INTERVAL", cfg.ReconcileInterval}, {"OHX_DEVICE_SYNC_INTERVAL", cfg.DeviceSyncInterval}} {
+		if d.v != 0 && d.v < time.Minute {
+			return cfg, fmt.Errorf("config: %s is %v: need 0 (off) or at least 1m", setting(d.env), d.v)
+		}
+	}
+	if cfg.ReconcileDays < 0 {
+		return cfg, fmt.Errorf("config: %s must not be negative", setting("OHX_RECONCILE_DAYS"))
+	}
+	// Every use of a token refreshes it within 5 minutes of its expiry anyway; a margin that
+	// short would never refresh ahead.
+	if cfg.TokenRefreshAhead != 0 && cfg.TokenRefreshAhead < 10*time.Minute {
+		return cfg, fmt.Errorf("config: %s is %v: need 0 (off) or at least 10m", setting("OHX_TOKEN_REFRESH_AHEAD"), cfg.TokenRefreshAhead)
+	}
+	if err := checkPublish(&cfg, setting); err != nil {
+		return cfg, err
 	}
 	if cfg.DefaultCount < 1 || cfg.MaxCount < cfg.DefaultCount {
 		return cfg, fmt.Errorf("config: %s is %d and %s %d: need 1 <= the default page size <= the largest", setting("OHX_DEFAULT_COUNT"), cfg.DefaultCount, setting("OHX_MAX_COUNT"), cfg.MaxCount)

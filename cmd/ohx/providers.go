@@ -20,6 +20,7 @@ import (
 	"github.com/openhealthexchange/ohx/providers/fitbit"
 	"github.com/openhealthexchange/ohx/providers/googlehealth"
 	"github.com/openhealthexchange/ohx/providers/pipeline"
+	"github.com/openhealthexchange/ohx/providers/pipeline/publish"
 	"github.com/openhealthexchange/ohx/providers/withings"
 	"github.com/openhealthexchange/ohx/store"
 	"github.com/openhealthexchange/ohx/store/seal"
@@ -58,6 +59,9 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 			// Withings allows 120 requests per minute per application (https://developer.withings.com/developer-guide/v3/data-api/keep-user-data-up-to-date/).
 			AppRate:  providers.StrictLimit(cfg.WithingsRate, time.Minute, 10),
 			AppBurst: 10,
+			// Shared through the store: any number of instances together stay within it.
+			AppQuota: providers.Quota{Limit: cfg.WithingsRate, Window: time.Minute},
+			Budgets:  st,
 		}, &http.Client{}, reg, log)
 		if err != nil {
 			return nil, err
@@ -78,7 +82,9 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 		if cfg.GoogleHealthWebhookSecret == "" {
 			log.Warn("OHX_GOOGLEHEALTH_WEBHOOK_SECRET is not set: Google Health notifications are refused, data arrives only through the periodic reconciliation")
 		}
-		caller, err := providers.NewClient(googlehealth.ClientConfig(), &http.Client{}, reg, log)
+		gcc := googlehealth.ClientConfig()
+		gcc.Budgets = st // its per-project and per-user quotas, shared by every instance
+		caller, err := providers.NewClient(gcc, &http.Client{}, reg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -95,7 +101,9 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 		if cfg.FitbitClientSecret == "" {
 			return nil, fmt.Errorf("config: OHX_FITBIT_CLIENT_SECRET is required with OHX_FITBIT_CLIENT_ID")
 		}
-		caller, err := providers.NewClient(fitbit.ClientConfig(cfg.FitbitRate), &http.Client{}, reg, log)
+		fcc := fitbit.ClientConfig(cfg.FitbitRate)
+		fcc.Budgets = st // its per-user quota, shared by every instance
+		caller, err := providers.NewClient(fcc, &http.Client{}, reg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -108,6 +116,9 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 		add(f)
 	}
 	if len(ps) == 0 {
+		if cfg.PublishURL != "" {
+			log.Warn("OHX_PUBLISH_URL is set but no vendor is configured: nothing is synced, so nothing is published")
+		}
 		return nil, nil
 	}
 	registry := providers.NewRegistry(ps...)
@@ -122,6 +133,10 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 		return nil, fmt.Errorf("list connections: %w", err)
 	}
 	if err := checkNamespace(ctx, st, cfg.IdentifierNamespace, len(conns) > 0); err != nil {
+		return nil, err
+	}
+	pub, err := setupPublish(cfg, st, log, reg)
+	if err != nil {
 		return nil, err
 	}
 	runner := pipeline.NewRunner(pipeline.Config{
@@ -140,7 +155,16 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 		Metrics:     reg,
 		Namespace:   cfg.IdentifierNamespace,
 		Now:         cfg.pipelineClock,
+
+		Reconcile:         offIfZero(cfg.ReconcileInterval),
+		ReconcileWindow:   offIfZero(time.Duration(cfg.ReconcileDays) * 24 * time.Hour),
+		DeviceSync:        offIfZero(cfg.DeviceSyncInterval),
+		TokenRefreshAhead: offIfZero(cfg.TokenRefreshAhead),
+		Upserted:          publishHook(pub),
 	}, registry, vault, st, log)
+	if pub != nil {
+		runner.Handle(publish.JobType, pub.Handle)
+	}
 	var redirects []string
 	for r := range strings.SplitSeq(cfg.ConnectRedirects, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -149,6 +173,9 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 	}
 	ac.Connect = &api.ConnectConfig{Providers: registry, Vault: vault, Sync: runner, Redirects: redirects}
 	ac.Webhooks = &api.WebhookConfig{Sink: runner.Notifier(), Handlers: hooks}
+	if cfg.ReadThroughBudget > 0 {
+		ac.ReadThrough = runner.ReadThrough(pipeline.ReadThroughConfig{Budget: cfg.ReadThroughBudget, Metrics: reg})
+	}
 	log.Info("vendors offered", "providers", registry.Names())
 	return runner, nil
 }
@@ -209,6 +236,15 @@ func webhookSecret(key []byte, provider string) string {
 func keyID(k []byte) string {
 	sum := sha256.Sum256(k)
 	return hex.EncodeToString(sum[:4])
+}
+
+// offIfZero maps a setting's 0 (off) to pipeline.Config's negative (never; its zero is the
+// default).
+func offIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // runPipeline runs the sync runner until ctx ends.

@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runConnections(ctx, args, getenv, stdout, stderr)
 	case "googlehealth":
 		return runGoogleHealth(ctx, args, getenv, stdout, stderr)
+	case "publish-jwks":
+		return runPublishJWKS(args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ohx", version)
 		return nil
@@ -217,7 +219,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	if cfg.MongoURI != "" {
 		return openMongo(ctx, cfg, log)
 	}
-	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{HistoryVersions: cfg.HistoryVersions}, log)
+	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{HistoryVersions: cfg.HistoryVersions, QueueSync: cfg.QueueSync}, log)
 }
 
 // secretKey returns the deployment's key material: OHX_SECRET_KEY, or a random key kept in

@@ -51,6 +51,7 @@ type config struct {
 	logLevel       string
 	serverEnv      []string // extra KEY=VALUE settings of the server's environment
 	only           map[string]bool
+	webhook        whConfig
 }
 
 type listFlag []string
@@ -77,6 +78,13 @@ func run(ctx context.Context) error {
 	flag.BoolVar(&cfg.fresh, "fresh", false, "generate the data set again even if one exists")
 	flag.StringVar(&cfg.logLevel, "log-level", "info", "the server's OHX_LOG_LEVEL (info logs every request, as in production)")
 	flag.Var((*listFlag)(&cfg.serverEnv), "env", "KEY=VALUE added to the server's environment (repeatable), e.g. -env GOGC=200")
+	flag.IntVar(&cfg.webhook.rate, "webhook-rate", 1000, "Withings notifications per second of the webhook scenarios (open loop)")
+	flag.DurationVar(&cfg.webhook.duration, "webhook-duration", 30*time.Second, "length of the webhook scenarios' measured load")
+	flag.IntVar(&cfg.webhook.backlog, "webhook-backlog", 20000, "distinct notifications queued before the load of the webhook-backlog scenario")
+	flag.IntVar(&cfg.webhook.patients, "webhook-patients", 1000, "connected Withings patients of the webhook scenarios")
+	flag.IntVar(&cfg.webhook.page, "webhook-page", 100, "measure groups (6 measures each) the fake Withings answers per call while the runner drains")
+	flag.IntVar(&cfg.webhook.vendorRate, "webhook-vendor-rate", 1200, "the server's OHX_WITHINGS_RATE (requests per minute) in the webhook scenarios")
+	flag.StringVar(&cfg.webhook.queueSync, "webhook-queue-sync", "", "the server's OHX_QUEUE_SYNC in the webhook scenarios (default: the server's default)")
 	only := flag.String("only", "", "comma-separated scenario slugs to run (default all), e.g. search,read-many")
 	flag.Parse()
 	if *only != "" {
@@ -97,6 +105,8 @@ func run(ctx context.Context) error {
 		def("duration", func() { cfg.duration = 2 * time.Second })
 		def("targets", func() { cfg.targets = 500 })
 		def("pipeline-groups", func() { cfg.pipelineGroups = 2000 })
+		def("webhook-duration", func() { cfg.webhook.duration = 5 * time.Second })
+		def("webhook-backlog", func() { cfg.webhook.backlog = 5000 })
 	}
 	cfg.maxRSS = int64(*maxRSS) << 20
 	if cfg.targets < 1 || cfg.rounds < 1 || cfg.workers < 1 || cfg.patients < 1 || cfg.perPat < 1 || cfg.batch < 1 {
@@ -114,12 +124,27 @@ func run(ctx context.Context) error {
 		RoundSeconds: cfg.duration.Seconds(), Rounds: cfg.rounds, RSSLimit: cfg.maxRSS}
 	fmt.Printf("ohxbench: %d CPUs, load average %s\n", res.CPUs, res.LoadBefore)
 
-	if cfg.pipelineGroups > 0 {
-		p, err := benchPipeline(ctx, cfg.pipelineGroups)
+	if cfg.pipelineGroups > 0 && (cfg.only == nil || cfg.only["pipeline"]) {
+		p, err := benchPipeline(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}
 		res.Pipeline = p
+	}
+	if cfg.webhook.rate > 0 && cfg.webhook.duration > 0 && (wantWebhook(cfg.only, webhookScenarios[0]) || wantWebhook(cfg.only, webhookScenarios[1])) {
+		ws, err := benchWebhooks(ctx, cfg, cfg.webhook)
+		res.Webhooks = ws
+		if err != nil {
+			return fmt.Errorf("webhooks: %w", err)
+		}
+	}
+	if onlyWebhook(cfg.only) {
+		// -only webhook: the scenarios make their own stores, the data set is not needed.
+		return res.writeWebhooks(cfg.out)
+	}
+	if onlyPipeline(cfg.only) {
+		// -only pipeline: the figure needs no data set and no server.
+		return res.writePipeline(cfg.out)
 	}
 	ds, err := ensureDataset(ctx, cfg)
 	if err != nil {

@@ -19,6 +19,7 @@ type results struct {
 	Rounds       int          `json:"rounds"`
 	Dataset      *dataset     `json:"dataset"`
 	Pipeline     *pipelineRun `json:"pipeline,omitempty"`
+	Webhooks     []webhookRun `json:"webhooks,omitempty"`
 	Scenarios    []outcome    `json:"scenarios"`
 	Servers      []serverRun  `json:"servers"`
 	RSSLimit     int64        `json:"server_rss_limit_bytes"`
@@ -34,6 +35,11 @@ type pipelineRun struct {
 	Observations int     `json:"observations"`
 	Seconds      float64 `json:"seconds"`
 	Rate         float64 `json:"obs_per_s"`
+	// CPUSeconds is the CPU time the benchmark process used during the timed backfill.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// ResyncSeconds is the same backfill run again with nothing changed (nothing written).
+	ResyncSeconds float64 `json:"resync_seconds"`
+	VendorCalls   int64   `json:"vendor_calls"`
 }
 
 func (r *results) peakRSS() int64 {
@@ -68,6 +74,7 @@ func (r *results) print() {
 		fmt.Printf("ingest (bulk upsert, time order): %.0f Observations/s; slowest tenth / fastest %.2f (target ≥ 0.80) %s; WAL peak %.1f MB%s\n",
 			d.IngestRate, d.FlatRatio, mark(d.FlatRatio >= 0.8), float64(d.MaxWAL)/1e6, map[bool]string{true: " (from the run that generated the data set)"}[d.Reused])
 	}
+	r.printWebhooks()
 	if p := r.Pipeline; p != nil {
 		fmt.Printf("sync pipeline (Withings JSON → FHIR → stored, in this process): %.0f Observations/s (target ≥ 20,000) %s\n", p.Rate, mark(p.Rate >= 20000))
 	}
@@ -89,6 +96,7 @@ func (r *results) verdict() error {
 			errs = append(errs, fmt.Errorf("%s: %d failed requests, first: %s", o.Name, o.Errors, o.FirstError))
 		}
 	}
+	errs = append(errs, r.webhookVerdict()...)
 	if p := r.peakRSS(); p > r.RSSLimit {
 		errs = append(errs, fmt.Errorf("the server's peak RSS %.1f MB exceeds the budget of %d MB", float64(p)/(1<<20), r.RSSLimit>>20))
 	}

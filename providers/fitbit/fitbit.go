@@ -152,8 +152,9 @@ func New(cfg Config, caller providers.Caller, log *slog.Logger) (*Client, error)
 const DefaultHourlyLimit = 150
 
 // ClientConfig is the resilient client configuration for Fitbit: perHour requests per user and
-// hour (0: DefaultHourlyLimit) as a strict per-user bucket, and throttling that pauses only the
-// throttled user.
+// hour (0: DefaultHourlyLimit) as a strict per-user bucket and as the per-user quota shared by
+// every instance when the caller sets Budgets, and throttling that pauses only the throttled
+// user.
 func ClientConfig(perHour int) providers.ClientConfig {
 	if perHour <= 0 {
 		perHour = DefaultHourlyLimit
@@ -162,6 +163,7 @@ func ClientConfig(perHour int) providers.ClientConfig {
 		Provider:     Name,
 		UserRate:     providers.StrictLimit(perHour, time.Hour, 10),
 		UserBurst:    10,
+		UserQuota:    providers.Quota{Limit: perHour, Window: time.Hour},
 		UserThrottle: true,
 	}
 }

@@ -149,8 +149,8 @@ func (c *Client) wanted(kinds []fhir.SampleKind) map[fhir.SampleKind]bool {
 // ClientConfig is the resilient client configuration for this vendor's documented limits
 // (https://developers.google.com/health/rate-limits): 300 requests per minute per user (a strict
 // token bucket with burst 10 that never exceeds 300 in any minute), throttling per user, and
-// the per-project 120,000 requests per minute as the application limit (burst 100). The
-// application limit lives in one process: with N instances, give each 1/N of it.
+// the per-project 120,000 requests per minute as the application limit (burst 100). Both are
+// also quotas shared by every instance when the caller sets Budgets.
 func ClientConfig() providers.ClientConfig {
 	return providers.ClientConfig{
 		Provider:     Name,
@@ -158,6 +158,8 @@ func ClientConfig() providers.ClientConfig {
 		AppBurst:     100,
 		UserRate:     providers.StrictLimit(300, time.Minute, 10),
 		UserBurst:    10,
+		AppQuota:     providers.Quota{Limit: 120_000, Window: time.Minute},
+		UserQuota:    providers.Quota{Limit: 300, Window: time.Minute},
 		UserThrottle: true,
 	}
 }

@@ -62,7 +62,11 @@ func (r *Runner) forget(ctx context.Context, conn *providers.Connection) error {
 		return fmt.Errorf("end associations: %w", err)
 	}
 	if len(ended) > 0 {
-		if _, err := r.st.Upsert(ctx, ended); err != nil {
+		res, err := r.st.Upsert(ctx, ended)
+		if err != nil {
+			return fmt.Errorf("end associations: %w", err)
+		}
+		if err := r.upserted(ctx, patient, res); err != nil {
 			return fmt.Errorf("end associations: %w", err)
 		}
 	}

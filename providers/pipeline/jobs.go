@@ -126,6 +126,11 @@ func backoff(attempt int, err error) time.Duration {
 	if errors.As(err, &ue) && ue.RetryAfter > d {
 		d = ue.RetryAfter
 	}
+	// Other handlers' errors may carry a server's Retry-After too (publishing to an EHR).
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) && ra.RetryAfter() > d {
+		d = ra.RetryAfter()
+	}
 	return d
 }
 
@@ -141,16 +146,18 @@ func (r *Runner) Process(ctx context.Context, j store.Job) error {
 	return h(ctx, j)
 }
 
-// Run migrates the queue of an earlier version (Migrate), then processes jobs until ctx ends.
+// Run migrates the queue of an earlier version (Migrate), then processes jobs and runs the
+// upkeep passes (Upkeep) until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
 	if n, err := r.Migrate(ctx); err != nil {
 		r.log.Error("migrating the old job queue", "migrated", n, "err", err)
 	} else if n > 0 {
 		r.log.Info("migrated the old job queue", "jobs", n)
 	}
-	if r.cfg.Reconcile > 0 {
-		go r.reconcileEvery(ctx, r.cfg.Reconcile)
-	}
+	go r.runUpkeep(ctx)
+	r.rt.running.Add(1) // read-through waits only for runners that run
+	defer r.rt.running.Add(-1)
+	wake := r.rt.wakeCh()
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
 	// Each worker slot takes the next due job as soon as it is free: a slow job (a vendor that
@@ -187,25 +194,7 @@ func (r *Runner) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-freed:
-		}
-	}
-}
-
-// reconcileEvery runs Reconcile every d until ctx ends (the first time after d: a restart does
-// not re-read every account at once).
-func (r *Runner) reconcileEvery(ctx context.Context, d time.Duration) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n, err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			r.log.Error("reconciling connections", "err", err)
-		} else if n > 0 {
-			r.log.Info("reconciliation queued", "jobs", n)
+		case <-wake: // read-through queued a job a search waits for
 		}
 	}
 }
@@ -233,6 +222,7 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 func (r *Runner) runJob(ctx context.Context, j store.Job) {
 	log := r.log.With("job", j.ID, "type", j.Type, "attempt", j.Attempt+1)
 	start := time.Now()
+	waited := r.now().Sub(j.NotBefore) // due since NotBefore, in the runner's clock
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := make(chan struct{})
@@ -248,7 +238,7 @@ func (r *Runner) runJob(ctx context.Context, j store.Job) {
 		// Another runner took the job over (this one was too slow to renew): whatever it
 		// recorded wins, and the job's writes are idempotent.
 		log.Warn("job lease lost", "err", err)
-		r.jobs.WithLabelValues(j.Type, "lost").Inc()
+		r.jobEnded(j, waited, start, outcomeLost)
 		return
 	}
 	// The bookkeeping outlives a shutdown that began while the job ran: a finished job whose
@@ -261,7 +251,7 @@ func (r *Runner) runJob(ctx context.Context, j store.Job) {
 			return
 		}
 		log.Info("job done", "dur_ms", time.Since(start).Milliseconds())
-		r.jobs.WithLabelValues(j.Type, "done").Inc()
+		r.jobEnded(j, waited, start, outcomeDone)
 		return
 	}
 	if ctx.Err() != nil {
@@ -279,10 +269,10 @@ func (r *Runner) runJob(ctx context.Context, j store.Job) {
 	}
 	if f.Dead {
 		log.Error("job dead-lettered", "err", err)
-		r.jobs.WithLabelValues(j.Type, "dead").Inc()
+		r.jobEnded(j, waited, start, outcomeDead)
 	} else {
 		log.Warn("job failed, will retry", "err", err, "retry_at", f.RetryAt)
-		r.jobs.WithLabelValues(j.Type, "retry").Inc()
+		r.jobEnded(j, waited, start, outcomeRetry)
 	}
 }
 

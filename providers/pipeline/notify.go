@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/openhealthexchange/ohx/providers"
 )
@@ -29,9 +30,11 @@ const (
 const revokedReason = "access was withdrawn at the vendor: the patient must connect again"
 
 // Notify persists the notifications of one delivery before returning. A data notification
-// becomes a TypeFetch job of its connection's patient with its kinds and window; the job key is
-// derived from that work (provider, patient, sorted kinds, window), so that a redelivery, or a
-// burst of notifications announcing the same change, queues it once. A revocation marks the
+// becomes a TypeFetch job of its connection's patient with its kinds and its window widened to
+// the UTC days it touches (Bucket); the job key is derived from that work (provider, patient,
+// sorted kinds, days), so that a redelivery, a burst of notifications for one patient's day, or
+// a vendor's retry storm after an outage queues one job and one vendor call per kind family
+// and day instead of one per notification. A revocation marks the
 // connection needs-reauth and queues nothing. Notifications of unknown vendor users are skipped
 // (no oracle), as are data notifications of connections that are not active. An error means
 // something was not persisted: the caller answers the vendor with a failure so that it
@@ -60,7 +63,8 @@ func (n *Notifier) Notify(ctx context.Context, provider string, ns []providers.N
 		case conn.Status != providers.StatusActive:
 			r.notifications.WithLabelValues(provider, outcomeInactive).Inc()
 		default:
-			j := Work{Provider: provider, Patient: conn.PatientID, Kinds: nt.Kinds, Start: nt.Start, End: nt.End}.Job(TypeFetch)
+			start, end := Bucket(nt.Start, nt.End)
+			j := Work{Provider: provider, Patient: conn.PatientID, Kinds: nt.Kinds, Start: start, End: end}.Job(TypeFetch)
 			_, coalesced, err := r.Enqueue(ctx, j)
 			if err != nil {
 				return fmt.Errorf("pipeline: notification: %w", err)
@@ -73,4 +77,28 @@ func (n *Notifier) Notify(ctx context.Context, provider string, ns []providers.N
 		}
 	}
 	return nil
+}
+
+// bucketSize is the unit notification windows are widened to: a UTC day.
+const bucketSize = 24 * time.Hour
+
+// Bucket widens a notification's window [start, end) to the UTC days it touches: [midnight at
+// or before start, midnight at or after end). Notifications of one patient and kind family on
+// one day then name the same work and coalesce into one job, which reads the day with one
+// vendor call; a redelivered or overlapping notification adds nothing. Reading a whole day
+// instead of a few seconds costs the vendor no extra call (a day of one user's measures is one
+// page) and the upsert is idempotent. A zero window (the vendor named none: an incremental
+// sync follows) stays zero; a window with one bound is widened on that side only.
+func Bucket(start, end time.Time) (time.Time, time.Time) {
+	if !start.IsZero() {
+		start = start.UTC().Truncate(bucketSize)
+	}
+	if !end.IsZero() {
+		e := end.UTC()
+		if t := e.Truncate(bucketSize); t.Before(e) {
+			e = t.Add(bucketSize)
+		}
+		end = e
+	}
+	return start, end
 }

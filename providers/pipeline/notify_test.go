@@ -35,8 +35,8 @@ func (g *rig) notifications(outcome string) float64 {
 }
 
 // TestWithingsNotification: one weight notification makes one fetch job, which makes exactly
-// one vendor call (getmeas over the notified window) and writes the Observation; the window is
-// recorded as covered for each announced kind the deployment reads.
+// one vendor call (getmeas over the notified window's day) and writes the Observation; the day
+// is recorded as covered for each announced kind the deployment reads.
 func TestWithingsNotification(t *testing.T) {
 	g := newRig(t, map[string]providertest.Route{getmeas: {File: "withings/getmeas_page2.json"}})
 	ctx := t.Context()
@@ -72,7 +72,8 @@ func TestWithingsNotification(t *testing.T) {
 	var kinds []string
 	for _, c := range covs {
 		kinds = append(kinds, c.Kind)
-		want := []store.Interval{{Start: n.Start.UTC(), End: n.End.UTC()}}
+		// The notified second is widened to its UTC day (Bucket).
+		want := []store.Interval{{Start: time.Unix(1704153600, 0).UTC(), End: time.Unix(1704153600+86400, 0).UTC()}}
 		if diff := cmp.Diff(want, c.Intervals); diff != "" || c.Cursor != "" {
 			t.Errorf("coverage of %s (-want +got):\n%s cursor %q", c.Kind, diff, c.Cursor)
 		}

@@ -63,6 +63,13 @@ type Store interface {
 	ListRecords(ctx context.Context, kind string) ([]store.Record, error)
 	// DeleteRecord deletes a record; an absent one is no error.
 	DeleteRecord(ctx context.Context, kind, id string) error
+	// CreateRecord stores a record unless a live one exists (store.ErrDuplicate), atomically
+	// across store handles: the upkeep passes' leases (upkeep.go).
+	CreateRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error
+	// PutRecord stores a record, replacing any previous one.
+	PutRecord(ctx context.Context, kind, id string, doc []byte, expires time.Time) error
+	// GetRecord returns a live record's document, or store.ErrNotFound.
+	GetRecord(ctx context.Context, kind, id string) ([]byte, error)
 	store.Jobs
 	store.Coverages
 }
@@ -88,11 +95,24 @@ type Config struct {
 	Lease time.Duration
 	// MaxAttempts is how many failed runs make a dead letter (default 8).
 	MaxAttempts int
-	// Reconcile is how often every active connection gets an incremental fetch from its cursors
-	// and a subscription repair (default 6 h; negative: never). Notifications only ever fetch
-	// their own window, so this is what catches up data whose notification never arrived: a
-	// vendor gives up after its retries and drops a failing subscription.
+	// Reconcile is the period of the reconcile pass (upkeep.go): every active connection gets a
+	// fetch of the last ReconcileWindow and a subscription repair (default 6 h; negative:
+	// never). Notifications only ever fetch their own window, so this is what catches up data
+	// whose notification never arrived: a vendor gives up after its retries and drops a
+	// failing subscription.
 	Reconcile time.Duration
+	// ReconcileWindow is how far back a reconciliation reads (default 7 days; negative: an
+	// incremental fetch of every kind from its cursor instead of a window).
+	ReconcileWindow time.Duration
+	// DeviceSync is the period of the device pass: every active connection's devices are
+	// synced again (battery levels; default 24 h; negative: never).
+	DeviceSync time.Duration
+	// TokenRefreshAhead is how long before its expiry an access token is refreshed by the
+	// tokens pass, which looks every TokenRefreshAhead/3 (at least every minute; default
+	// 15 min; negative: never, tokens are then refreshed only when a job needs them).
+	TokenRefreshAhead time.Duration
+	// UpkeepCheck is how often the runner looks for a due upkeep pass (default 1 min).
+	UpkeepCheck time.Duration
 	// Metrics, if set, receives the counters ohx_jobs_total{type,outcome} and
 	// ohx_webhook_notifications_total{provider,outcome}.
 	Metrics prometheus.Registerer
@@ -105,6 +125,9 @@ type Config struct {
 	// the end of fetch windows, the last sync and the times of device associations. End-to-end
 	// tests shift it to the time of their recorded vendor payloads.
 	Now func() time.Time
+	// Upserted, if set, is called after every upsert of a patient's synced resources (see
+	// UpsertedFunc): cmd/ohx hooks publishing to an EHR in here.
+	Upserted UpsertedFunc
 }
 
 // Runner executes the jobs of the store's queue with the handler registered for their type.
@@ -123,6 +146,9 @@ type Runner struct {
 
 	jobs          *prometheus.CounterVec
 	notifications *prometheus.CounterVec
+	jm            *jobMetrics // job latency and the queue collector (metrics.go)
+
+	rt rtHooks // read-through's waiting searches and wake-up (readthrough.go)
 }
 
 // NewRunner returns a runner over the store's job queue with the handlers of the job types
@@ -149,6 +175,18 @@ func NewRunner(cfg Config, reg *providers.Registry, vault Vault, st Store, log *
 	if cfg.Reconcile == 0 {
 		cfg.Reconcile = 6 * time.Hour
 	}
+	if cfg.ReconcileWindow == 0 {
+		cfg.ReconcileWindow = 7 * 24 * time.Hour
+	}
+	if cfg.DeviceSync == 0 {
+		cfg.DeviceSync = 24 * time.Hour
+	}
+	if cfg.TokenRefreshAhead == 0 {
+		cfg.TokenRefreshAhead = 15 * time.Minute
+	}
+	if cfg.UpkeepCheck <= 0 {
+		cfg.UpkeepCheck = time.Minute
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -173,11 +211,14 @@ func NewRunner(cfg Config, reg *providers.Registry, vault Vault, st Store, log *
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(r.jobs, r.notifications)
 	}
+	r.jm = newJobMetrics(cfg.Metrics, st, cfg.Now, log)
 	r.Handle(TypeDeviceSync, r.connHandler(r.syncDevices))
 	r.Handle(TypeBackfill, r.connHandler(r.backfill))
-	r.Handle(TypeFetch, r.connHandler(r.fetch))
+	r.Handle(TypeFetch, r.signalDone(r.connHandler(r.fetch))) // read-through waits for fetches
 	r.Handle(TypeSubscribe, r.connHandler(r.subscribe))
 	r.Handle(TypeRetire, r.retire)
+	r.Handle(TypeReconcile, skipGone(r.connHandler(r.reconcileFetch)))
+	r.Handle(TypeTokenRefresh, skipGone(r.connHandler(r.refreshToken)))
 	return r
 }
 
@@ -201,7 +242,7 @@ const (
 
 var typePriority = map[string]int{
 	TypeFetch: PriorityFetch, TypeSubscribe: PrioritySubscribe, TypeDeviceSync: PriorityDeviceSync, TypeBackfill: PriorityBackfill,
-	TypeRetire: PriorityRetire,
+	TypeRetire: PriorityRetire, TypeReconcile: PriorityReconcile, TypeTokenRefresh: PriorityTokenRefresh,
 }
 
 // Work is the payload of the runner's own jobs: one patient's connection to one provider, the
@@ -246,59 +287,21 @@ func (r *Runner) Connected(ctx context.Context, provider, patient string) error 
 	return nil
 }
 
-// Reconcile enqueues, for every active connection, an incremental fetch of every kind from its
-// cursor and a subscription repair (the Withings Subscribe lists first and adds only what is
-// missing), and the retirement of every connection that another active connection of its patient
-// continues (Retire, should it not have been queued when the patient moved). All coalesce with
-// the same work already queued, so running it often is harmless. It returns how many jobs it
-// queued.
+// Reconcile runs the reconcile pass now, whatever the period (an operator's request, tests):
+// for every active connection a TypeReconcile job (the last Config.ReconcileWindow of every
+// kind, at PriorityReconcile: after the webhooks' fresh data) and a subscription repair (the
+// Withings Subscribe lists first and adds only what is missing), and the retirement of every
+// connection that another active connection of its patient continues (Retire, should it not
+// have been queued when the patient moved). The job keys name the connection only, so they
+// coalesce with the same work already queued and running it often is harmless. It returns how
+// many jobs it queued. The scheduler runs it once per Config.Reconcile across every runner
+// sharing the store (Upkeep).
 func (r *Runner) Reconcile(ctx context.Context) (int, error) {
-	conns, err := r.vault.List(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("pipeline: reconcile: %w", err)
+	var p Pass
+	if err := r.reconcilePass(ctx, &p); err != nil {
+		return p.Queued, fmt.Errorf("pipeline: reconcile: %w", err)
 	}
-	n := 0
-	// A connection another connection of its patient continues ends (its retirement may not
-	// have been queued when the patient moved).
-	held := map[providers.Account]*providers.Connection{}
-	for _, c := range conns {
-		held[providers.Account{Provider: c.Provider, User: c.VendorUserID}] = c
-	}
-	for _, c := range conns {
-		p := c.Predecessor
-		if p == nil || p.Provider == c.Provider || c.Status != providers.StatusActive {
-			continue
-		}
-		// Only the connection that was there at the move: one the patient made again since
-		// then is theirs to keep.
-		if old := held[p.Account]; old != nil && old.PatientID == c.PatientID && old.Created.Before(p.Until) {
-			if _, coalesced, err := r.Enqueue(ctx, Work{Provider: p.Provider, Patient: c.PatientID}.Job(TypeRetire)); err != nil {
-				return n, fmt.Errorf("pipeline: reconcile: %w", err)
-			} else if !coalesced {
-				n++
-			}
-		}
-	}
-	for _, c := range conns {
-		if c.Status != providers.StatusActive {
-			continue
-		}
-		if _, ok := r.reg.Get(c.Provider); !ok {
-			continue
-		}
-		fetch := Work{Provider: c.Provider, Patient: c.PatientID}.Job(TypeFetch)
-		fetch.Priority = PriorityReconcile // after the webhooks' fresh data
-		for _, j := range []store.Job{fetch, Work{Provider: c.Provider, Patient: c.PatientID}.Job(TypeSubscribe)} {
-			_, coalesced, err := r.Enqueue(ctx, j)
-			if err != nil {
-				return n, fmt.Errorf("pipeline: reconcile: %w", err)
-			}
-			if !coalesced {
-				n++
-			}
-		}
-	}
-	return n, nil
+	return p.Queued, nil
 }
 
 // Coverage returns what has been synced of a patient's connection to provider, per kind.
@@ -402,9 +405,11 @@ func (r *Runner) fetchWindow(ctx context.Context, s *session, w Work, startCurso
 	if err != nil {
 		return err
 	}
+	// A notification's window is widened to whole days (Bucket): what lies past now was not
+	// read, since it had not happened, and is not covered.
 	end := w.End
-	if end.IsZero() {
-		end = r.now()
+	if now := r.now(); end.IsZero() || end.After(now) {
+		end = now
 	}
 	for _, k := range coveredKinds(w.Kinds, s.p.Kinds()) {
 		err := r.updateCoverage(ctx, s, k, func(c *store.Coverage) {
@@ -543,9 +548,12 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 		if len(batch) == 0 {
 			return nil
 		}
-		_, err := r.st.Upsert(ctx, batch)
+		res, err := r.st.Upsert(ctx, batch)
 		batch = batch[:0]
-		return err
+		if err != nil {
+			return err
+		}
+		return r.upserted(ctx, s.conn.PatientID, res)
 	}
 	var synced time.Time
 	lin := r.newLineage(s.conn)
@@ -626,8 +634,11 @@ func (r *Runner) syncDevices(ctx context.Context, s *session, _ Work) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	_, err = r.st.Upsert(ctx, rs)
-	return err
+	res, err := r.st.Upsert(ctx, rs)
+	if err != nil {
+		return err
+	}
+	return r.upserted(ctx, s.conn.PatientID, res)
 }
 
 // firstSeen returns the period start of a stored association, so re-syncs keep it.

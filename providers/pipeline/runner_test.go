@@ -213,8 +213,8 @@ func TestJobFailures(t *testing.T) {
 	}
 }
 
-// TestReconcile: every active connection gets one incremental fetch (cursor-based, no window)
-// and one subscription repair; a connection that needs a new consent gets nothing; a second
+// TestReconcile: every active connection gets one reconcile job (its window is taken when it
+// runs: the job key names the connection only) and one subscription repair; a connection that needs a new consent gets nothing; a second
 // reconciliation coalesces with the jobs still queued.
 func TestReconcile(t *testing.T) {
 	g := newRig(t, map[string]providertest.Route{})
@@ -237,13 +237,13 @@ func TestReconcile(t *testing.T) {
 		if w.Patient != "p1" || !w.Start.IsZero() || !w.End.IsZero() {
 			t.Errorf("job %s: %+v, want p1 without a window", j.Type, w)
 		}
-		if j.Type == TypeFetch && j.Priority != PriorityReconcile {
+		if j.Type == TypeReconcile && j.Priority != PriorityReconcile {
 			t.Errorf("reconcile fetch priority %d, want %d", j.Priority, PriorityReconcile)
 		}
 		types[j.Type]++
 	}
-	if types[TypeFetch] != 1 || types[TypeSubscribe] != 1 || len(js) != 2 {
-		t.Errorf("queued %v, want one fetch and one subscribe", types)
+	if types[TypeReconcile] != 1 || types[TypeSubscribe] != 1 || len(js) != 2 {
+		t.Errorf("queued %v, want one reconcile and one subscribe", types)
 	}
 	if n, err := g.r.Reconcile(ctx); err != nil || n != 0 {
 		t.Errorf("second Reconcile = %d, %v; want 0 (coalesced)", n, err)

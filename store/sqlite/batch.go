@@ -56,10 +56,13 @@ type writeBuf struct {
 	// pending are the resources (type/id) and identifiers (type|system|value) with unflushed
 	// rows: seeing one again means flushing first, so later reads in the transaction see it.
 	pending map[string]bool
+	// written holds the same keys for every resource written through this buffer; unlike
+	// pending it survives flushes (Upsert trusts its prefetch only for keys not in it).
+	written map[string]bool
 }
 
 func newWriteBuf() *writeBuf {
-	return &writeBuf{rows: map[*table][]any{}, pending: map[string]bool{}}
+	return &writeBuf{rows: map[*table][]any{}, pending: map[string]bool{}, written: map[string]bool{}}
 }
 
 func (w *writeBuf) add(t *table, vals ...any) {

@@ -12,8 +12,8 @@ import (
 	"github.com/openhealthexchange/ohx/store"
 )
 
-// The job queue is the jobs table (migration 4). Every write runs in the store's immediate write
-// transaction, which holds the database's write lock from BEGIN: a read and the write that
+// The job queue is the jobs table of queue.db (queue.go). Every write runs in the queue's
+// immediate write transaction, which holds the queue file's write lock from BEGIN: a read and the write that
 // depends on it see and exclude every other writer, other handles and processes on the file
 // included. So claims, coalescing and lease checks need no optimistic retries.
 //
@@ -97,7 +97,8 @@ func affected(res sql.Result, err error) (int64, error) {
 	return res.RowsAffected()
 }
 
-// EnqueueJob implements store.Jobs.
+// EnqueueJob implements store.Jobs: the job is group-committed with the enqueues running at
+// the same time (queue.go), and the call returns once that commit is done.
 func (s *Store) EnqueueJob(ctx context.Context, j store.Job, now time.Time) (string, bool, error) {
 	if j.Type == "" {
 		return "", false, errors.New("sqlite: enqueue job: no type")
@@ -108,59 +109,11 @@ func (s *Store) EnqueueJob(ctx context.Context, j store.Job, now time.Time) (str
 	if j.NotBefore.IsZero() {
 		j.NotBefore = now
 	}
-	nb := micros(j.NotBefore)
-	var id string
-	var coalesced bool
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		id, coalesced = j.ID, false
-		if j.Key != "" {
-			rows, err := s.txQuery(ctx, tx, `SELECT id, owner FROM jobs WHERE key = ? AND key <> '' AND dead = 0`, j.Key)
-			if err != nil {
-				return err
-			}
-			var holder, owner string
-			found := rows.Next()
-			if found {
-				err = rows.Scan(&holder, &owner)
-			}
-			if err := errors.Join(err, rows.Err(), rows.Close()); err != nil {
-				return err
-			}
-			if found {
-				id, coalesced = holder, true
-				if owner == "" { // waiting: the earlier NotBefore, the higher priority
-					_, err = s.txExec(ctx, tx, `UPDATE jobs SET not_before = min(not_before, ?), ready_at = min(not_before, ?),
-						priority = max(priority, ?) WHERE id = ?`, nb, nb, j.Priority, holder)
-				} else { // running: run once more when it completes, due from the first such enqueue
-					_, err = s.txExec(ctx, tx, `UPDATE jobs SET rerun = 1, not_before = CASE WHEN rerun = 1 THEN not_before ELSE ? END,
-						priority = max(priority, ?) WHERE id = ?`, micros(now), j.Priority, holder)
-				}
-				return err
-			}
-		}
-		if id == "" {
-			id = store.NewID()
-		} else {
-			rows, err := s.txQuery(ctx, tx, `SELECT 1 FROM jobs WHERE id = ?`, id)
-			if err != nil {
-				return err
-			}
-			taken := rows.Next()
-			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-				return err
-			}
-			if taken {
-				return fmt.Errorf("job %s: %w", id, store.ErrDuplicate)
-			}
-		}
-		_, err := s.txExec(ctx, tx, `INSERT INTO jobs (`+jobCols+`, ready_at) VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, '', 0, 0, 0, 0, ?)`,
-			id, j.Type, j.Key, j.Priority, nb, nonNil(j.Payload), micros(j.Created), nb)
-		return err
-	})
-	if err != nil {
+	r := &enqueueReq{j: j, now: now}
+	if err := s.q.enqueue(ctx, r); err != nil {
 		return "", false, fmt.Errorf("sqlite: enqueue job %s: %w", j.Type, err)
 	}
-	return id, coalesced, nil
+	return r.id, r.coalesced, nil
 }
 
 // ClaimJobs implements store.Jobs (see the comment at the top of the file for the reads).
@@ -175,14 +128,14 @@ func (s *Store) ClaimJobs(ctx context.Context, owner string, max int, lease time
 	}
 	until := micros(now.Add(lease))
 	var out []store.Job
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.q.tx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
 		ids, err := s.dueJobs(ctx, tx, max, micros(now))
 		if err != nil {
 			return err
 		}
 		for _, id := range ids {
-			rows, err := s.txQuery(ctx, tx, `UPDATE jobs SET owner = ?, lease_until = ?, ready_at = ?, rerun = 0 WHERE id = ? RETURNING `+jobCols,
+			rows, err := s.q.txQuery(ctx, tx, `UPDATE jobs SET owner = ?, lease_until = ?, ready_at = ?, rerun = 0 WHERE id = ? RETURNING `+jobCols,
 				owner, until, until, id)
 			if err != nil {
 				return err
@@ -211,7 +164,7 @@ const (
 func (s *Store) dueJobs(ctx context.Context, tx *sql.Tx, max int, now int64) ([]string, error) {
 	var ids []string
 	for bound := int64(math.MaxInt64); len(ids) < max; {
-		rows, err := s.txQuery(ctx, tx, sqlNextPriority, bound)
+		rows, err := s.q.txQuery(ctx, tx, sqlNextPriority, bound)
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +179,7 @@ func (s *Store) dueJobs(ctx context.Context, tx *sql.Tx, max int, now int64) ([]
 		if !found {
 			break
 		}
-		rows, err = s.txQuery(ctx, tx, sqlDueAt, prio, now, max-len(ids))
+		rows, err = s.q.txQuery(ctx, tx, sqlDueAt, prio, now, max-len(ids))
 		if err != nil {
 			return nil, err
 		}
@@ -263,8 +216,8 @@ func (s *Store) RenewJob(ctx context.Context, id, owner string, lease time.Durat
 		return fmt.Errorf("sqlite: renew job %s: lease %s: need at least %s", id, lease, store.Precision)
 	}
 	until := micros(now.Add(lease))
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		n, err := affected(s.txExec(ctx, tx, `UPDATE jobs SET lease_until = ?, ready_at = ? WHERE id = ? AND owner = ? AND dead = 0`, until, until, id, owner))
+	return s.q.tx(ctx, func(tx *sql.Tx) error {
+		n, err := affected(s.q.txExec(ctx, tx, `UPDATE jobs SET lease_until = ?, ready_at = ? WHERE id = ? AND owner = ? AND dead = 0`, until, until, id, owner))
 		if err != nil {
 			return fmt.Errorf("sqlite: renew job %s: %w", id, err)
 		}
@@ -280,10 +233,10 @@ func (s *Store) CompleteJob(ctx context.Context, id, owner string) error {
 	if owner == "" {
 		return leaseLost("complete", id)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		n, err := affected(s.txExec(ctx, tx, `DELETE FROM jobs WHERE id = ? AND owner = ? AND dead = 0 AND rerun = 0`, id, owner))
+	return s.q.tx(ctx, func(tx *sql.Tx) error {
+		n, err := affected(s.q.txExec(ctx, tx, `DELETE FROM jobs WHERE id = ? AND owner = ? AND dead = 0 AND rerun = 0`, id, owner))
 		if err == nil && n == 0 {
-			n, err = affected(s.txExec(ctx, tx, `UPDATE jobs SET owner = '', lease_until = 0, ready_at = not_before, attempt = 0, last_error = '', rerun = 0
+			n, err = affected(s.q.txExec(ctx, tx, `UPDATE jobs SET owner = '', lease_until = 0, ready_at = not_before, attempt = 0, last_error = '', rerun = 0
 				WHERE id = ? AND owner = ? AND dead = 0 AND rerun = 1`, id, owner))
 		}
 		if err != nil {
@@ -301,7 +254,7 @@ func (s *Store) FailJob(ctx context.Context, id, owner string, f store.JobFailur
 	if owner == "" {
 		return leaseLost("fail", id)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.q.tx(ctx, func(tx *sql.Tx) error {
 		var n int64
 		var err error
 		if f.Dead {
@@ -309,11 +262,11 @@ func (s *Store) FailJob(ctx context.Context, id, owner string, f store.JobFailur
 			if at.IsZero() {
 				at = time.Now()
 			}
-			n, err = affected(s.txExec(ctx, tx, `UPDATE jobs SET attempt = attempt + 1, last_error = ?, owner = '', lease_until = 0, dead = 1, failed_at = ?
+			n, err = affected(s.q.txExec(ctx, tx, `UPDATE jobs SET attempt = attempt + 1, last_error = ?, owner = '', lease_until = 0, dead = 1, failed_at = ?
 				WHERE id = ? AND owner = ? AND dead = 0`, f.Error, micros(at), id, owner))
 		} else {
 			retry := micros(retryAt(f))
-			n, err = affected(s.txExec(ctx, tx, `UPDATE jobs SET attempt = attempt + 1, last_error = ?, owner = '', lease_until = 0, not_before = ?, ready_at = ?
+			n, err = affected(s.q.txExec(ctx, tx, `UPDATE jobs SET attempt = attempt + 1, last_error = ?, owner = '', lease_until = 0, not_before = ?, ready_at = ?
 				WHERE id = ? AND owner = ? AND dead = 0`, f.Error, retry, retry, id, owner))
 		}
 		if err != nil {
@@ -328,7 +281,7 @@ func (s *Store) FailJob(ctx context.Context, id, owner string, f store.JobFailur
 
 // GetJob implements store.Jobs.
 func (s *Store) GetJob(ctx context.Context, id string) (store.Job, error) {
-	rows, err := s.query(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id)
+	rows, err := s.q.query(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id)
 	if err != nil {
 		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, err)
 	}
@@ -363,7 +316,7 @@ func (s *Store) listJobs(ctx context.Context, what, query string, limit int) ([]
 	if limit <= 0 {
 		return nil, ctx.Err()
 	}
-	rows, err := s.query(ctx, query, limit)
+	rows, err := s.q.query(ctx, query, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list %s jobs: %w", what, err)
 	}
@@ -376,8 +329,8 @@ func (s *Store) listJobs(ctx context.Context, what, query string, limit int) ([]
 
 // RetryDeadJob implements store.Jobs.
 func (s *Store) RetryDeadJob(ctx context.Context, id string, now time.Time) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := s.txQuery(ctx, tx, `SELECT key FROM jobs WHERE id = ? AND dead = 1`, id)
+	err := s.q.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := s.q.txQuery(ctx, tx, `SELECT key FROM jobs WHERE id = ? AND dead = 1`, id)
 		if err != nil {
 			return err
 		}
@@ -393,7 +346,7 @@ func (s *Store) RetryDeadJob(ctx context.Context, id string, now time.Time) erro
 			return store.ErrNotFound
 		}
 		if key != "" {
-			rows, err := s.txQuery(ctx, tx, `SELECT id FROM jobs WHERE key = ? AND key <> '' AND dead = 0`, key)
+			rows, err := s.q.txQuery(ctx, tx, `SELECT id FROM jobs WHERE key = ? AND key <> '' AND dead = 0`, key)
 			if err != nil {
 				return err
 			}
@@ -406,7 +359,7 @@ func (s *Store) RetryDeadJob(ctx context.Context, id string, now time.Time) erro
 			}
 		}
 		nb := micros(now)
-		_, err = s.txExec(ctx, tx, `UPDATE jobs SET dead = 0, failed_at = 0, attempt = 0, owner = '', lease_until = 0, rerun = 0,
+		_, err = s.q.txExec(ctx, tx, `UPDATE jobs SET dead = 0, failed_at = 0, attempt = 0, owner = '', lease_until = 0, rerun = 0,
 			not_before = ?, ready_at = ? WHERE id = ?`, nb, nb, id)
 		return err
 	})
@@ -419,7 +372,7 @@ func (s *Store) RetryDeadJob(ctx context.Context, id string, now time.Time) erro
 // JobStats implements store.Jobs. It counts in one pass over the table: an operator's view,
 // not a hot path.
 func (s *Store) JobStats(ctx context.Context, now time.Time) (store.JobStats, error) {
-	rows, err := s.query(ctx, `SELECT coalesce(sum(dead = 0 AND (owner = '' OR lease_until <= ?1)), 0),
+	rows, err := s.q.query(ctx, `SELECT coalesce(sum(dead = 0 AND (owner = '' OR lease_until <= ?1)), 0),
 		coalesce(sum(dead = 0 AND owner <> '' AND lease_until > ?1), 0), coalesce(sum(dead = 1), 0) FROM jobs`, micros(now))
 	if err != nil {
 		return store.JobStats{}, fmt.Errorf("sqlite: job stats: %w", err)

@@ -56,7 +56,7 @@ func TestJobPlans(t *testing.T) {
 		{"key holder", `SELECT id, owner FROM jobs WHERE key = ? AND key <> '' AND dead = 0`, []any{"key-3"}, "SEARCH jobs USING INDEX jobs_key (key=?)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan := explainSQL(t, s, tc.query, tc.args...)
+			plan := explainQueue(t, s, tc.query, tc.args...)
 			t.Logf("plan:\n%s", plan)
 			if !strings.Contains(plan, tc.want) {
 				t.Errorf("plan does not contain %q:\n%s", tc.want, plan)

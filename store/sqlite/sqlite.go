@@ -56,6 +56,9 @@ type Store struct {
 
 	// totalBound is store.TotalBound; tests lower it.
 	totalBound int
+
+	// q is the job queue, in a file of its own (queue.go).
+	q *queue
 }
 
 var (
@@ -71,6 +74,9 @@ type Options struct {
 	// HistoryVersions is how many versions of each resource are kept, the current one included:
 	// 0 keeps every version, N prunes older ones when the resource is written.
 	HistoryVersions int
+	// QueueSync is the job queue's durability: QueueSyncFull (default: an acknowledged job
+	// survives a power loss) or QueueSyncNormal (it survives the process being killed).
+	QueueSync string
 }
 
 // Open opens (creating if needed) the database file ohx.db in dir and migrates its schema.
@@ -135,6 +141,10 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	s.wal.limit = pageSize * walLimit
 	go s.checkpointer()
 	if err := s.loadSpans(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.q, err = openQueue(ctx, dir, w, opt.QueueSync, log); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -247,7 +257,10 @@ var migrations = []string{
 // made under another is laid out differently.
 func SchemaVersion() int { return len(migrations) }
 
-func migrate(ctx context.Context, db *sql.DB) error {
+func migrate(ctx context.Context, db *sql.DB) error { return migrateWith(ctx, db, migrations) }
+
+// migrateWith applies the migrations a file's schema_version has not seen yet.
+func migrateWith(ctx context.Context, db *sql.DB, migrations []string) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
@@ -314,9 +327,13 @@ func (s *Store) Close() error {
 			<-s.ckDone
 		}
 	}
+	var qerr error
+	if s.q != nil {
+		qerr = s.q.close()
+	}
 	s.rstmts.close()
 	s.wstmts.close()
-	return errors.Join(s.r.Close(), s.w.Close(), s.ck.Close())
+	return errors.Join(qerr, s.r.Close(), s.w.Close(), s.ck.Close())
 }
 
 // DB exposes the read pool for tests that inspect query plans.

@@ -167,6 +167,11 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 	if err != nil {
 		return store.Entry{}, err
 	}
+	return s.writePrepared(ctx, tx, w, p, cur)
+}
+
+// writePrepared is write for a resource already prepared as the version after cur.
+func (s *Store) writePrepared(ctx context.Context, tx *sql.Tx, w *writeBuf, p store.Prepared, cur current) (store.Entry, error) {
 	if cur.exists {
 		if err := s.dropIndex(ctx, tx, p.Type, p.ID, cur); err != nil {
 			return store.Entry{}, err
@@ -176,6 +181,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 		return store.Entry{}, err
 	}
 	w.pending[p.Type+"/"+p.ID] = true
+	w.written[p.Type+"/"+p.ID] = true
 	var dateLo, dateHi sql.NullInt64
 	if sp := search.SortDateParam(p.Type); sp != "" {
 		for _, en := range p.Index.Entries {
@@ -204,6 +210,7 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 			}
 			if e.Column == "identifier" {
 				w.pending[p.Type+"|"+e.System+"|"+e.Code] = true
+				w.written[p.Type+"|"+e.System+"|"+e.Code] = true
 			}
 		case search.Reference:
 			w.add(&tblRef, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
@@ -378,72 +385,4 @@ func (s *Store) findByIdentifier(ctx context.Context, tx *sql.Tx, typ, system, v
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
-}
-
-// Upsert implements store.Store. The whole batch is one transaction: one fsync for many rows.
-func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertResult, error) {
-	out := make([]store.UpsertResult, len(rs))
-	type touch struct{ typ, old, new string }
-	var touched []touch
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		touched = touched[:0]
-		w := newWriteBuf()
-		for i, r := range rs {
-			sys, val, ok := store.FirstIdentifier(r)
-			if !ok {
-				return fmt.Errorf("sqlite: upsert %s: an identifier is required", r.Type())
-			}
-			// A resource or identifier seen earlier in this batch: make its rows visible first.
-			if w.pending[r.Type()+"|"+sys+"|"+val] || (r.Common().ID != "" && w.pending[r.Type()+"/"+r.Common().ID]) {
-				if err := s.flush(ctx, tx, w); err != nil {
-					return err
-				}
-			}
-			ids, err := s.findByIdentifier(ctx, tx, r.Type(), sys, val)
-			if err != nil {
-				return err
-			}
-			var cur current
-			switch len(ids) {
-			case 0:
-				if r.Common().ID == "" {
-					r.Common().ID = store.NewID()
-				}
-				if cur, err = s.lookup(ctx, tx, r.Type(), r.Common().ID); err != nil {
-					return err
-				}
-				if cur.exists && !cur.deleted {
-					return fmt.Errorf("sqlite: upsert %s/%s: id taken by another resource: %w", r.Type(), r.Common().ID, store.ErrDuplicate)
-				}
-			case 1:
-				if cur, err = s.lookup(ctx, tx, r.Type(), ids[0]); err != nil {
-					return err
-				}
-				same, err := store.SameContent(r, store.Entry{ID: ids[0], VersionID: cur.version, LastUpdated: time.UnixMicro(cur.lastUpdated), JSON: cur.json})
-				if err != nil {
-					return err
-				}
-				if same {
-					out[i] = store.UpsertResult{ID: ids[0], VersionID: cur.version}
-					continue
-				}
-			default:
-				return fmt.Errorf("sqlite: upsert %s: identifier %s|%s matches %d resources: %w", r.Type(), sys, val, len(ids), store.ErrDuplicate)
-			}
-			e, err := s.write(ctx, tx, w, r, cur)
-			if err != nil {
-				return err
-			}
-			touched = append(touched, touch{e.Type, cur.patient, search.PatientOf(r)})
-			out[i] = store.UpsertResult{ID: e.ID, VersionID: e.VersionID, Created: !cur.exists || cur.deleted, Changed: cur.exists && !cur.deleted}
-		}
-		return s.flush(ctx, tx, w)
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range touched {
-		s.gens.bump(t.typ, t.old, t.new)
-	}
-	return out, nil
 }

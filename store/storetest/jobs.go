@@ -988,9 +988,12 @@ func raceCoverage(t *testing.T, a, b jobStore) {
 //     stores exactly one job and every caller gets its id.
 //   - CoverageRace: both handles add distinct intervals to one stream concurrently; none is
 //     lost.
+//   - DiscardRace: one handle retries a dead letter while the other discards it; exactly one
+//     wins.
 func RunJobsShared(t *testing.T, open func(t testing.TB) (store.Store, store.Store)) {
 	shared := func(t *testing.T) (jobStore, jobStore) { return open(t) }
 	t.Run("ClaimRace", func(t *testing.T) { a, b := shared(t); raceJobs(t, a, b) })
 	t.Run("EnqueueRace", func(t *testing.T) { a, b := shared(t); raceEnqueue(t, a, b) })
 	t.Run("CoverageRace", func(t *testing.T) { a, b := shared(t); raceCoverage(t, a, b) })
+	t.Run("DiscardRace", func(t *testing.T) { a, b := shared(t); raceDiscard(t, a, b) })
 }

@@ -63,6 +63,8 @@ type opener = func(t testing.TB) store.Store
 //     RetryDeadJob; coalescing by key (waiting: earlier NotBefore, higher priority; running:
 //     Rerun and one requeue; dead letters hold no key); JobStats; caller-chosen ids;
 //     cancellation (RunJobsShared races claims and enqueues across two handles).
+//   - JobAdmin: DiscardDeadJob removes a dead letter, never a pending job (RunJobsShared races
+//     it against RetryDeadJob across two handles).
 //   - Coverage: sync coverage (store.Coverages): UpdateCoverage creating and updating a stream,
 //     normalised intervals, fn errors storing nothing, Coverage ordered by kind, DeleteCoverage
 //     (RunJobsShared races updates across two handles).
@@ -85,6 +87,7 @@ func Run(t *testing.T, open func(t testing.TB) store.Store) {
 	t.Run("Records", func(t *testing.T) { testRecords(t, open) })
 	t.Run("Jobs", func(t *testing.T) { testJobs(t, jobsOf(open)) })
 	t.Run("Coverage", func(t *testing.T) { testCoverage(t, jobsOf(open)) })
+	t.Run("JobAdmin", func(t *testing.T) { testJobAdmin(t, jobsOf(open)) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 }

@@ -469,14 +469,17 @@ func (s *Server) refreshClient(ctx context.Context, token string) (Client, error
 	return cl, nil
 }
 
-// clientCredentials is SMART Backend Services: system scopes only, no refresh token, ≤ 300 s.
+// clientCredentials is SMART Backend Services: system scopes (and smart.AdminScope) only, no
+// refresh token, ≤ 300 s.
 func (s *Server) clientCredentials(ctx context.Context, client Client, scope string, hasScope bool) (*TokenResponse, error) {
 	if !hasScope {
 		scope = strings.Join(client.Scopes, " ")
 	}
 	var keep []string
 	for _, f := range grantScopes(scope, client.Scopes) {
-		if strings.HasPrefix(f, "system/") {
+		// The operator API's scope is a backend's too (an operator's script), granted only to
+		// a client registered with it.
+		if strings.HasPrefix(f, "system/") || f == smart.AdminScope {
 			keep = append(keep, f)
 		}
 	}

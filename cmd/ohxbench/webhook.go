@@ -1,0 +1,490 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/openhealthexchange/ohx/providers"
+	"github.com/openhealthexchange/ohx/store/seal"
+	"github.com/openhealthexchange/ohx/store/sqlite"
+)
+
+// The webhook scenarios measure how fast `ohx serve` acknowledges Withings notifications, and
+// that none is lost. This process is an open-loop load generator: notification i is sent at
+// start + i/rate whatever the answers to the earlier ones, each from its own goroutine, as a
+// vendor's servers send them. Every notification is distinct and validly authenticated (the
+// callback URL's secret path segment, derived from OHX_SECRET_KEY as ohx derives it), for one of
+// the connected patients and one day: each must become a job of its own. The server's runner
+// syncs the queued jobs from a fake Withings in this process meanwhile, at the rate limit
+// -webhook-vendor-rate, writing -webhook-page measure groups per call: the acknowledgements are
+// measured while the runner drains. The second scenario first queues -webhook-backlog earlier
+// distinct notifications (a vendor's retry storm after an outage).
+//
+// Lost is the number of acknowledged (2xx) notifications whose work is neither a job in the
+// store once the server has stopped nor was fetched from the fake vendor after it was sent.
+
+// webhookRun is one webhook scenario's figures (bench/results.json "webhooks").
+type webhookRun struct {
+	Name       string  `json:"name"`
+	Rate       int     `json:"rate_per_s"`
+	Seconds    float64 `json:"seconds"`
+	Backlog    int     `json:"backlog"`
+	QueueSync  string  `json:"queue_sync"`
+	Sent       int     `json:"sent"`
+	Acked      int     `json:"acknowledged"`
+	Errors     int     `json:"errors"`
+	FirstError string  `json:"first_error,omitempty"`
+	// Late counts the notifications the generator sent more than 1 ms after their slot (the
+	// load generator itself fell behind).
+	Late        int     `json:"late_sends"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	Maxms       float64 `json:"max_ms"`
+	Lost        int     `json:"lost"`
+	Pending     int     `json:"jobs_pending_after"`
+	VendorCalls int64   `json:"vendor_calls"`
+	PeakRSS     int64   `json:"peak_rss_bytes"`
+	P99Goal     float64 `json:"p99_goal_ms"`
+}
+
+// webhookScenarios are the slugs -only accepts for these scenarios ("webhook" runs both).
+var webhookScenarios = []string{"webhook-empty", "webhook-backlog"}
+
+// wantWebhook reports whether -only selects the webhook scenario slug.
+func wantWebhook(only map[string]bool, slug string) bool {
+	return only == nil || only["webhook"] || only[slug]
+}
+
+// onlyWebhook reports whether -only selects webhook scenarios and nothing that needs the data set.
+func onlyWebhook(only map[string]bool) bool {
+	if len(only) == 0 {
+		return false
+	}
+	for o := range only {
+		if o != "webhook" && !slices.Contains(webhookScenarios, o) && o != "pipeline" {
+			return false
+		}
+	}
+	return true
+}
+
+// whConfig are the webhook scenarios' settings (flags -webhook-…).
+type whConfig struct {
+	rate       int
+	duration   time.Duration
+	backlog    int
+	patients   int
+	page       int // measure groups per vendor call
+	vendorRate int // the server's OHX_WITHINGS_RATE
+	queueSync  string
+}
+
+// benchWebhooks runs the selected webhook scenarios.
+func benchWebhooks(ctx context.Context, cfg config, wc whConfig) ([]webhookRun, error) {
+	var out []webhookRun
+	for _, sc := range []struct {
+		slug    string
+		backlog int
+	}{{"webhook-empty", 0}, {"webhook-backlog", wc.backlog}} {
+		if !wantWebhook(cfg.only, sc.slug) {
+			continue
+		}
+		r, err := runWebhook(ctx, cfg, wc, sc.slug, sc.backlog)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", sc.slug, err)
+		}
+		fmt.Printf("%s: %d/s for %s, backlog %d: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d sent, %d acknowledged, %d errors, %d lost, %d jobs left, %d vendor calls\n",
+			r.Name, r.Rate, time.Duration(r.Seconds*float64(time.Second)), r.Backlog, r.P50ms, r.P99ms, r.Maxms, r.Sent, r.Acked, r.Errors, r.Lost, r.Pending, r.VendorCalls)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// whNote is one notification the generator sent.
+type whNote struct {
+	user     int
+	day      int64 // Unix seconds of the UTC midnight of its day
+	at       int64 // startdate = enddate
+	sent     time.Time
+	lat      time.Duration
+	acked    bool
+	late     bool
+	errText  string
+	measured bool
+}
+
+func runWebhook(ctx context.Context, cfg config, wc whConfig, name string, backlog int) (webhookRun, error) {
+	run := webhookRun{Name: name, Rate: wc.rate, Seconds: wc.duration.Seconds(), Backlog: backlog, QueueSync: wc.queueSync, P99Goal: 5}
+	dir := filepath.Join(cfg.dir, name)
+	if err := os.RemoveAll(dir); err != nil {
+		return run, err
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	if err := whConnect(ctx, dir, key, wc.patients); err != nil {
+		return run, fmt.Errorf("connect patients: %w", err)
+	}
+	fake := newWhVendor(wc.page)
+	defer fake.srv.Close()
+
+	scfg := cfg
+	scfg.serverEnv = append(slices.Clone(cfg.serverEnv),
+		"OHX_SECRET_KEY="+base64.StdEncoding.EncodeToString(key),
+		"OHX_WITHINGS_CLIENT_ID=bench", "OHX_WITHINGS_CLIENT_SECRET=bench-secret",
+		"OHX_WITHINGS_API_URL="+fake.srv.URL, "OHX_WITHINGS_RATE="+strconv.Itoa(wc.vendorRate),
+		"OHX_IDENTIFIER_NAMESPACE=https://ohxbench.example",
+	)
+	if wc.queueSync != "" {
+		scfg.serverEnv = append(scfg.serverEnv, "OHX_QUEUE_SYNC="+wc.queueSync)
+	}
+	srv, err := startOhx(ctx, scfg, dir, false)
+	if err != nil {
+		return run, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.Stop()
+		}
+	}()
+	hook := srv.origin + "/webhooks/withings/" + hex.EncodeToString(seal.Derive(key, "ohx webhook withings")[:16])
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxIdleConns: 1024, IdleConnTimeout: time.Minute}}
+	post := func(n *whNote) {
+		form := url.Values{"userid": {whUserID(n.user)}, "appli": {"1"}, "startdate": {strconv.FormatInt(n.at, 10)}, "enddate": {strconv.FormatInt(n.at, 10)}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hook, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		n.sent = time.Now()
+		res, err := client.Do(req)
+		n.lat = time.Since(n.sent)
+		if err != nil {
+			n.errText = err.Error()
+			return
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode/100 != 2 {
+			n.errText = res.Status
+			return
+		}
+		n.acked = true
+	}
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	// Notification i of the measured load is for patient i mod P on day 1 + (i/P) mod 30 before
+	// today; the backlog's are on days 31 and on, so that none coalesces with another.
+	mk := func(i, firstDay int) *whNote {
+		u := i % wc.patients
+		d := today.AddDate(0, 0, -(firstDay + i/wc.patients)).Unix()
+		return &whNote{user: u, day: d, at: d + int64((i*7919)%86400)}
+	}
+	var notes []*whNote
+	if backlog > 0 {
+		fmt.Printf("%s: queueing %d earlier notifications\n", name, backlog)
+		bl := make([]*whNote, backlog)
+		for i := range bl {
+			bl[i] = mk(i, 31)
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1) - 1; i < int64(len(bl)); i = next.Add(1) - 1 {
+					post(bl[i])
+				}
+			}()
+		}
+		wg.Wait()
+		notes = append(notes, bl...)
+	}
+	total := int(float64(wc.rate) * wc.duration.Seconds())
+	if total > wc.patients*30 {
+		return run, fmt.Errorf("%d notifications need more than 30 days of %d patients: raise -webhook-patients", total, wc.patients)
+	}
+	measured := make([]*whNote, total)
+	for i := range measured {
+		measured[i] = mk(i, 1)
+		measured[i].measured = true
+	}
+	fmt.Printf("%s: %d notifications at %d/s\n", name, total, wc.rate)
+	start := time.Now()
+	interval := time.Second / time.Duration(wc.rate)
+	var wg sync.WaitGroup
+	for i, n := range measured {
+		slot := start.Add(time.Duration(i) * interval)
+		if d := time.Until(slot); d > 0 {
+			time.Sleep(d)
+		}
+		n.late = time.Since(slot) > time.Millisecond
+		wg.Add(1)
+		go func() { defer wg.Done(); post(n) }()
+	}
+	wg.Wait()
+	notes = append(notes, measured...)
+	run.PeakRSS, err = srv.Stop()
+	stopped = true
+	if err != nil {
+		return run, err
+	}
+	run.VendorCalls = fake.calls.Load()
+
+	var lat []time.Duration
+	for _, n := range measured {
+		run.Sent++
+		if n.late {
+			run.Late++
+		}
+		if !n.acked {
+			run.Errors++
+			if run.FirstError == "" {
+				run.FirstError = n.errText
+			}
+			continue
+		}
+		run.Acked++
+		lat = append(lat, n.lat)
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+		run.P50ms, run.P99ms, run.Maxms = ms(lat[len(lat)/2]), ms(lat[(len(lat)*99)/100]), ms(lat[len(lat)-1])
+	}
+	pending, err := whPending(ctx, dir)
+	if err != nil {
+		return run, fmt.Errorf("read the queue after the run: %w", err)
+	}
+	run.Pending = len(pending)
+	for _, n := range notes {
+		if !n.acked {
+			continue
+		}
+		k := whKey{n.user, n.day}
+		if pending[k] || fake.fetchedAfter(k, n.sent) {
+			continue
+		}
+		run.Lost++
+	}
+	return run, nil
+}
+
+// whUserID is patient u's Withings user id (a number, as Withings' are).
+func whUserID(u int) string { return strconv.Itoa(40_000_000 + u) }
+
+// whKey is one patient's day: the work a weight notification announces.
+type whKey struct {
+	user int
+	day  int64
+}
+
+// whConnect writes the connections of `patients` patients into a new store in dir, their
+// tokens sealed with the key ohx derives from key (as `ohx serve` with OHX_SECRET_KEY does).
+func whConnect(ctx context.Context, dir string, key []byte, patients int) error {
+	st, err := sqlite.Open(ctx, dir, sqlite.Options{}, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	vk := seal.Derive(key, "ohx vendor token vault")
+	sum := sha256.Sum256(vk)
+	kid := hex.EncodeToString(sum[:4])
+	vault, err := providers.NewVault(st, map[string][]byte{kid: vk}, kid, nil)
+	if err != nil {
+		return err
+	}
+	for u := range patients {
+		c := &providers.Connection{Provider: "withings", PatientID: fmt.Sprintf("wh%d", u), VendorUserID: whUserID(u),
+			Status: providers.StatusActive, Created: time.Now().UTC(),
+			Token: &oauth2.Token{AccessToken: "bench-access-" + strconv.Itoa(u), RefreshToken: "bench-refresh", TokenType: "Bearer", Expiry: time.Now().Add(30 * 24 * time.Hour)}}
+		if err := vault.Save(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// whPending reads the fetch jobs left in the store: the patient days still to sync.
+func whPending(ctx context.Context, dir string) (map[whKey]bool, error) {
+	st, err := sqlite.Open(ctx, dir, sqlite.Options{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	js, err := st.PendingJobs(ctx, 10_000_000)
+	if err != nil {
+		return nil, err
+	}
+	out := map[whKey]bool{}
+	for _, j := range js {
+		var w struct {
+			Patient    string
+			Start, End time.Time
+		}
+		if err := json.Unmarshal(j.Payload, &w); err != nil || !strings.HasPrefix(w.Patient, "wh") {
+			continue
+		}
+		u, err := strconv.Atoi(strings.TrimPrefix(w.Patient, "wh"))
+		if err != nil {
+			continue
+		}
+		for d := w.Start.Unix(); d < w.End.Unix(); d += 86400 {
+			out[whKey{u, d - d%86400}] = true
+		}
+	}
+	return out, nil
+}
+
+// whVendor is the fake Withings the server's runner syncs from: getmeas answers `page` weight
+// groups inside the asked window, and it records when each user's day was fetched.
+type whVendor struct {
+	srv   *httptest.Server
+	page  int
+	calls atomic.Int64
+	mu    sync.Mutex
+	last  map[whKey]time.Time // the latest fetch of a patient's day
+}
+
+func newWhVendor(page int) *whVendor {
+	v := &whVendor{page: page, last: map[whKey]time.Time{}}
+	v.srv = httptest.NewServer(http.HandlerFunc(v.serve))
+	return v
+}
+
+func (v *whVendor) serve(w http.ResponseWriter, r *http.Request) {
+	v.calls.Add(1)
+	r.ParseForm()
+	w.Header().Set("Content-Type", "application/json")
+	// Each patient's token names it (whConnect): the fetched day is recorded for that patient.
+	user, uerr := strconv.Atoi(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer bench-access-"))
+	start, _ := strconv.ParseInt(r.PostForm.Get("startdate"), 10, 64)
+	end, _ := strconv.ParseInt(r.PostForm.Get("enddate"), 10, 64)
+	now := time.Now()
+	if r.PostForm.Get("action") != "getmeas" || start == 0 || end <= start {
+		fmt.Fprint(w, `{"status":0,"body":{"updatetime":`+strconv.FormatInt(now.Unix(), 10)+`,"timezone":"UTC","more":0,"offset":0,"measuregrps":[]}}`)
+		return
+	}
+	if uerr == nil {
+		v.mu.Lock()
+		// Withings' enddate is inclusive: the days [startdate, enddate] touches, whole ones only
+		// (a notification's day is fetched whole, see pipeline.Bucket).
+		for d := start - start%86400; d+86400 <= end+1; d += 86400 {
+			if d >= start {
+				v.last[whKey{user, d}] = now
+			}
+		}
+		v.mu.Unlock()
+	}
+	type m struct {
+		Value int `json:"value"`
+		Type  int `json:"type"`
+		Unit  int `json:"unit"`
+	}
+	type grp struct {
+		GrpID    int64  `json:"grpid"`
+		Attrib   int    `json:"attrib"`
+		Date     int64  `json:"date"`
+		Created  int64  `json:"created"`
+		Modified int64  `json:"modified"`
+		Category int    `json:"category"`
+		DeviceID string `json:"deviceid"`
+		Measures []m    `json:"measures"`
+	}
+	gs := make([]grp, 0, v.page)
+	step := max((end-start)/int64(v.page+1), 1)
+	for i := range v.page {
+		t := start + int64(i+1)*step
+		if t >= end {
+			break
+		}
+		g := grp{GrpID: t*100 + int64(i), Date: t, Created: t, Modified: t, Category: 1, DeviceID: "scale"}
+		for j, typ := range []int{1, 5, 6, 8, 76, 88} {
+			g.Measures = append(g.Measures, m{Value: 7000 + i%500 + j, Type: typ, Unit: -2})
+		}
+		gs = append(gs, g)
+	}
+	b, _ := json.Marshal(map[string]any{"status": 0, "body": map[string]any{
+		"updatetime": now.Unix(), "timezone": "UTC", "more": 0, "offset": 0, "measuregrps": gs}})
+	w.Write(b)
+}
+
+// fetchedAfter reports whether the patient's day was fetched after t.
+func (v *whVendor) fetchedAfter(k whKey, t time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	last, ok := v.last[k]
+	return ok && !last.Before(t)
+}
+
+// printWebhooks prints the webhook scenarios' figures.
+func (r *results) printWebhooks() {
+	if len(r.Webhooks) == 0 {
+		return
+	}
+	fmt.Printf("\nwebhook acknowledgement (Withings notifications, open loop, ohx serve draining its queue meanwhile)\n")
+	fmt.Printf("%-18s %7s %6s %8s %8s %8s %8s %8s %6s %6s %6s %8s %7s  %s\n", "scenario", "rate/s", "secs", "backlog", "acked", "p50 ms", "p99 ms", "max ms", "errors", "late", "lost", "jobs left", "calls", "target")
+	for _, w := range r.Webhooks {
+		fmt.Printf("%-18s %7d %6.0f %8d %8d %8.2f %8.2f %8.2f %6d %6d %6d %8d %7d  p99 ≤ %.0f ms %s, lost = 0 %s\n", w.Name, w.Rate, w.Seconds, w.Backlog, w.Acked,
+			w.P50ms, w.P99ms, w.Maxms, w.Errors, w.Late, w.Lost, w.Pending, w.VendorCalls, w.P99Goal, mark(w.P99ms <= w.P99Goal), mark(w.Lost == 0))
+	}
+}
+
+// webhookVerdict fails the run on a lost or refused notification, or an acknowledgement p99
+// over its goal.
+func (r *results) webhookVerdict() []error {
+	var errs []error
+	for _, w := range r.Webhooks {
+		if w.Lost > 0 {
+			errs = append(errs, fmt.Errorf("%s: %d acknowledged notifications lost", w.Name, w.Lost))
+		}
+		if w.Errors > 0 {
+			errs = append(errs, fmt.Errorf("%s: %d notifications not acknowledged, first: %s", w.Name, w.Errors, w.FirstError))
+		}
+		if w.P99ms > w.P99Goal {
+			errs = append(errs, fmt.Errorf("%s: acknowledgement p99 %.2f ms exceeds %.0f ms", w.Name, w.P99ms, w.P99Goal))
+		}
+	}
+	return errs
+}
+
+// writeWebhooks prints the figures and writes results.json for a run of webhook scenarios
+// only (with the pipeline figure, if it was measured too).
+func (r *results) writeWebhooks(out string) error {
+	r.Finished = time.Now().UTC()
+	r.LoadAfter = loadavg()
+	r.printWebhooks()
+	if p := r.Pipeline; p != nil {
+		fmt.Printf("sync pipeline (Withings JSON → FHIR → stored, in this process): %.0f Observations/s (target ≥ 20,000) %s\n", p.Rate, mark(p.Rate >= 20000))
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	path := filepath.Join(out, "results.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s; load average before %s, after %s\n", path, r.LoadBefore, r.LoadAfter)
+	if len(r.Webhooks) == 0 {
+		return errors.New("-only webhook measured nothing (-webhook-rate or -webhook-duration 0)")
+	}
+	return errors.Join(r.webhookVerdict()...)
+}
