@@ -96,7 +96,14 @@ func (s *Server) adminOnly(c *gin.Context) {
 
 // requireAdmin lets through tokens whose scopes allow the operator API (smart.Scopes.Admin).
 func (s *Server) requireAdmin(c *gin.Context) {
-	if p := principalOf(c); p == nil || !p.Scopes.Admin() {
+	p := principalOf(c)
+	// A token with a patient context or a signed-in user is an app's session, whatever scopes it
+	// carries: the operator API belongs to backend clients (an operator's script) alone.
+	if p != nil && p.Claims != nil && (p.Claims.Patient != "" || p.Claims.FHIRUser != "") {
+		s.fail(c, errInsufficientScope("the operator API (a backend client's token, not a user's or a launch's)"))
+		return
+	}
+	if p == nil || !p.Scopes.Admin() {
 		s.fail(c, errInsufficientScope("the operator API (it needs the admin scope, or system/*.* or system/*.cruds)"))
 		return
 	}

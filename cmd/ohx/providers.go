@@ -173,6 +173,7 @@ func setupProviders(ctx context.Context, cfg Config, st store.Store, key []byte,
 	}
 	ac.Connect = &api.ConnectConfig{Providers: registry, Vault: vault, Sync: runner, Redirects: redirects}
 	ac.Webhooks = &api.WebhookConfig{Sink: runner.Notifier(), Handlers: hooks}
+	ac.Admin = &api.AdminConfig{Connections: vault, Sync: runner, Now: cfg.pipelineClock}
 	if cfg.ReadThroughBudget > 0 {
 		ac.ReadThrough = runner.ReadThrough(pipeline.ReadThroughConfig{Budget: cfg.ReadThroughBudget, Metrics: reg})
 	}
