@@ -68,22 +68,8 @@ type benchAccount struct {
 func newBenchAccount(user string, seed, groups int, end time.Time) *benchAccount {
 	a := &benchAccount{user: user}
 	bp, days := groups/4, groups/8
-	type m struct {
-		Value int `json:"value"`
-		Type  int `json:"type"`
-		Unit  int `json:"unit"`
-	}
-	type grp struct {
-		GrpID    int64  `json:"grpid"`
-		Attrib   int    `json:"attrib"`
-		Date     int64  `json:"date"`
-		Created  int64  `json:"created"`
-		Modified int64  `json:"modified"`
-		Category int    `json:"category"`
-		DeviceID string `json:"deviceid"`
-		Model    string `json:"model"`
-		Measures []m    `json:"measures"`
-	}
+	type m = wMeasure
+	type grp = wGroup
 	var grps []grp
 	for i := range groups {
 		t := end.Add(-time.Duration(groups-i) * groupSpacing).Unix()

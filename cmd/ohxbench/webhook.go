@@ -393,21 +393,8 @@ func (v *whVendor) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		v.mu.Unlock()
 	}
-	type m struct {
-		Value int `json:"value"`
-		Type  int `json:"type"`
-		Unit  int `json:"unit"`
-	}
-	type grp struct {
-		GrpID    int64  `json:"grpid"`
-		Attrib   int    `json:"attrib"`
-		Date     int64  `json:"date"`
-		Created  int64  `json:"created"`
-		Modified int64  `json:"modified"`
-		Category int    `json:"category"`
-		DeviceID string `json:"deviceid"`
-		Measures []m    `json:"measures"`
-	}
+	type m = wMeasure
+	type grp = wGroup
 	gs := make([]grp, 0, v.page)
 	step := max((end-start)/int64(v.page+1), 1)
 	for i := range v.page {
