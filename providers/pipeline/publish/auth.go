@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -61,16 +62,29 @@ func (a Auth) Client(base *http.Client) (*http.Client, error) {
 	if !a.Enabled() {
 		return base, nil
 	}
-	ts, err := a.TokenSource(base)
+	ts, err := a.fetcher(base)
 	if err != nil {
 		return nil, err
 	}
-	return &http.Client{Transport: &oauth2.Transport{Source: ts, Base: base.Transport}, Timeout: base.Timeout,
+	rt := base.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	return &http.Client{Transport: &bearerTransport{src: &renewingSource{src: ts}, base: rt}, Timeout: base.Timeout,
 		CheckRedirect: base.CheckRedirect, Jar: base.Jar}, nil
 }
 
 // TokenSource returns the source of access tokens, reused until they expire.
 func (a Auth) TokenSource(hc *http.Client) (oauth2.TokenSource, error) {
+	ts, err := a.fetcher(hc)
+	if err != nil {
+		return nil, err
+	}
+	return &renewingSource{src: ts}, nil
+}
+
+// fetcher returns a source that asks the token endpoint for a new token on every call.
+func (a Auth) fetcher(hc *http.Client) (oauth2.TokenSource, error) {
 	if a.ClientID == "" || a.TokenURL == "" {
 		return nil, errors.New("publish: client authentication needs a client id and a token URL")
 	}
@@ -88,7 +102,7 @@ func (a Auth) TokenSource(hc *http.Client) (oauth2.TokenSource, error) {
 		}
 		cc := &clientcredentials.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, TokenURL: a.TokenURL,
 			Scopes: a.Scopes, AuthStyle: oauth2.AuthStyleInHeader} // client_secret_basic: RFC 6749 §2.3.1 servers MUST support it
-		return cc.TokenSource(ctx), nil
+		return secretSource{cc: cc, ctx: ctx}, nil
 	}
 	if a.ClientSecret != "" {
 		return nil, errors.New("publish: give a client secret or a private key, not both")
@@ -102,7 +116,73 @@ func (a Auth) TokenSource(hc *http.Client) (oauth2.TokenSource, error) {
 			return nil, err
 		}
 	}
-	return oauth2.ReuseTokenSource(nil, &assertionSource{a: a, method: method, ctx: ctx}), nil
+	return &assertionSource{a: a, method: method, ctx: ctx}, nil
+}
+
+// secretSource fetches a token with the client secret each time.
+type secretSource struct {
+	cc  *clientcredentials.Config
+	ctx context.Context
+}
+
+func (s secretSource) Token() (*oauth2.Token, error) { return s.cc.Token(s.ctx) }
+
+// renewingSource reuses a token until it expires, like oauth2.ReuseTokenSource, and also
+// forgets it when the EHR refuses it: an authorization server may revoke a token before its
+// expiry (RFC 7009), and a resource server then answers 401 invalid_token (RFC 6750 §3.1), which
+// a cached token would meet again on every retry until it expired.
+type renewingSource struct {
+	src oauth2.TokenSource // a new token per call
+
+	mu  sync.Mutex
+	tok *oauth2.Token
+}
+
+func (r *renewingSource) Token() (*oauth2.Token, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tok.Valid() {
+		return r.tok, nil
+	}
+	t, err := r.src.Token()
+	if err != nil {
+		return nil, err
+	}
+	r.tok = t
+	return t, nil
+}
+
+// forget drops tok if it is still the cached token (a concurrent request may have renewed it).
+func (r *renewingSource) forget(tok *oauth2.Token) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tok == tok {
+		r.tok = nil
+	}
+}
+
+// bearerTransport sends each request with the source's token (RFC 6750 §2.1) and forgets a
+// token the server answered 401 to, so that the next attempt (the job's retry) fetches another.
+type bearerTransport struct {
+	src  *renewingSource
+	base http.RoundTripper
+}
+
+func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.src.Token()
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close() // RoundTrip must close the body, also on error
+		}
+		return nil, err
+	}
+	r2 := req.Clone(req.Context())
+	tok.SetAuthHeader(r2)
+	resp, err := t.base.RoundTrip(r2)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		t.src.forget(tok)
+	}
+	return resp, err
 }
 
 // assertionSource fetches a token with a fresh client assertion each time: an assertion is

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -174,6 +175,38 @@ func TestClientSecretToken(t *testing.T) {
 	}
 	if n := len(e.ehr.received()); n != 2 {
 		t.Errorf("transactions: %d, want 2", n)
+	}
+}
+
+// TestRevokedTokenRenewed: the EHR stops accepting a token before its expiry (revoked); the
+// delivery that meets the 401 fails as temporary, and the retry fetches a new token instead of
+// sending the cached one again until it expires.
+func TestRevokedTokenRenewed(t *testing.T) {
+	ts := newFakeTokenServer(t, &fakeTokenServer{clientID: "ohx", secret: "s3cret", scope: "system/Observation.cu", lifetime: 3600})
+	e := publishWith(t, publish.Auth{TokenURL: ts.URL(), ClientID: "ohx", ClientSecret: "s3cret", Scopes: []string{"system/Observation.cu"}}, ts, false)
+	if n := ts.count(); n != 1 {
+		t.Fatalf("tokens issued: %d, want 1", n)
+	}
+	e.ehr.mu.Lock()
+	e.ehr.accept = func(tok string) bool { return tok != "tok-1" && ts.valid(tok) } // tok-1 revoked
+	e.ehr.mu.Unlock()
+	e.upsert(t, weight(t, "12345/9/1", "80.0", ""))
+	err := e.p.Publish(t.Context(), "p1")
+	var de *publish.DeliveryError
+	if !errors.As(err, &de) || de.Status != http.StatusUnauthorized || !de.Temporary() {
+		t.Fatalf("publish with the revoked token: %v, want a temporary 401", err)
+	}
+	if err := e.p.Publish(t.Context(), "p1"); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	if n := ts.count(); n != 2 {
+		t.Errorf("tokens issued: %d, want 2 (the refused one forgotten)", n)
+	}
+	if n := len(e.ehr.received()); n != 2 {
+		t.Errorf("transactions accepted: %d, want 2", n)
+	}
+	if e.ehr.authFailed != 1 {
+		t.Errorf("requests refused for their token: %d, want 1", e.ehr.authFailed)
 	}
 }
 
