@@ -20,3 +20,22 @@ func KindsForCode(system, code string, anySystem, anyCode bool) []SampleKind {
 	slices.Sort(out)
 	return out
 }
+
+// KindOf returns the sample kind MapSample codes as exactly these Observation.code codings (in
+// any order; displays ignored): a heart rate (8867-4) is not a resting heart rate (8867-4 and
+// 40443-4). It is false when no kind, or more than one, has that code set.
+func KindOf(codings []Coding) (SampleKind, bool) {
+	var found SampleKind
+	n := 0
+	for k, spec := range kindSpecs {
+		if len(spec.codes) != len(codings) {
+			continue
+		}
+		if !slices.ContainsFunc(codings, func(c Coding) bool {
+			return !slices.ContainsFunc(spec.codes, func(x concept) bool { return x.system == c.System && x.code == c.Code })
+		}) {
+			found, n = k, n+1
+		}
+	}
+	return found, n == 1
+}

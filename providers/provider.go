@@ -53,6 +53,49 @@ type Revoker interface {
 	Revoke(ctx context.Context, user string, t *oauth2.Token) error
 }
 
+// Authoritative is implemented by adapters that know where the complete answer to a window
+// query lists every record the vendor holds. Vendors do not report deletions (a deleted Withings
+// measure group simply no longer comes back from getmeas for its range,
+// https://developer.withings.com/api-reference/#tag/measure/operation/measure-getmeas), so a record
+// the sync stored before, inside such a range, that the answer no longer returns was withdrawn by
+// the vendor: the pipeline writes its Observation again as entered-in-error
+// (https://hl7.org/fhir/R5/valueset-observation-status.html). An adapter claims a range only where
+// the vendor API's range semantics make that certain: a real measurement marked entered-in-error
+// is worse than a deletion missed. Incremental answers (Since) list changes only and are never
+// complete.
+type Authoritative interface {
+	// CompleteRanges returns the parts of the complete answer (every page) to q, a window query
+	// (Start and End set, Since zero) read for the vendor user user, that list every record the
+	// vendor holds; nil for none (for any other query too). It does no I/O and cannot fail.
+	CompleteRanges(user string, q Query) []CompleteRange
+}
+
+// CompleteRange is one part of a window query's answer that lists every record the vendor holds:
+// the records of System whose ids start with Prefix, of the Kinds, whose effective time lies in
+// the range. A stored Observation is inside when it carries the identifier
+// {namespace}/sid/{System} | {Prefix}… and has the code of one of the Kinds, and
+//   - a point value (effectiveDateTime with a time, or effectiveInstant): Start ≤ t < End;
+//   - a daily value or a session (effectiveDateTime as a date, or effectivePeriod with both
+//     bounds): every local date it is written in — the date, or the dates of the period's start
+//     and end as written, in their own offsets — is strictly after After and strictly before
+//     Before.
+//
+// Anything else (a period in an instant range, a partial date) is never inside.
+type CompleteRange struct {
+	// System is the identifier system path of the records (fhir.Sample.System,
+	// "withings/measure"); Prefix starts the record id of every record of the vendor user
+	// ("12345/"), so that records of another account of the patient are never part of it. Both
+	// are required.
+	System, Prefix string
+	// Kinds are the top-level kinds whose records the part lists completely.
+	Kinds []fhir.SampleKind
+	// Start and End bound the instants of point values, [Start, End); zero: no point values.
+	Start, End time.Time
+	// After and Before ("2006-01-02") bound the local dates of daily values and sessions,
+	// exclusively; "": none.
+	After, Before string
+}
+
 // Titled is implemented by adapters whose name shown to patients is not their Name
 // ("Fitbit (Google Health)" for "googlehealth"). Title reads it.
 type Titled interface {

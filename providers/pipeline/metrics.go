@@ -12,11 +12,15 @@ import (
 	"github.com/openhealthexchange/ohx/store"
 )
 
-// jobMetrics are the runner's job latency histograms and the queue collector: the operator's
-// view of the pipeline on /metrics, next to ohx_jobs_total (runner.go).
+// jobMetrics are the runner's job latency histograms, the queue collector and the count of
+// withdrawn Observations: the operator's view of the pipeline on /metrics, next to
+// ohx_jobs_total (runner.go).
 type jobMetrics struct {
 	wait *prometheus.HistogramVec // type, outcome: from due (NotBefore) to the start of the run
 	run  *prometheus.HistogramVec // type, outcome: the run itself, bookkeeping included
+	// withdrawn counts, by provider, the Observations marked entered-in-error because the
+	// vendor's complete answer for their window no longer held them (withdrawn.go).
+	withdrawn *prometheus.CounterVec
 }
 
 // Job outcomes of ohx_jobs_total and the latency histograms.
@@ -43,9 +47,13 @@ func newJobMetrics(reg prometheus.Registerer, st QueueReader, now func() time.Ti
 			Help:    "Run time of a job, by type and outcome (done, retry, dead, lost).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 12), // 5 ms … ~15 min
 		}, []string{"type", "outcome"}),
+		withdrawn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ohx_observations_withdrawn_total",
+			Help: "Observations marked entered-in-error because the vendor no longer holds their record, by provider.",
+		}, []string{"provider"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.wait, m.run, newQueueCollector(st, now, log))
+		reg.MustRegister(m.wait, m.run, m.withdrawn, newQueueCollector(st, now, log))
 	}
 	return m
 }

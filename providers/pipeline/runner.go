@@ -540,8 +540,9 @@ func sortedKinds(kinds []fhir.SampleKind) []fhir.SampleKind {
 	return slices.Compact(out)
 }
 
-// fetchQuery pages through a query, mapping and upserting as it goes. It returns the vendor's
-// horizon: the latest SyncedUntil of its pages.
+// fetchQuery pages through a query, mapping and upserting as it goes; after a window query, the
+// records its complete answer no longer holds become entered-in-error (withdrawn.go). It returns
+// the vendor's horizon: the latest SyncedUntil of its pages.
 func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) (time.Time, error) {
 	var batch []fhir.Resource
 	flush := func() error {
@@ -557,6 +558,8 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 	}
 	var synced time.Time
 	lin := r.newLineage(s.conn)
+	first := q
+	wd := r.newWithdrawal(s, q) // nil unless the adapter says the window answer is complete
 	for {
 		// An auth error refreshes the token once and retries; a second one marks the
 		// connection needs-reauth.
@@ -568,6 +571,7 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 		if err != nil {
 			return time.Time{}, err
 		}
+		wd.note(r.cfg.Namespace, page)
 		for _, smp := range page.Samples {
 			o, err := r.cfg.Namespace.MapSample(smp, s.conn.PatientID)
 			if errors.Is(err, fhir.ErrUnsupportedKind) {
@@ -598,7 +602,14 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 		}
 		q.Cursor = page.Next
 	}
-	return synced, flush()
+	if err := flush(); err != nil {
+		return time.Time{}, err
+	}
+	// What the complete answer no longer holds, the vendor deleted (withdrawn.go).
+	if _, err := r.withdrawGone(ctx, s, first, wd); err != nil {
+		return time.Time{}, err
+	}
+	return synced, nil
 }
 
 // syncDevices writes a Device per vendor device (updated in place) and a DeviceAssociation per
