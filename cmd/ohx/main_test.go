@@ -18,6 +18,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(serveChildEnv) != "" {
+		os.Exit(serveChild()) // the kill test's `ohx serve` process (killburst_test.go)
+	}
 	code := m.Run()
 	mongotest.Stop()
 	os.Exit(code)
