@@ -9,12 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,9 +29,10 @@ import (
 )
 
 // The webhook scenarios measure how fast `ohx serve` acknowledges Withings notifications, and
-// that none is lost. This process is an open-loop load generator: notification i is sent at
-// start + i/rate whatever the answers to the earlier ones, each from its own goroutine, as a
-// vendor's servers send them. Every notification is distinct and validly authenticated (the
+// that none is lost. This process is an open-loop load generator (whSenders): notification i is
+// due at start + i/rate whatever the answers to the earlier ones, as a vendor's servers send
+// them, and its latency is measured from that due time, so that a send delayed by a slow
+// answer to an earlier one counts (no coordinated omission). Every notification is distinct and validly authenticated (the
 // callback URL's secret path segment, derived from OHX_SECRET_KEY as ohx derives it), for one of
 // the connected patients and one day: each must become a job of its own. The server's runner
 // syncs the queued jobs from a fake Withings in this process meanwhile, at the rate limit
@@ -54,9 +54,18 @@ type webhookRun struct {
 	Acked      int     `json:"acknowledged"`
 	Errors     int     `json:"errors"`
 	FirstError string  `json:"first_error,omitempty"`
-	// Late counts the notifications the generator sent more than 1 ms after their slot (the
-	// load generator itself fell behind).
-	Late        int     `json:"late_sends"`
+	// Late counts the notifications the generator sent more than 1 ms after their slot: the
+	// generator fell behind (its clock, its scheduling) or every sender was busy waiting for
+	// earlier answers. LateP99ms and LateMaxms are how late the sends were; MaxBusy is the most
+	// senders waiting for answers at once (when it reaches -webhook-senders, sends queue).
+	Late int `json:"late_sends"`
+	// GenLate counts the notifications the generator's clock itself handed to the senders more
+	// than 1 ms after their slot (the generator's own lateness, whatever the server does).
+	GenLate     int     `json:"generator_late"`
+	GenLateP99  float64 `json:"generator_late_p99_ms"`
+	LateP99ms   float64 `json:"send_late_p99_ms"`
+	LateMaxms   float64 `json:"send_late_max_ms"`
+	MaxBusy     int     `json:"max_busy_senders"`
 	P50ms       float64 `json:"p50_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	Maxms       float64 `json:"max_ms"`
@@ -97,6 +106,7 @@ type whConfig struct {
 	page       int // measure groups per vendor call
 	vendorRate int // the server's OHX_WITHINGS_RATE
 	queueSync  string
+	senders    int // the generator's pre-started senders, each with its own connection
 }
 
 // benchWebhooks runs the selected webhook scenarios.
@@ -113,8 +123,8 @@ func benchWebhooks(ctx context.Context, cfg config, wc whConfig) ([]webhookRun, 
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", sc.slug, err)
 		}
-		fmt.Printf("%s: %d/s for %s, backlog %d: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d sent, %d acknowledged, %d errors, %d lost, %d jobs left, %d vendor calls\n",
-			r.Name, r.Rate, time.Duration(r.Seconds*float64(time.Second)), r.Backlog, r.P50ms, r.P99ms, r.Maxms, r.Sent, r.Acked, r.Errors, r.Lost, r.Pending, r.VendorCalls)
+		fmt.Printf("%s: %d/s for %s, backlog %d: p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d sent (%d handed to a sender more than 1 ms late, generator lateness p99 %.2f ms; %d sent more than 1 ms late, send lateness p99 %.2f ms, max %.2f ms, at most %d senders busy), %d acknowledged, %d errors, %d lost, %d jobs left, %d vendor calls\n",
+			r.Name, r.Rate, time.Duration(r.Seconds*float64(time.Second)), r.Backlog, r.P50ms, r.P99ms, r.Maxms, r.Sent, r.GenLate, r.GenLateP99, r.Late, r.LateP99ms, r.LateMaxms, r.MaxBusy, r.Acked, r.Errors, r.Lost, r.Pending, r.VendorCalls)
 		out = append(out, r)
 	}
 	return out, nil
@@ -123,17 +133,24 @@ func benchWebhooks(ctx context.Context, cfg config, wc whConfig) ([]webhookRun, 
 // whNote is one notification the generator sent.
 type whNote struct {
 	user     int
-	day      int64 // Unix seconds of the UTC midnight of its day
-	at       int64 // startdate = enddate
-	sent     time.Time
-	lat      time.Duration
+	day      int64         // Unix seconds of the UTC midnight of its day
+	at       int64         // startdate = enddate
+	slot     time.Time     // when it was due to be sent
+	sent     time.Time     // when its sender began the request
+	lateBy   time.Duration // sent - slot
+	handedBy time.Duration // how late the generator's clock handed it to the senders
+	lat      time.Duration // from slot to the answer's end: a late send counts in its latency
 	acked    bool
-	late     bool
 	errText  string
 	measured bool
 }
 
 func runWebhook(ctx context.Context, cfg config, wc whConfig, name string, backlog int) (webhookRun, error) {
+	// More Ps than cores: the generator's clock goroutine then waits for the OS scheduler, which
+	// runs a thread that wakes up within a few ms (https://docs.kernel.org/scheduler/sched-design-CFS.html),
+	// rather than for one of two Ps held by senders and the fake vendor for up to the Go
+	// scheduler's 10 ms time slice (https://go.dev/src/runtime/proc.go, forcePreemptNS).
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(8, 4*runtime.NumCPU())))
 	run := webhookRun{Name: name, Rate: wc.rate, Seconds: wc.duration.Seconds(), Backlog: backlog, QueueSync: wc.queueSync, P99Goal: 5}
 	dir := filepath.Join(cfg.dir, name)
 	if err := os.RemoveAll(dir); err != nil {
@@ -168,26 +185,11 @@ func runWebhook(ctx context.Context, cfg config, wc whConfig, name string, backl
 		}
 	}()
 	hook := srv.origin + "/webhooks/withings/" + hex.EncodeToString(seal.Derive(key, "ohx webhook withings")[:16])
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxIdleConns: 1024, IdleConnTimeout: time.Minute}}
-	post := func(n *whNote) {
-		form := url.Values{"userid": {whUserID(n.user)}, "appli": {"1"}, "startdate": {strconv.FormatInt(n.at, 10)}, "enddate": {strconv.FormatInt(n.at, 10)}}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hook, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		n.sent = time.Now()
-		res, err := client.Do(req)
-		n.lat = time.Since(n.sent)
-		if err != nil {
-			n.errText = err.Error()
-			return
-		}
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode/100 != 2 {
-			n.errText = res.Status
-			return
-		}
-		n.acked = true
+	gen, err := newWhSenders(ctx, hook, wc.senders)
+	if err != nil {
+		return run, err
 	}
+	defer gen.close()
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	// Notification i of the measured load is for patient i mod P on day 1 + (i/P) mod 30 before
 	// today; the backlog's are on days 31 and on, so that none coalesces with another.
@@ -203,18 +205,7 @@ func runWebhook(ctx context.Context, cfg config, wc whConfig, name string, backl
 		for i := range bl {
 			bl[i] = mk(i, 31)
 		}
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := next.Add(1) - 1; i < int64(len(bl)); i = next.Add(1) - 1 {
-					post(bl[i])
-				}
-			}()
-		}
-		wg.Wait()
+		gen.closedLoop(bl, 32)
 		notes = append(notes, bl...)
 	}
 	total := int(float64(wc.rate) * wc.duration.Seconds())
@@ -226,20 +217,22 @@ func runWebhook(ctx context.Context, cfg config, wc whConfig, name string, backl
 		measured[i] = mk(i, 1)
 		measured[i].measured = true
 	}
-	fmt.Printf("%s: %d notifications at %d/s\n", name, total, wc.rate)
-	start := time.Now()
-	interval := time.Second / time.Duration(wc.rate)
-	var wg sync.WaitGroup
-	for i, n := range measured {
-		slot := start.Add(time.Duration(i) * interval)
-		if d := time.Until(slot); d > 0 {
-			time.Sleep(d)
-		}
-		n.late = time.Since(slot) > time.Millisecond
-		wg.Add(1)
-		go func() { defer wg.Done(); post(n) }()
+	fmt.Printf("%s: %d notifications at %d/s from %d senders\n", name, total, wc.rate, wc.senders)
+	var prof chan error
+	if cfg.profile && srv.pprof != "" {
+		// The server's CPU profile of the measured load (go tool pprof bin/ohx FILE).
+		prof = make(chan error, 1)
+		secs := max(int(wc.duration.Seconds()), 1)
+		go func() {
+			prof <- srv.save(ctx, fmt.Sprintf("profile?seconds=%d", secs), filepath.Join(cfg.out, "cpu-"+name+".pprof"))
+		}()
 	}
-	wg.Wait()
+	gen.openLoop(measured, wc.rate)
+	if prof != nil {
+		if err := <-prof; err != nil {
+			fmt.Printf("%s: %v\n", name, err)
+		}
+	}
 	notes = append(notes, measured...)
 	run.PeakRSS, err = srv.Stop()
 	stopped = true
@@ -248,10 +241,15 @@ func runWebhook(ctx context.Context, cfg config, wc whConfig, name string, backl
 	}
 	run.VendorCalls = fake.calls.Load()
 
-	var lat []time.Duration
+	var lat, lateBy, handedBy []time.Duration
 	for _, n := range measured {
 		run.Sent++
-		if n.late {
+		lateBy = append(lateBy, n.lateBy)
+		handedBy = append(handedBy, n.handedBy)
+		if n.handedBy > time.Millisecond {
+			run.GenLate++
+		}
+		if n.lateBy > time.Millisecond {
 			run.Late++
 		}
 		if !n.acked {
@@ -264,11 +262,18 @@ func runWebhook(ctx context.Context, cfg config, wc whConfig, name string, backl
 		run.Acked++
 		lat = append(lat, n.lat)
 	}
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	if len(lat) > 0 {
 		slices.Sort(lat)
-		ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 		run.P50ms, run.P99ms, run.Maxms = ms(lat[len(lat)/2]), ms(lat[(len(lat)*99)/100]), ms(lat[len(lat)-1])
 	}
+	if len(lateBy) > 0 {
+		slices.Sort(lateBy)
+		run.LateP99ms, run.LateMaxms = ms(lateBy[(len(lateBy)*99)/100]), ms(lateBy[len(lateBy)-1])
+		slices.Sort(handedBy)
+		run.GenLateP99 = ms(handedBy[(len(handedBy)*99)/100])
+	}
+	run.MaxBusy = int(gen.maxBusy.Load())
 	pending, err := whPending(ctx, dir)
 	if err != nil {
 		return run, fmt.Errorf("read the queue after the run: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/openhealthexchange/ohx/providers"
@@ -11,11 +12,74 @@ import (
 
 // Notifier turns vendor notifications into fetch jobs; it is the api's webhook sink.
 type Notifier struct {
-	r *Runner
+	r     *Runner
+	users activeUsers
 }
 
 // Notifier returns the webhook sink that queues the runner's fetch jobs.
-func (r *Runner) Notifier() *Notifier { return &Notifier{r: r} }
+func (r *Runner) Notifier() *Notifier {
+	return &Notifier{r: r, users: activeUsers{ttl: activeUserTTL, now: time.Now, m: map[activeUserKey]activeUser{}}}
+}
+
+// activeUserTTL is how long the notifier trusts that a vendor user it found with an active
+// connection still has it; maxActiveUsers bounds the entries (past it the map starts over).
+const (
+	activeUserTTL  = 5 * time.Second
+	maxActiveUsers = 1 << 16
+)
+
+// activeUsers remembers, for activeUserTTL, the vendor users whose connection was active: a
+// retry storm or a burst of a patient's notifications then costs the acknowledgement path no
+// read of the vault (two records of ohx.db, through a read pool the runner's syncs share,
+// about two thirds of a notification's CPU in the webhook bench's profile). Only active
+// connections are remembered, so a stale entry can only queue a job that should not have been
+// queued, never drop a notification: a connection disconnected or needing a new consent since
+// is found so by the job itself, which reads the connection again before calling the vendor
+// (jobs.go: ErrNotConnected and a revoked consent are permanent, the job is dropped). A vendor
+// account moved to another patient within the TTL would queue its notifications of those
+// seconds for the old patient (dropped), and the new connection's backfill and reconciliation
+// read them. A revocation this notifier handles forgets the user at once.
+type activeUsers struct {
+	ttl time.Duration
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[activeUserKey]activeUser
+}
+
+type activeUserKey struct{ provider, vendorUser string }
+
+type activeUser struct {
+	patient string
+	until   time.Time
+}
+
+// get returns the patient of the vendor user's active connection, if remembered and fresh.
+func (a *activeUsers) get(provider, vendorUser string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u, ok := a.m[activeUserKey{provider, vendorUser}]
+	if !ok || !a.now().Before(u.until) {
+		return "", false
+	}
+	return u.patient, true
+}
+
+// put remembers an active connection of the vendor user.
+func (a *activeUsers) put(provider, vendorUser, patient string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.m) >= maxActiveUsers {
+		clear(a.m)
+	}
+	a.m[activeUserKey{provider, vendorUser}] = activeUser{patient: patient, until: a.now().Add(a.ttl)}
+}
+
+// forget drops the vendor user.
+func (a *activeUsers) forget(provider, vendorUser string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.m, activeUserKey{provider, vendorUser})
+}
 
 // Notification outcomes (ohx_webhook_notifications_total{outcome}).
 const (
@@ -36,12 +100,23 @@ const revokedReason = "access was withdrawn at the vendor: the patient must conn
 // a vendor's retry storm after an outage queues one job and one vendor call per kind family
 // and day instead of one per notification. A revocation marks the
 // connection needs-reauth and queues nothing. Notifications of unknown vendor users are skipped
-// (no oracle), as are data notifications of connections that are not active. An error means
+// (no oracle), as are data notifications of connections that are not active (a vendor user
+// found active is trusted for activeUserTTL, see activeUsers). An error means
 // something was not persisted: the caller answers the vendor with a failure so that it
 // redelivers (coalescing makes the jobs already queued harmless).
 func (n *Notifier) Notify(ctx context.Context, provider string, ns []providers.Notification) error {
 	r := n.r
 	for _, nt := range ns {
+		if nt.Event != providers.EventRevoked {
+			if patient, ok := n.users.get(provider, nt.VendorUser); ok {
+				if err := n.fetch(ctx, provider, patient, nt); err != nil {
+					return err
+				}
+				continue
+			}
+		} else {
+			n.users.forget(provider, nt.VendorUser)
+		}
 		conn, err := r.vault.ByVendorUser(ctx, provider, nt.VendorUser)
 		if errors.Is(err, providers.ErrNotConnected) {
 			r.notifications.WithLabelValues(provider, outcomeUnknownUser).Inc()
@@ -63,19 +138,28 @@ func (n *Notifier) Notify(ctx context.Context, provider string, ns []providers.N
 		case conn.Status != providers.StatusActive:
 			r.notifications.WithLabelValues(provider, outcomeInactive).Inc()
 		default:
-			start, end := Bucket(nt.Start, nt.End)
-			j := Work{Provider: provider, Patient: conn.PatientID, Kinds: nt.Kinds, Start: start, End: end}.Job(TypeFetch)
-			_, coalesced, err := r.Enqueue(ctx, j)
-			if err != nil {
-				return fmt.Errorf("pipeline: notification: %w", err)
+			n.users.put(provider, nt.VendorUser, conn.PatientID)
+			if err := n.fetch(ctx, provider, conn.PatientID, nt); err != nil {
+				return err
 			}
-			outcome := outcomeQueued
-			if coalesced {
-				outcome = outcomeCoalesced
-			}
-			r.notifications.WithLabelValues(provider, outcome).Inc()
 		}
 	}
+	return nil
+}
+
+// fetch queues the fetch job of a data notification of the patient's active connection.
+func (n *Notifier) fetch(ctx context.Context, provider, patient string, nt providers.Notification) error {
+	start, end := Bucket(nt.Start, nt.End)
+	j := Work{Provider: provider, Patient: patient, Kinds: nt.Kinds, Start: start, End: end}.Job(TypeFetch)
+	_, coalesced, err := n.r.Enqueue(ctx, j)
+	if err != nil {
+		return fmt.Errorf("pipeline: notification: %w", err)
+	}
+	outcome := outcomeQueued
+	if coalesced {
+		outcome = outcomeCoalesced
+	}
+	n.r.notifications.WithLabelValues(provider, outcome).Inc()
 	return nil
 }
 
