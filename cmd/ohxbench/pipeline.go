@@ -257,9 +257,9 @@ func benchPipeline(ctx context.Context, cfg config) (*pipelineRun, error) {
 		}
 		stopProfile = func() error { pprof.StopCPUProfile(); return f.Close() }
 	}
-	cpu0 := cpuTime()
+	cpu0, wrote0 := cpuTime(), bytesWritten()
 	el, err := runAll()
-	cpu := cpuTime() - cpu0
+	cpu, wrote := cpuTime()-cpu0, bytesWritten()-wrote0
 	if stopProfile != nil {
 		err = errors.Join(err, stopProfile())
 	}
@@ -287,6 +287,9 @@ func benchPipeline(ctx context.Context, cfg config) (*pipelineRun, error) {
 	rate := float64(want) / el.Seconds()
 	fmt.Printf("pipeline: %d Observations of %d patients (body composition, blood pressure, daily activity, sleep; %d vendor calls) → FHIR → stored in %s = %.0f Observations/s (target ≥ 20,000/s); this process used %.1f CPU s (%.0f µs per Observation)\n",
 		want, benchPatients, backfillCalls, el.Round(time.Millisecond), rate, cpu.Seconds(), float64(cpu.Microseconds())/float64(want))
+	if wrote > 0 {
+		fmt.Printf("pipeline: the backfill wrote %.0f MB to files (WAL, checkpoints, temporary files; %.1f KB per Observation)\n", float64(wrote)/1e6, float64(wrote)/1e3/float64(want))
+	}
 	fmt.Printf("pipeline: the same backfill again, nothing changed at the vendor: %s = %.0f Observations/s, nothing written\n",
 		again.Round(time.Millisecond), float64(want)/again.Seconds())
 	return &pipelineRun{Observations: want, Seconds: el.Seconds(), Rate: rate, CPUSeconds: cpu.Seconds(), ResyncSeconds: again.Seconds(), VendorCalls: backfillCalls}, nil
@@ -300,6 +303,23 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// bytesWritten is what this process has passed to write system calls (wchar of /proc/self/io,
+// https://docs.kernel.org/filesystems/proc.html#proc-pid-io-display-the-io-accounting-fields):
+// for the pipeline nearly all of it is the store's WAL and checkpoints. 0 where it is not known.
+func bytesWritten() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // countObservations returns the live Observations and the prior versions kept of any resource.

@@ -587,6 +587,7 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 			if err := lin.adopt(ctx, s.conn.PatientID, o); err != nil {
 				return time.Time{}, err
 			}
+			wd.upserting(o.ID)
 			batch = append(batch, o)
 			if len(batch) >= r.cfg.Batch {
 				if err := flush(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/openhealthexchange/ohx/fhir"
 	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/providers"
+	"github.com/openhealthexchange/ohx/store"
 )
 
 // Vendors report no deletions: a measurement the patient deleted in the vendor's app simply no
@@ -30,6 +31,7 @@ var withdrawable = []string{"final", "amended", "corrected", "preliminary"}
 type withdrawal struct {
 	ranges []providers.CompleteRange
 	seen   map[string]bool // "{system}|{value}" of every record the answer returned
+	wrote  map[string]bool // ids of the Observations the fetch upserted: returned, so never gone
 	pages  int
 	began  time.Time // wall clock (the store's) before the first vendor call
 }
@@ -52,7 +54,7 @@ func (r *Runner) newWithdrawal(s *session, q providers.Query) *withdrawal {
 	if len(ranges) == 0 {
 		return nil
 	}
-	return &withdrawal{ranges: ranges, seen: map[string]bool{}, began: time.Now()}
+	return &withdrawal{ranges: ranges, seen: map[string]bool{}, wrote: map[string]bool{}, began: time.Now()}
 }
 
 // note records a page of the answer: every sample it returned, mapped or not (a record the
@@ -64,6 +66,14 @@ func (wd *withdrawal) note(ns fhir.Namespace, p *providers.Page) {
 	wd.pages++
 	for _, smp := range p.Samples {
 		wd.seen[ns.IdentifierSystem(smp.System)+"|"+smp.RecordID] = true
+	}
+}
+
+// upserting records an Observation of the answer, which the comparison then skips without
+// decoding it (a re-read of a covered window compares every stored record).
+func (wd *withdrawal) upserting(id string) {
+	if wd != nil {
+		wd.wrote[id] = true
 	}
 }
 
@@ -132,63 +142,111 @@ type goneObservation struct {
 // connection's own records that the answer did not return. Observations written after the fetch
 // began are left alone: another job may have stored what the vendor added after this answer was
 // read.
+//
+// Only the part of a range that an earlier window fetch had read completely (the kinds'
+// coverage, which the runner extends only after this answer) is searched: what a first read of
+// a window, a backfill, returns is all there is to compare, and reading it back from the store
+// would cost as much as writing it. A record stored by an incremental sync in a window never
+// read as a window is compared once a later window read (a notification's day, the
+// reconciliation pass) has covered it.
 func (r *Runner) goneObservations(ctx context.Context, s *session, wd *withdrawal) ([]goneObservation, error) {
+	covs, err := r.st.Coverage(ctx, s.p.Name(), s.conn.PatientID)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw deleted records: read coverage: %w", err)
+	}
 	var out []goneObservation
 	picked := map[string]bool{}
 	for _, cr := range wd.ranges {
-		system := r.cfg.Namespace.IdentifierSystem(cr.System)
 		ge, lt, ok := searchWindow(cr)
 		if !ok {
 			continue
 		}
-		q, _, err := r.sreg.Parse("Observation", []search.NameValue{
-			{Name: "patient", Value: "Patient/" + s.conn.PatientID},
-			{Name: "identifier", Value: system + "|"},
-			// Everything that overlaps the range; the range itself is checked below.
-			{Name: "date", Value: "ge" + ge.UTC().Format(time.RFC3339)},
-			{Name: "date", Value: "lt" + lt.UTC().Format(time.RFC3339)},
-			{Name: "_count", Value: "1000"},
-		}, search.Options{MaxCount: 1000})
-		if err != nil {
-			return nil, fmt.Errorf("withdraw deleted records: %w", err)
-		}
-		for {
-			res, err := r.st.Search(ctx, q)
+		for _, iv := range coveredBefore(covs, cr.Kinds, ge, lt) {
+			got, err := r.goneIn(ctx, s, wd, cr, iv, picked)
 			if err != nil {
-				return nil, fmt.Errorf("withdraw deleted records: search %s: %w", cr.System, err)
+				return nil, err
 			}
-			for _, m := range res.Matches {
-				if picked[m.ID] || m.LastUpdated.IsZero() || !m.LastUpdated.Before(wd.began) {
-					continue
-				}
-				// The identifiers and status first: most Observations of the range were returned.
-				var head fhir.Observation
-				if err := json.Unmarshal(m.JSON, &struct {
-					Identifier *[]fhir.Identifier `json:"identifier"`
-					Status     *string            `json:"status"`
-				}{&head.Identifier, &head.Status}); err != nil {
-					return nil, fmt.Errorf("withdraw deleted records: decode Observation/%s: %w", m.ID, err)
-				}
-				key, ok := ownRecord(&head, system, cr.Prefix)
-				if !ok || wd.seen[key] || !slices.Contains(withdrawable, head.Status) {
-					continue
-				}
-				var o fhir.Observation
-				if err := json.Unmarshal(m.JSON, &o); err != nil {
-					return nil, fmt.Errorf("withdraw deleted records: decode Observation/%s: %w", m.ID, err)
-				}
-				o.ID = m.ID
-				if !inside(&o, cr) {
-					continue
-				}
-				picked[m.ID] = true
-				out = append(out, goneObservation{o: &o, key: key})
-			}
-			if res.Next == nil {
-				break
-			}
-			q.Cursor = res.Next
+			out = append(out, got...)
 		}
+	}
+	return out, nil
+}
+
+// coveredBefore returns the parts of [ge, lt) that the coverage of any of the kinds holds,
+// sorted and disjoint.
+func coveredBefore(covs []store.Coverage, kinds []fhir.SampleKind, ge, lt time.Time) []store.Interval {
+	var union store.Coverage
+	for _, c := range covs {
+		if !slices.Contains(kinds, fhir.SampleKind(c.Kind)) {
+			continue
+		}
+		for _, iv := range c.Intervals {
+			lo, hi := iv.Start, iv.End
+			if lo.Before(ge) {
+				lo = ge
+			}
+			if hi.After(lt) {
+				hi = lt
+			}
+			union.Add(lo, hi) // ignores what lies outside (lo ≥ hi)
+		}
+	}
+	return union.Intervals
+}
+
+// goneIn searches one covered part iv of the range cr for the patient's Observations the answer
+// did not return (goneObservations). The search names the patient and the dates only, a range
+// read of the store's patient index; the identifier system (a token without a value, which no
+// index orders) is checked here instead.
+func (r *Runner) goneIn(ctx context.Context, s *session, wd *withdrawal, cr providers.CompleteRange, iv store.Interval, picked map[string]bool) ([]goneObservation, error) {
+	system := r.cfg.Namespace.IdentifierSystem(cr.System)
+	q, _, err := r.sreg.Parse("Observation", []search.NameValue{
+		{Name: "patient", Value: "Patient/" + s.conn.PatientID},
+		// Everything that overlaps the part; the range itself is checked below.
+		{Name: "date", Value: "ge" + iv.Start.UTC().Format(time.RFC3339Nano)},
+		{Name: "date", Value: "lt" + iv.End.UTC().Format(time.RFC3339Nano)},
+		{Name: "_count", Value: "1000"},
+	}, search.Options{MaxCount: 1000})
+	if err != nil {
+		return nil, fmt.Errorf("withdraw deleted records: %w", err)
+	}
+	var out []goneObservation
+	for {
+		res, err := r.st.Search(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("withdraw deleted records: search %s: %w", cr.System, err)
+		}
+		for _, m := range res.Matches {
+			if picked[m.ID] || wd.wrote[m.ID] || m.LastUpdated.IsZero() || !m.LastUpdated.Before(wd.began) {
+				continue
+			}
+			// The identifiers and status first: most Observations of the range were returned.
+			var head fhir.Observation
+			if err := json.Unmarshal(m.JSON, &struct {
+				Identifier *[]fhir.Identifier `json:"identifier"`
+				Status     *string            `json:"status"`
+			}{&head.Identifier, &head.Status}); err != nil {
+				return nil, fmt.Errorf("withdraw deleted records: decode Observation/%s: %w", m.ID, err)
+			}
+			key, ok := ownRecord(&head, system, cr.Prefix)
+			if !ok || wd.seen[key] || !slices.Contains(withdrawable, head.Status) {
+				continue
+			}
+			var o fhir.Observation
+			if err := json.Unmarshal(m.JSON, &o); err != nil {
+				return nil, fmt.Errorf("withdraw deleted records: decode Observation/%s: %w", m.ID, err)
+			}
+			o.ID = m.ID
+			if !inside(&o, cr) {
+				continue
+			}
+			picked[m.ID] = true
+			out = append(out, goneObservation{o: &o, key: key})
+		}
+		if res.Next == nil {
+			break
+		}
+		q.Cursor = res.Next
 	}
 	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/openhealthexchange/ohx/providers"
 	"github.com/openhealthexchange/ohx/providers/providertest"
 	"github.com/openhealthexchange/ohx/providers/withings"
+	"github.com/openhealthexchange/ohx/store"
 )
 
 const getmeasRoute = "POST /measure action=getmeas"
@@ -345,6 +346,12 @@ func TestWithdrawnOwnRecordsOnly(t *testing.T) {
 		}
 		return gs
 	}
+	// The window was read completely before (the comparison covers only what an earlier window
+	// read covered).
+	key := store.CoverageKey{Provider: withings.Name, Patient: "p1", Kind: string(fhir.KindWeight)}
+	if _, err := g.st.UpdateCoverage(ctx, key, time.Now(), func(c *store.Coverage) error { c.Add(wdStart, wdEnd); return nil }); err != nil {
+		t.Fatal(err)
+	}
 	g.wdSync(t, wdStart, wdEnd, fhir.KindWeight)
 	status := map[string]string{}
 	for _, o := range g.observations(t) {
@@ -481,5 +488,39 @@ func TestWithdrawnMany(t *testing.T) {
 	wdCheck(t, g.wdByRecord(t), map[string]string{"12345/1/1": "final/v1", "12345/4/1": "final/v1", "12345/5/1": "entered-in-error/v2"})
 	if n := g.wdWithdrawn(); n != 1 {
 		t.Errorf("withdrawn %v, want 1", n)
+	}
+}
+
+// TestWithdrawnOnlyWhereCoveredBefore: a record stored without a window read (an incremental
+// sync) is not compared with the first window read of its range, which only covers it; the next
+// read of the range, now covered, withdraws it.
+func TestWithdrawnOnlyWhereCoveredBefore(t *testing.T) {
+	f := &fakeMeasures{}
+	g := newWithdrawRig(t, f)
+	o, err := fhir.DefaultNamespace.MapSample(fhir.Sample{Provider: withings.Name, UserID: "u", Kind: fhir.KindWeight,
+		System: "withings/measure", RecordID: "12345/6/1", Value: "70.0", Unit: "kg", Start: time.Unix(wdAt(12, 10), 0).UTC()}, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.st.Upsert(t.Context(), []fhir.Resource{o}); err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		t.Helper()
+		for _, o := range g.observations(t) {
+			if o.Identifier[0].Value == "12345/6/1" {
+				return o.Status
+			}
+		}
+		t.Fatal("the stored Observation is gone")
+		return ""
+	}
+	g.wdSync(t, wdStart, wdEnd, fhir.KindWeight)
+	if s := status(); s != "final" || g.wdWithdrawn() != 0 {
+		t.Fatalf("after the first window read: %q, %v withdrawn; want final, 0", s, g.wdWithdrawn())
+	}
+	g.wdSync(t, wdStart, wdEnd, fhir.KindWeight)
+	if s := status(); s != "entered-in-error" || g.wdWithdrawn() != 1 {
+		t.Errorf("after the second window read: %q, %v withdrawn; want entered-in-error, 1", s, g.wdWithdrawn())
 	}
 }

@@ -17,6 +17,9 @@ type table struct {
 	cols     []string
 	conflict string // ON CONFLICT clause, or ""
 	verb     string // INSERT or INSERT OR IGNORE
+	// orElse, for a table of new rows (INSERT OR IGNORE), is the same table's statement that
+	// replaces rows: a chunk that inserted fewer rows than it holds is written again with it.
+	orElse *table
 }
 
 var (
@@ -33,7 +36,16 @@ var (
 	// OR REPLACE: a row left behind under the same key (dropClinical derives the keys to delete
 	// from the old JSON) must never keep serving an older version through jsonExpr.
 	tblClinical = table{name: "obs_clinical", cols: []string{"patient", "system", "code", "sort_date", "id", "version", "last_updated", "date_lo", "date_hi", "json"}, verb: "INSERT OR REPLACE"}
-	tables      = []*table{&tblResources, &tblToken, &tblRef, &tblString, &tblDate, &tblQuantity, &tblClinical, &tblHistory}
+	// The rows of resources not stored yet (most of a backfill) are inserted OR IGNORE. SQLite
+	// keeps a statement journal for a multi-row statement that may abort halfway
+	// (https://www.sqlite.org/tempfiles.html#stmtjrnl), as an upsert (DO UPDATE) or OR REPLACE
+	// with NOT NULL columns may, and copies into it every page the statement touches first;
+	// one that ignores every conflict never aborts. Such a row cannot be stored already (the
+	// write found none in this transaction), but should one be, its chunk is written again with
+	// orElse, which replaces it as for a stored resource.
+	tblResourcesNew = table{name: "resources", cols: tblResources.cols, verb: "INSERT OR IGNORE", orElse: &tblResources}
+	tblClinicalNew  = table{name: "obs_clinical", cols: tblClinical.cols, verb: "INSERT OR IGNORE", orElse: &tblClinical}
+	tables          = []*table{&tblResources, &tblResourcesNew, &tblToken, &tblRef, &tblString, &tblDate, &tblQuantity, &tblClinical, &tblClinicalNew, &tblHistory}
 )
 
 func (t *table) insertSQL(rows int) string {
@@ -80,8 +92,20 @@ func (s *Store) flush(ctx context.Context, tx *sql.Tx, w *writeBuf) error {
 				chunk /= 2
 			}
 			k := chunk * len(t.cols)
-			if _, err := s.txExec(ctx, tx, t.insertSQL(chunk), vals[:k]...); err != nil {
+			res, err := s.txExec(ctx, tx, t.insertSQL(chunk), vals[:k]...)
+			if err != nil {
 				return fmt.Errorf("sqlite: write %s: %w", t.name, err)
+			}
+			if t.orElse != nil {
+				n, err := res.RowsAffected()
+				if err != nil {
+					return fmt.Errorf("sqlite: write %s: %w", t.name, err)
+				}
+				if n != int64(chunk) {
+					if _, err := s.txExec(ctx, tx, t.orElse.insertSQL(chunk), vals[:k]...); err != nil {
+						return fmt.Errorf("sqlite: write %s: %w", t.name, err)
+					}
+				}
 			}
 			vals, n = vals[k:], n-chunk
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -347,6 +348,7 @@ func (q *queue) query(ctx context.Context, query string, args ...any) (*sql.Rows
 
 // enqueueReq is one EnqueueJob waiting for its group's commit.
 type enqueueReq struct {
+	ctx  context.Context // the caller's: a request whose caller gave up before its group is dropped
 	j    store.Job
 	now  time.Time
 	done chan struct{}
@@ -363,11 +365,15 @@ const maxGroup = 512
 // errQueueClosed is the error of an enqueue after Close.
 var errQueueClosed = errors.New("sqlite: the store is closed")
 
-// enqueue hands r to the committer and waits for its commit. A caller whose context ends first
-// returns the context's error; its job may still be committed (a job stored twice is coalesced
-// by key or harmless: jobs are idempotent).
+// enqueue hands r to the committer and waits for its commit. A caller whose context has ended
+// stores nothing; one whose context ends while its group commits returns the context's error
+// and its job may still be committed (a job stored twice is coalesced by key or harmless: jobs
+// are idempotent).
 func (q *queue) enqueue(ctx context.Context, r *enqueueReq) error {
-	r.done = make(chan struct{})
+	if err := ctx.Err(); err != nil {
+		return err // the channel has room: the select below could hand r over all the same
+	}
+	r.ctx, r.done = ctx, make(chan struct{})
 	select {
 	case q.enq <- r:
 	case <-q.stop:
@@ -427,6 +433,13 @@ func (q *queue) committer() {
 func (q *queue) writeGroup(group []*enqueueReq) {
 	// The group outlives its callers' contexts: a commit once begun is finished.
 	ctx := context.Background()
+	group = slices.DeleteFunc(slices.Clone(group), func(r *enqueueReq) bool {
+		r.err = r.ctx.Err() // its caller has returned this error: it must not be stored
+		return r.err != nil
+	})
+	if len(group) == 0 {
+		return
+	}
 	err := q.tx(ctx, func(tx *sql.Tx) error {
 		for _, r := range group {
 			r.id, r.coalesced, r.err = q.enqueueTx(ctx, tx, r.j, r.now)

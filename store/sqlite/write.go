@@ -200,13 +200,18 @@ func (s *Store) writePrepared(ctx context.Context, tx *sql.Tx, w *writeBuf, p st
 	if c, ok := clinicalKey(p.Type, p.Index); ok {
 		rowJSON, clinSystem, clinCode = nil, c.System, c.Code
 	}
-	w.add(&tblResources, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, rowJSON, clinSystem, clinCode)
+	// A resource with no row yet (see tblResourcesNew); a deleted one keeps its row.
+	resTbl, clinTbl := &tblResources, &tblClinical
+	if !cur.exists {
+		resTbl, clinTbl = &tblResourcesNew, &tblClinicalNew
+	}
+	w.add(resTbl, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, rowJSON, clinSystem, clinCode)
 	for _, e := range p.Index.Entries {
 		switch e.Type {
 		case search.Token:
 			w.add(&tblToken, p.Type, e.Column, e.System, e.Code, p.ID)
 			if isClinical(p.Type, p.Index, e) {
-				w.add(&tblClinical, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
+				w.add(clinTbl, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
 			}
 			if e.Column == "identifier" {
 				w.pending[p.Type+"|"+e.System+"|"+e.Code] = true
