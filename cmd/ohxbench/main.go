@@ -83,7 +83,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&cfg.webhook.backlog, "webhook-backlog", 20000, "distinct notifications queued before the load of the webhook-backlog scenario")
 	flag.IntVar(&cfg.webhook.patients, "webhook-patients", 1000, "connected Withings patients of the webhook scenarios")
 	flag.IntVar(&cfg.webhook.page, "webhook-page", 100, "measure groups (6 measures each) the fake Withings answers per call while the runner drains")
-	flag.IntVar(&cfg.webhook.vendorRate, "webhook-vendor-rate", 1200, "the server's OHX_WITHINGS_RATE (requests per minute) in the webhook scenarios")
+	flag.IntVar(&cfg.webhook.vendorRate, "webhook-vendor-rate", 120, "the server's OHX_WITHINGS_RATE (requests per minute) in the webhook scenarios: Withings' app limit and the server's default; 1200 drains ten times faster than Withings allows (a stress variant)")
 	flag.IntVar(&cfg.webhook.senders, "webhook-senders", 128, "the webhook load generator's senders, each with its own keep-alive connection (more than rate × the slowest answer's seconds, or sends queue)")
 	flag.StringVar(&cfg.webhook.queueSync, "webhook-queue-sync", "", "the server's OHX_QUEUE_SYNC in the webhook scenarios (default: the server's default)")
 	only := flag.String("only", "", "comma-separated scenario slugs to run (default all), e.g. search,read-many")
