@@ -37,11 +37,10 @@ const queueFile = "queue.db"
 // notifications/s at p99 5.95 ms (2.33 ms with 20,000 queued), `normal` at p99 4.50 ms; while
 // the runner writes 12,000 Observations/s into ohx.db on the same file system, a queue fsync
 // also waits for the journal to flush ohx.db's data and `full` had 10× as many group commits
-// over 5 ms as `normal`. So `normal` is the setting that meets both the durability the
-// acknowledgement promises and its latency goal; `full` is for deployments that want power-loss
-// durability too and have disks that sync fast (what a power loss costs with `normal`: the
-// last acknowledged notifications, which a vendor does not redeliver; the next reconciliation
-// re-reads their data). The default of `ohx serve` is set in cmd/ohx/config.go.
+// over 5 ms as `normal`. `ohx serve` defaults to `full` (cmd/ohx/config.go), the stronger
+// promise; `normal` gives the lower tail and still meets the kill -9 requirement. What a power
+// loss costs with `normal`: the last acknowledged notifications, which a vendor does not
+// redeliver; the next reconciliation re-reads their data.
 const (
 	// QueueSyncFull syncs the queue's WAL at every commit: an acknowledged job survives a
 	// power loss or an OS crash too (https://www.sqlite.org/pragma.html#pragma_synchronous).
