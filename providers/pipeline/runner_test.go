@@ -58,6 +58,20 @@ func newRig(t *testing.T, routes map[string]providertest.Route) *rig {
 	return &rig{st: st, fake: fake, vault: vault, w: w, r: r}
 }
 
+// drain runs the runner until no job is due.
+func (g *rig) drain(t *testing.T) {
+	t.Helper()
+	for {
+		n, err := g.r.RunOnce(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
 // at sets the runner's clock to now+d.
 func (g *rig) at(d time.Duration) { g.r.now = func() time.Time { return time.Now().Add(d) } }
 

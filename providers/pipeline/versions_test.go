@@ -26,15 +26,7 @@ func (g *rig) syncNotified(t *testing.T, ns ...providers.Notification) {
 	if err := g.r.Notifier().Notify(ctx, withings.Name, ns); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		n, err := g.r.RunOnce(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-	}
+	g.drain(t)
 	if p, d := g.pending(t), g.dead(t); len(p) != 0 || len(d) != 0 {
 		t.Fatalf("after the sync: %d pending and %d dead jobs, want none: %+v %+v", len(p), len(d), p, d)
 	}

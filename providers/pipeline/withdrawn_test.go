@@ -123,7 +123,7 @@ func newWithdrawRig(t *testing.T, f *fakeMeasures) *rig {
 	return newRig(t, map[string]providertest.Route{getmeasRoute: {Handler: f.serve}})
 }
 
-// syncWindow runs a notified window fetch of the kinds.
+// wdSync runs a notified window fetch of the kinds.
 func (g *rig) wdSync(t *testing.T, start, end time.Time, kinds ...fhir.SampleKind) {
 	t.Helper()
 	w := Work{Provider: withings.Name, Patient: "p1", Kinds: kinds, Start: start, End: end}
@@ -132,7 +132,7 @@ func (g *rig) wdSync(t *testing.T, start, end time.Time, kinds ...fhir.SampleKin
 	}
 }
 
-// byRecord returns the patient's Observations by their Withings record id.
+// wdByRecord returns the patient's Observations by their Withings record id.
 func (g *rig) wdByRecord(t *testing.T) map[string]fhir.Observation {
 	t.Helper()
 	out := map[string]fhir.Observation{}
