@@ -70,6 +70,11 @@ type Authoritative interface {
 	CompleteRanges(user string, q Query) []CompleteRange
 }
 
+// HeldRecord names a vendor record by fhir.Sample's System and RecordID.
+type HeldRecord struct {
+	System, RecordID string
+}
+
 // CompleteRange is one part of a window query's answer that lists every record the vendor holds:
 // the records of System whose ids start with Prefix, of the Kinds, whose effective time lies in
 // the range. A stored Observation is inside when it carries the identifier
@@ -152,6 +157,10 @@ type Query struct {
 // Page is one page of samples.
 type Page struct {
 	Samples []fhir.Sample
+	// Held names the records of the answer that the adapter turned into no sample — a
+	// blood-pressure group with one of its two values, a value out of range. The vendor still
+	// holds them: a complete answer (Authoritative) that returns one has not withdrawn it.
+	Held []HeldRecord
 	// Next continues the same query; "" when this was the last page.
 	Next string
 	// SyncedUntil is the vendor's "updated up to" time, the Since of the next incremental sync.

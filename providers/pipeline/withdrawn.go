@@ -58,14 +58,24 @@ func (r *Runner) newWithdrawal(s *session, q providers.Query) *withdrawal {
 }
 
 // note records a page of the answer: every sample it returned, mapped or not (a record the
-// mapper refuses is still one the vendor holds).
+// mapper refuses is still one the vendor holds), and the records the adapter could not turn
+// into samples (providers.Page.Held).
 func (wd *withdrawal) note(ns fhir.Namespace, p *providers.Page) {
 	if wd == nil {
 		return
 	}
 	wd.pages++
+	addRecords(ns, p, wd.seen)
+}
+
+// addRecords adds the "{system}|{value}" identifier keys of a page's records to seen: its samples
+// and its held records.
+func addRecords(ns fhir.Namespace, p *providers.Page, seen map[string]bool) {
 	for _, smp := range p.Samples {
-		wd.seen[ns.IdentifierSystem(smp.System)+"|"+smp.RecordID] = true
+		seen[ns.IdentifierSystem(smp.System)+"|"+smp.RecordID] = true
+	}
+	for _, h := range p.Held {
+		seen[ns.IdentifierSystem(h.System)+"|"+h.RecordID] = true
 	}
 }
 
@@ -264,9 +274,7 @@ func (r *Runner) answerRecords(ctx context.Context, s *session, q providers.Quer
 		if err != nil {
 			return nil, fmt.Errorf("withdraw deleted records: read the window again: %w", err)
 		}
-		for _, smp := range page.Samples {
-			seen[r.cfg.Namespace.IdentifierSystem(smp.System)+"|"+smp.RecordID] = true
-		}
+		addRecords(r.cfg.Namespace, page, seen)
 		if page.Next == "" {
 			return seen, nil
 		}

@@ -313,6 +313,26 @@ func TestWithdrawnSiblings(t *testing.T) {
 	wdCheck(t, g.wdByRecord(t), map[string]string{"12345/7/bp": "final/v1", "12345/7/11": "entered-in-error/v2", "12345/8/1": "final/v1"})
 }
 
+// TestWithdrawnHeldRecords: a blood-pressure group the vendor now returns with one of its two
+// values makes no panel, but the group is still the vendor's: its stored panel stays final, while
+// a weight the same answer no longer holds is withdrawn.
+func TestWithdrawnHeldRecords(t *testing.T) {
+	f := &fakeMeasures{}
+	f.set(vendorGroup{id: 7, date: wdAt(12, 9), measures: map[int]int{9: 800, 10: 1200, 11: 640}}, wdWeight(8, wdAt(12, 7), 748))
+	g := newWithdrawRig(t, f)
+	kinds := []fhir.SampleKind{fhir.KindBloodPressure, fhir.KindHeartRate, fhir.KindWeight}
+	g.wdSync(t, wdStart, wdEnd, kinds...)
+	wdCheck(t, g.wdByRecord(t), map[string]string{"12345/7/bp": "final/v1", "12345/7/11": "final/v1", "12345/8/1": "final/v1"})
+
+	// The diastolic value is gone from the group (the pulse stays) and the weight is deleted.
+	f.set(vendorGroup{id: 7, date: wdAt(12, 9), measures: map[int]int{10: 1200, 11: 640}})
+	g.wdSync(t, wdStart, wdEnd, kinds...)
+	wdCheck(t, g.wdByRecord(t), map[string]string{"12345/7/bp": "final/v1", "12345/7/11": "final/v1", "12345/8/1": "entered-in-error/v2"})
+	if n := g.wdWithdrawn(); n != 1 {
+		t.Errorf("withdrawn %v, want 1 (the weight)", n)
+	}
+}
+
 // TestWithdrawnOwnRecordsOnly: Observations that are not the connection's own records — a
 // predecessor account's (another provider's identifier only), another Withings account's of the
 // same patient, or one written after the answer was read — are never withdrawn; an Observation

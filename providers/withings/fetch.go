@@ -108,13 +108,14 @@ func (c *Client) Fetch(ctx context.Context, user string, ts oauth2.TokenSource, 
 	}
 	var (
 		samples []fhir.Sample
+		held    []providers.HeldRecord
 		more    bool
 		next    int64
 		horizon int64
 	)
 	switch cu.Family {
 	case famMeasure:
-		samples, more, next, horizon, err = c.fetchMeasures(ctx, user, ts, w, cu.Offset, wanted)
+		samples, held, more, next, horizon, err = c.fetchMeasures(ctx, user, ts, w, cu.Offset, wanted)
 	case famActivity:
 		samples, more, next, err = c.fetchActivity(ctx, user, ts, w, cu.Offset, wanted)
 	case famSleep:
@@ -131,7 +132,7 @@ func (c *Client) Fetch(ctx context.Context, user string, ts oauth2.TokenSource, 
 			cu.Horizon = c.now().Add(-clockSkew).Unix()
 		}
 	}
-	page := &providers.Page{Samples: samples, SyncedUntil: time.Unix(cu.Horizon, 0).UTC()}
+	page := &providers.Page{Samples: samples, Held: held, SyncedUntil: time.Unix(cu.Horizon, 0).UTC()}
 	switch {
 	case more:
 		if next <= cu.Offset {
@@ -167,7 +168,7 @@ func setOffset(form url.Values, offset int64) {
 	}
 }
 
-func (c *Client) fetchMeasures(ctx context.Context, user string, ts oauth2.TokenSource, w window, offset int64, wanted map[fhir.SampleKind]bool) ([]fhir.Sample, bool, int64, int64, error) {
+func (c *Client) fetchMeasures(ctx context.Context, user string, ts oauth2.TokenSource, w window, offset int64, wanted map[fhir.SampleKind]bool) ([]fhir.Sample, []providers.HeldRecord, bool, int64, int64, error) {
 	form := url.Values{
 		"action":    {"getmeas"},
 		"meastypes": {joinInts(meastypes(wanted))},
@@ -182,11 +183,11 @@ func (c *Client) fetchMeasures(ctx context.Context, user string, ts oauth2.Token
 	setOffset(form, offset)
 	body, err := c.do(ctx, request{user: user, endpoint: "measure/getmeas", path: "/measure", form: form, ts: ts, cacheable: !w.fresh})
 	if err != nil {
-		return nil, false, 0, 0, err
+		return nil, nil, false, 0, 0, err
 	}
 	var b getmeasBody
 	if err := c.decodeBody(body, &b, "getmeas"); err != nil {
-		return nil, false, 0, 0, err
+		return nil, nil, false, 0, 0, err
 	}
 	if !w.since {
 		// enddate is inclusive at Withings; the query's window is not.
@@ -195,8 +196,8 @@ func (c *Client) fetchMeasures(ctx context.Context, user string, ts oauth2.Token
 			return t.Before(w.start) || !t.Before(w.end)
 		})
 	}
-	samples, err := c.measureSamples(user, &b, wanted)
-	return samples, bool(b.More), b.Offset.Int(), b.UpdateTime.Int(), err
+	samples, held, err := c.measureSamples(user, &b, wanted)
+	return samples, held, bool(b.More), b.Offset.Int(), b.UpdateTime.Int(), err
 }
 
 func (c *Client) fetchActivity(ctx context.Context, user string, ts oauth2.TokenSource, w window, offset int64, wanted map[fhir.SampleKind]bool) ([]fhir.Sample, bool, int64, error) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/providers"
 )
 
 // measureType is how one Withings meastype becomes a sample.
@@ -102,9 +103,10 @@ const categoryMeasure = 1
 
 // measureSamples maps measure groups to samples. Category-2 groups (objectives) are never
 // samples. A blood-pressure panel needs both 9 and 10 in the same group; an incomplete group is
-// skipped and counted. The pulse (11) of a BP group is its own heart-rate sample.
-func (c *Client) measureSamples(user string, b *getmeasBody, wanted map[fhir.SampleKind]bool) ([]fhir.Sample, error) {
-	var out []fhir.Sample
+// skipped and counted. The pulse (11) of a BP group is its own heart-rate sample. held lists the
+// wanted records of the answer that became no sample (an incomplete BP group, a value out of
+// range): the vendor still holds them, so the deletion check must not withdraw them.
+func (c *Client) measureSamples(user string, b *getmeasBody, wanted map[fhir.SampleKind]bool) (out []fhir.Sample, held []providers.HeldRecord, err error) {
 	var goals, incompleteBP, bad int
 	for _, g := range b.MeasureGrps {
 		if g.Category.Int() != categoryMeasure {
@@ -132,7 +134,9 @@ func (c *Client) measureSamples(user string, b *getmeasBody, wanted map[fhir.Sam
 				base.DeviceID = string(g.HashDeviceID)
 			}
 		}
+		bpID := fmt.Sprintf("%s/%s/bp", user, g.GrpID)
 		var sys, dia *fhir.Decimal
+		badBP := false
 		for _, m := range g.Measures {
 			t := int(m.Type.Int())
 			mt, ok := measureTypes[t]
@@ -142,6 +146,12 @@ func (c *Client) measureSamples(user string, b *getmeasBody, wanted map[fhir.Sam
 			v, err := scaled(m.Value.String(), int(m.Unit.Int())+mt.Shift)
 			if err != nil {
 				bad++
+				switch {
+				case t == typeSystolic || t == typeDiastolic:
+					badBP = true
+				case wanted[mt.Kind]:
+					held = append(held, providers.HeldRecord{System: base.System, RecordID: fmt.Sprintf("%s/%s/%d", user, g.GrpID, t)})
+				}
 				continue
 			}
 			switch t {
@@ -162,14 +172,15 @@ func (c *Client) measureSamples(user string, b *getmeasBody, wanted map[fhir.Sam
 			s.Unit = mt.Unit
 			out = append(out, s)
 		}
-		if (sys != nil || dia != nil) && wanted[fhir.KindBloodPressure] {
+		if (sys != nil || dia != nil || badBP) && wanted[fhir.KindBloodPressure] {
 			if sys == nil || dia == nil {
 				incompleteBP++
+				held = append(held, providers.HeldRecord{System: base.System, RecordID: bpID})
 				continue
 			}
 			s := base
 			s.Kind = fhir.KindBloodPressure
-			s.RecordID = fmt.Sprintf("%s/%s/bp", user, g.GrpID)
+			s.RecordID = bpID
 			s.Components = []fhir.SampleComponent{
 				{Kind: fhir.KindSystolic, Value: *sys, Unit: "mm[Hg]"},
 				{Kind: fhir.KindDiastolic, Value: *dia, Unit: "mm[Hg]"},
@@ -180,5 +191,5 @@ func (c *Client) measureSamples(user string, b *getmeasBody, wanted map[fhir.Sam
 	if goals+incompleteBP+bad > 0 {
 		c.log.Info("measure groups skipped", "objectives", goals, "incomplete_bp", incompleteBP, "bad_values", bad)
 	}
-	return out, nil
+	return out, held, nil
 }

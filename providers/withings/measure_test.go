@@ -114,6 +114,15 @@ func TestPriorArtMeasures(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("samples (-want +got):\n%s", diff)
 	}
+	// W5's group is still the vendor's: the page names it, so that a deletion check keeps its
+	// stored panel.
+	var held []providers.HeldRecord
+	for _, p := range pages {
+		held = append(held, p.Held...)
+	}
+	if diff := cmp.Diff([]providers.HeldRecord{{System: "withings/measure", RecordID: testUser + "/792/bp"}}, held); diff != "" {
+		t.Errorf("held records (-want +got):\n%s", diff)
+	}
 	// Offsets: the group time is in the response's zone (Paris, winter).
 	for _, s := range got {
 		if _, off := s.Start.Zone(); off != 3600 {
