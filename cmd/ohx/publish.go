@@ -24,7 +24,7 @@ func publishFlags(cfg *Config, str, secret func(p *string, flagName, env, usage 
 	str(&cfg.PublishURL, "publish-url", "OHX_PUBLISH_URL", "FHIR base URL of an EHR that receives every synced resource as transaction Bundles (default: off)")
 	str(&cfg.PublishFHIRVersion, "publish-fhir-version", "OHX_PUBLISH_FHIR_VERSION", "FHIR version of the EHR: R4 (default) or R5")
 	str(&cfg.PublishPatientSystem, "publish-patient-system", "OHX_PUBLISH_PATIENT_SYSTEM", "identifier system (an MRN system, say) by which the EHR knows its patients (default: each Patient's first identifier)")
-	str(&cfg.PublishTokenURL, "publish-token-url", "OHX_PUBLISH_TOKEN_URL", "token endpoint of the EHR's authorization server (client credentials grant)")
+	str(&cfg.PublishTokenURL, "publish-token-url", "OHX_PUBLISH_TOKEN_URL", "token endpoint of the EHR's authorization server (client credentials grant; default: the token_endpoint of OHX_PUBLISH_URL/.well-known/smart-configuration)")
 	str(&cfg.PublishClientID, "publish-client-id", "OHX_PUBLISH_CLIENT_ID", "client id ohx is registered under with the EHR")
 	secret(&cfg.PublishClientSecret, "publish-client-secret", "OHX_PUBLISH_CLIENT_SECRET", "client secret (client_secret_basic); or use -publish-key-file")
 	str(&cfg.PublishKeyFile, "publish-key-file", "OHX_PUBLISH_KEY_FILE", "PEM private key (RSA of at least 2048 bits: RS384, or EC P-384: ES384) signing SMART Backend Services client assertions")
@@ -62,9 +62,6 @@ func checkPublish(cfg *Config, setting func(env string) string) error {
 			}
 		}
 		return nil
-	}
-	if cfg.PublishTokenURL == "" {
-		return fmt.Errorf("config: %s needs %s (the EHR's token endpoint)", setting("OHX_PUBLISH_CLIENT_ID"), setting("OHX_PUBLISH_TOKEN_URL"))
 	}
 	if (cfg.PublishClientSecret == "") == (cfg.PublishKeyFile == "") {
 		return fmt.Errorf("config: %s needs exactly one of %s and %s", setting("OHX_PUBLISH_CLIENT_ID"), setting("OHX_PUBLISH_CLIENT_SECRET"), setting("OHX_PUBLISH_KEY_FILE"))
@@ -109,7 +106,7 @@ func setupPublish(cfg Config, st store.Store, log *slog.Logger, reg prometheus.R
 		return nil, nil
 	}
 	v := publish.Version(cfg.PublishFHIRVersion)
-	auth := publish.Auth{TokenURL: cfg.PublishTokenURL, ClientID: cfg.PublishClientID, ClientSecret: cfg.PublishClientSecret,
+	auth := publish.Auth{TokenURL: cfg.PublishTokenURL, FHIRBase: cfg.PublishURL, ClientID: cfg.PublishClientID, ClientSecret: cfg.PublishClientSecret,
 		KeyID: cfg.PublishKeyID, Scopes: strings.Fields(cfg.PublishScope)}
 	if len(auth.Scopes) == 0 {
 		auth.Scopes = defaultPublishScopes(v)

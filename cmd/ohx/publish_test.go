@@ -39,6 +39,10 @@ func TestPublishConfig(t *testing.T) {
 	if err != nil || cfg.PublishFHIRVersion != "R5" {
 		t.Errorf("R5 with a key: got %q, %v", cfg.PublishFHIRVersion, err)
 	}
+	// Without a token URL, the EHR's SMART configuration names it (publish.Auth.FHIRBase).
+	if _, err := parse(nil, map[string]string{"OHX_PUBLISH_URL": "https://ehr.test/fhir", "OHX_PUBLISH_CLIENT_ID": "x", "OHX_PUBLISH_CLIENT_SECRET": "s"}); err != nil {
+		t.Errorf("a client without a token URL: %v, want it accepted (discovered)", err)
+	}
 	for _, c := range []struct {
 		args []string
 		env  map[string]string
@@ -49,7 +53,6 @@ func TestPublishConfig(t *testing.T) {
 		{[]string{"-publish-url", "ehr.test"}, nil, "-publish-url"},
 		{nil, map[string]string{"OHX_PUBLISH_URL": "https://ehr.test/fhir", "OHX_PUBLISH_FHIR_VERSION": "STU3"}, "OHX_PUBLISH_FHIR_VERSION"},
 		{nil, map[string]string{"OHX_PUBLISH_URL": "https://ehr.test/fhir", "OHX_PUBLISH_TOKEN_URL": "https://ehr.test/token"}, "OHX_PUBLISH_TOKEN_URL needs OHX_PUBLISH_CLIENT_ID"},
-		{nil, map[string]string{"OHX_PUBLISH_URL": "https://ehr.test/fhir", "OHX_PUBLISH_CLIENT_ID": "x", "OHX_PUBLISH_CLIENT_SECRET": "s"}, "OHX_PUBLISH_TOKEN_URL"},
 		{nil, map[string]string{"OHX_PUBLISH_URL": "https://ehr.test/fhir", "OHX_PUBLISH_CLIENT_ID": "x", "OHX_PUBLISH_TOKEN_URL": "https://ehr.test/token"}, "exactly one of OHX_PUBLISH_CLIENT_SECRET and OHX_PUBLISH_KEY_FILE"},
 		{nil, map[string]string{"OHX_PUBLISH_URL": "https://ehr.test/fhir", "OHX_PUBLISH_CLIENT_ID": "x", "OHX_PUBLISH_TOKEN_URL": "https://ehr.test/token",
 			"OHX_PUBLISH_CLIENT_SECRET": "s", "OHX_PUBLISH_KEY_FILE": "/k.pem"}, "exactly one of"},

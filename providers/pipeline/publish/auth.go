@@ -15,9 +15,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +33,14 @@ import (
 // or, when Key is set, with a signed JWT client assertion (private_key_jwt, RFC 7523) as SMART
 // Backend Services prescribes (https://hl7.org/fhir/smart-app-launch/backend-services.html).
 type Auth struct {
-	// TokenURL is the token endpoint (the EHR's smart-configuration token_endpoint).
+	// TokenURL is the token endpoint. When empty it is discovered: the token_endpoint of
+	// {FHIRBase}/.well-known/smart-configuration
+	// (https://hl7.org/fhir/smart-app-launch/conformance.html#using-well-known), read at the
+	// first token request and again after a failed read.
 	TokenURL string
+	// FHIRBase is the EHR's FHIR base URL, where the token endpoint is discovered when TokenURL
+	// is empty.
+	FHIRBase string
 	// ClientID is the client registered with the EHR.
 	ClientID string
 	// ClientSecret is the client's secret (client credentials with a shared secret).
@@ -85,38 +93,129 @@ func (a Auth) TokenSource(hc *http.Client) (oauth2.TokenSource, error) {
 
 // fetcher returns a source that asks the token endpoint for a new token on every call.
 func (a Auth) fetcher(hc *http.Client) (oauth2.TokenSource, error) {
-	if a.ClientID == "" || a.TokenURL == "" {
-		return nil, errors.New("publish: client authentication needs a client id and a token URL")
+	if a.ClientID == "" {
+		return nil, errors.New("publish: client authentication needs a client id")
 	}
-	if u, err := url.Parse(a.TokenURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname()))) {
-		return nil, fmt.Errorf("publish: token URL %q must be an absolute https URL (http only for a loopback host)", a.TokenURL)
+	if a.TokenURL == "" && a.FHIRBase == "" {
+		return nil, errors.New("publish: client authentication needs a token URL, or the EHR's FHIR base to discover it from")
+	}
+	if a.TokenURL != "" {
+		if err := checkTokenURL(a.TokenURL); err != nil {
+			return nil, err
+		}
 	}
 	if a.Now == nil {
 		a.Now = time.Now
 	}
 	// The token requests go through hc, with its timeout and transport.
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	var method jwt.SigningMethod
 	if a.Key == nil {
 		if a.ClientSecret == "" {
 			return nil, errors.New("publish: client authentication needs a client secret or a private key")
 		}
-		cc := &clientcredentials.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, TokenURL: a.TokenURL,
-			Scopes: a.Scopes, AuthStyle: oauth2.AuthStyleInHeader} // client_secret_basic: RFC 6749 §2.3.1 servers MUST support it
-		return secretSource{cc: cc, ctx: ctx}, nil
-	}
-	if a.ClientSecret != "" {
-		return nil, errors.New("publish: give a client secret or a private key, not both")
-	}
-	method, err := signingMethod(a.Key)
-	if err != nil {
-		return nil, err
-	}
-	if a.KeyID == "" {
-		if a.KeyID, err = Thumbprint(a.Key.Public()); err != nil {
+	} else {
+		if a.ClientSecret != "" {
+			return nil, errors.New("publish: give a client secret or a private key, not both")
+		}
+		var err error
+		if method, err = signingMethod(a.Key); err != nil {
 			return nil, err
 		}
+		if a.KeyID == "" {
+			if a.KeyID, err = Thumbprint(a.Key.Public()); err != nil {
+				return nil, err
+			}
+		}
 	}
-	return &assertionSource{a: a, method: method, ctx: ctx}, nil
+	if a.TokenURL == "" {
+		return &discoveringSource{a: a, hc: hc, method: method, ctx: ctx}, nil
+	}
+	return a.source(ctx, method), nil
+}
+
+// source returns the fetcher of a checked configuration with its TokenURL set.
+func (a Auth) source(ctx context.Context, method jwt.SigningMethod) oauth2.TokenSource {
+	if a.Key == nil {
+		cc := &clientcredentials.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret, TokenURL: a.TokenURL,
+			Scopes: a.Scopes, AuthStyle: oauth2.AuthStyleInHeader} // client_secret_basic: RFC 6749 §2.3.1 servers MUST support it
+		return secretSource{cc: cc, ctx: ctx}
+	}
+	return &assertionSource{a: a, method: method, ctx: ctx}
+}
+
+// checkTokenURL refuses a token endpoint that would carry the client's credentials in clear
+// text: an absolute https URL, or http to a loopback host.
+func checkTokenURL(raw string) error {
+	if u, err := url.Parse(raw); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopbackHost(u.Hostname()))) {
+		return fmt.Errorf("publish: token URL %q must be an absolute https URL (http only for a loopback host)", raw)
+	}
+	return nil
+}
+
+// discoveringSource reads the token endpoint from the EHR's SMART configuration before its first
+// token, keeps it once read, and reads it again on the next call after a failure (the EHR
+// unreachable at start-up is a delivery that fails and is retried, not a server that cannot start).
+type discoveringSource struct {
+	a      Auth
+	hc     *http.Client
+	method jwt.SigningMethod
+	ctx    context.Context
+
+	mu  sync.Mutex
+	src oauth2.TokenSource
+}
+
+func (d *discoveringSource) Token() (*oauth2.Token, error) {
+	d.mu.Lock()
+	src := d.src
+	if src == nil {
+		tokenURL, err := d.discover()
+		if err != nil {
+			d.mu.Unlock()
+			return nil, err
+		}
+		a := d.a
+		a.TokenURL = tokenURL
+		src = a.source(d.ctx, d.method)
+		d.src = src
+	}
+	d.mu.Unlock()
+	return src.Token()
+}
+
+// maxSMARTConfig bounds the smart-configuration document read.
+const maxSMARTConfig = 1 << 20
+
+// discover returns the token_endpoint of {FHIRBase}/.well-known/smart-configuration.
+func (d *discoveringSource) discover() (string, error) {
+	u := strings.TrimSuffix(d.a.FHIRBase, "/") + "/.well-known/smart-configuration"
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", fmt.Errorf("publish: discover the token endpoint: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("publish: discover the token endpoint: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("publish: discover the token endpoint: %s answered %d", u, resp.StatusCode)
+	}
+	var conf struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxSMARTConfig)).Decode(&conf); err != nil {
+		return "", fmt.Errorf("publish: discover the token endpoint: %s: %w", u, err)
+	}
+	if conf.TokenEndpoint == "" {
+		return "", fmt.Errorf("publish: discover the token endpoint: %s has no token_endpoint", u)
+	}
+	if err := checkTokenURL(conf.TokenEndpoint); err != nil {
+		return "", fmt.Errorf("publish: discover the token endpoint: %s: %w", u, err)
+	}
+	return conf.TokenEndpoint, nil
 }
 
 // secretSource fetches a token with the client secret each time.

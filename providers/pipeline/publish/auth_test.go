@@ -255,12 +255,104 @@ func TestPrivateKeyJWT(t *testing.T) {
 	}
 }
 
+// smartConfig serves {base}/.well-known/smart-configuration naming tokenURL; the first
+// failFirst reads answer 503.
+type smartConfig struct {
+	srv       *httptest.Server
+	tokenURL  string
+	failFirst int
+	mu        sync.Mutex
+	reads     int
+}
+
+func newSMARTConfig(t *testing.T, tokenURL string, failFirst int) *smartConfig {
+	c := &smartConfig{tokenURL: tokenURL, failFirst: failFirst}
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/fhir/.well-known/smart-configuration" {
+			t.Errorf("discovery: %s %s", r.Method, r.URL.Path)
+			http.NotFound(w, r)
+			return
+		}
+		if r.Header.Get("Authorization") != "" {
+			t.Errorf("discovery sent credentials: %q", r.Header.Get("Authorization"))
+		}
+		c.mu.Lock()
+		c.reads++
+		n := c.reads
+		c.mu.Unlock()
+		if n <= c.failFirst {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"token_endpoint": c.tokenURL, "grant_types_supported": []string{"client_credentials"},
+			"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "private_key_jwt"}})
+	}))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+func (c *smartConfig) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
+
+// TestDiscoveredTokenEndpoint: without a TokenURL the token endpoint is read from the EHR's
+// SMART configuration, without credentials, and kept once read; a failed read fails that token
+// request and is tried again at the next; publishing works through the discovered endpoint; an
+// endpoint that would carry the secret in clear text is refused.
+func TestDiscoveredTokenEndpoint(t *testing.T) {
+	ts := newFakeTokenServer(t, &fakeTokenServer{clientID: "ohx", secret: "s3cret", scope: "system/Observation.cu", lifetime: 1})
+	conf := newSMARTConfig(t, ts.URL(), 1)
+	a := publish.Auth{FHIRBase: conf.srv.URL + "/fhir/", ClientID: "ohx", ClientSecret: "s3cret", Scopes: []string{"system/Observation.cu"}}
+	src, err := a.TokenSource(http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Token(); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("token with the configuration unreadable: %v, want an error naming the 503", err)
+	}
+	if n := ts.count(); n != 0 {
+		t.Fatalf("tokens issued before the endpoint was known: %d", n)
+	}
+	for i := range 2 {
+		tok, err := src.Token()
+		if err != nil || !ts.valid(tok.AccessToken) {
+			t.Fatalf("token %d: %v %v", i+1, tok, err)
+		}
+		time.Sleep(1100 * time.Millisecond) // lifetime 1 s: the next call fetches a new token
+	}
+	if n, r := ts.count(), conf.count(); n != 2 || r != 2 {
+		t.Errorf("tokens issued %d, configuration read %d times; want 2 and 2 (the failed read, then kept)", n, r)
+	}
+
+	ts2 := newFakeTokenServer(t, &fakeTokenServer{clientID: "ohx", secret: "s3cret", scope: "system/Observation.cu", lifetime: 3600})
+	conf2 := newSMARTConfig(t, ts2.URL(), 0)
+	e := publishWith(t, publish.Auth{FHIRBase: conf2.srv.URL + "/fhir", ClientID: "ohx", ClientSecret: "s3cret", Scopes: []string{"system/Observation.cu"}}, ts2, true)
+	if n, r := ts2.count(), conf2.count(); n != 1 || r != 1 {
+		t.Errorf("publishing: tokens issued %d, configuration read %d times; want 1 and 1", n, r)
+	}
+	if n := len(e.ehr.received()); n != 2 {
+		t.Errorf("transactions: %d, want 2", n)
+	}
+
+	clear := newSMARTConfig(t, "http://as.example/token", 0)
+	src, err = publish.Auth{FHIRBase: clear.srv.URL + "/fhir", ClientID: "ohx", ClientSecret: "s3cret"}.TokenSource(http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Token(); err == nil || !strings.Contains(err.Error(), "https") {
+		t.Errorf("an http token endpoint discovered: %v, want refused", err)
+	}
+}
+
 func TestAuthConfigErrors(t *testing.T) {
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
 	ec256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	for name, a := range map[string]publish.Auth{
-		"no token URL":       {ClientID: "x", ClientSecret: "s"},
+		"no token URL":       {ClientID: "x", ClientSecret: "s"}, // nor a FHIR base to discover it from
 		"no secret nor key":  {ClientID: "x", TokenURL: "https://as.example/token"},
 		"secret and key":     {ClientID: "x", TokenURL: "https://as.example/token", ClientSecret: "s", Key: rsaKey},
 		"http token URL":     {ClientID: "x", TokenURL: "http://as.example/token", ClientSecret: "s"},
