@@ -89,6 +89,11 @@ func (s *Server) lastN(r *request) (result, error) {
 		pq := *q
 		pq.Clauses = append([]search.Clause{{Param: s.reg.Param("Observation", "patient"),
 			Values: []search.Value{{RefType: "Patient", RefID: patient}}}}, slices.Delete(slices.Clone(q.Clauses), subject, subject+1)...)
+		if len(patients) == 1 {
+			// One patient's latest values read through as a search of them does (readthrough.go);
+			// a search of several patients reads none through.
+			warnings = append(warnings, s.readThrough(r, &pq, a, "")...)
+		}
 		es, err := s.lastNOf(ctx, &pq, a.dec, n)
 		if err != nil {
 			return result{}, err

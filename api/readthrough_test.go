@@ -176,6 +176,58 @@ func TestReadThroughSearch(t *testing.T) {
 	}
 }
 
+// TestReadThroughLastN: $lastn of one patient reads an uncovered window through as a search
+// does: the weight fetched within the budget is the latest, and the same $lastn again calls the
+// vendor no more; a throttled vendor gives the stored latest value with the warning. $lastn of
+// several patients, or of a patient the token does not see, calls no vendor.
+func TestReadThroughLastN(t *testing.T) {
+	e := newRTEnv(t, map[string]providertest.Route{rtGetmeas: {File: "withings/getmeas_page2.json"}})
+	sys := e.mint("system/Observation.rs", "")
+	path := "/fhir/Observation/$lastn?patient=p1&" + weightsJan2024
+	for i := range 2 {
+		r := e.as(sys, path)
+		if r.status != http.StatusOK {
+			t.Fatalf("$lastn %d: got %d %s", i, r.status, r.body)
+		}
+		b := r.bundle(t)
+		if ids := entryIDs(t, b, "match"); len(ids) != 1 || len(outcomeEntries(t, b)) != 0 {
+			t.Errorf("$lastn %d: matches %v outcomes %+v, want the weight fetched from Withings, no warning", i, ids, outcomeEntries(t, b))
+		}
+		if n := e.fake.Hits(rtGetmeas); n != 1 {
+			t.Errorf("$lastn %d: getmeas calls %d, want 1", i, n)
+		}
+		e.waitIdle()
+	}
+	p2 := e.mint("patient/Observation.rs", "p2")
+	feb := "code=http://loinc.org|29463-7&date=ge2024-02-01&date=lt2024-02-04"
+	for _, tc := range []struct{ name, token, path string }{
+		{"several patients", sys, "/fhir/Observation/$lastn?patient=p1,p2&" + feb},
+		{"another patient's token", p2, "/fhir/Observation/$lastn?patient=p1&" + feb},
+	} {
+		if r := e.as(tc.token, tc.path); r.status != http.StatusOK {
+			t.Errorf("%s: got %d %s", tc.name, r.status, r.body)
+		}
+	}
+	if n := e.fake.Hits(rtGetmeas); n != 1 {
+		t.Errorf("getmeas calls %d, want still 1: nothing read through", n)
+	}
+
+	t.Run("throttled", func(t *testing.T) {
+		e := newRTEnv(t, map[string]providertest.Route{rtGetmeas: {File: "withings/status_601.json"}})
+		if _, err := e.store.Upsert(t.Context(), []fhir.Resource{obs("stored-p1", "p1", "", "29463-7", time.Date(2024, 1, 1, 8, 0, 0, 0, time.UTC), "80")}); err != nil {
+			t.Fatal(err)
+		}
+		b := e.as(e.mint("system/Observation.rs", ""), path).bundle(t)
+		if ids := entryIDs(t, b, "match"); len(ids) != 1 || ids[0] != "Observation/stored-p1" {
+			t.Errorf("matches %v, want the stored weight", ids)
+		}
+		oos := outcomeEntries(t, b)
+		if len(oos) != 1 || oos[0].Issue[0].Severity != "warning" || oos[0].Issue[0].Code != fhir.CodeThrottled || !strings.Contains(oos[0].Issue[0].Diagnostics, "withings") {
+			t.Errorf("outcomes %+v, want one throttled warning naming withings", oos)
+		}
+	})
+}
+
 // TestReadThroughThrottledSearch: a vendor answering 601 (too many requests) yields what is
 // stored plus an OperationOutcome entry (search.mode outcome, severity warning, throttled) that
 // names withings and the uncovered window; the same search within the TTL says so again without
