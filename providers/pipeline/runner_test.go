@@ -15,11 +15,13 @@ import (
 	"github.com/openhealthexchange/ohx/providers/providertest"
 	"github.com/openhealthexchange/ohx/providers/withings"
 	"github.com/openhealthexchange/ohx/store"
+	"github.com/openhealthexchange/ohx/store/mongo"
+	"github.com/openhealthexchange/ohx/store/mongo/mongotest"
 	"github.com/openhealthexchange/ohx/store/sqlite"
 )
 
 type rig struct {
-	st    *sqlite.Store
+	st    rigStore
 	fake  *providertest.Server
 	vault *providers.Vault
 	w     *withings.Client
@@ -31,11 +33,57 @@ type rig struct {
 // 12345. Jobs are dead-lettered after 3 failed runs.
 func newRig(t *testing.T, routes map[string]providertest.Route) *rig {
 	t.Helper()
+	return newRigOn(t, openSQLite, routes)
+}
+
+// rigStore is what the tests use of a store: the pipeline's view and the FHIR store's.
+type rigStore interface {
+	Store
+	store.Store
+}
+
+// storeOpener opens a fresh, empty store closed at the test's end.
+type storeOpener func(t *testing.T) rigStore
+
+func openSQLite(t *testing.T) rigStore {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir(), sqlite.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// openMongo opens the MongoDB store on a fresh database of the FerretDB embedded in the test
+// binary (not under -short).
+func openMongo(t *testing.T) rigStore {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("FerretDB: not in -short")
+	}
+	st, err := mongo.Open(t.Context(), mongotest.URI(t), mongotest.DBName(t), mongo.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// onStores runs fn as a subtest per store implementation.
+func onStores(t *testing.T, fn func(t *testing.T, open storeOpener)) {
+	for _, s := range []struct {
+		name string
+		open storeOpener
+	}{{"sqlite", openSQLite}, {"mongo", openMongo}} {
+		t.Run(s.name, func(t *testing.T) { fn(t, s.open) })
+	}
+}
+
+// newRigOn is newRig on the store open returns.
+func newRigOn(t *testing.T, open storeOpener, routes map[string]providertest.Route) *rig {
+	t.Helper()
+	st := open(t)
 	fake := providertest.NewServer(t, routes)
 	caller, err := providers.NewClient(providers.ClientConfig{Provider: withings.Name, CacheTTL: -1, MaxRetries: -1}, fake.Client(), nil, nil)
 	if err != nil {

@@ -94,8 +94,10 @@ func weightBody(grams, modified int64) string {
 // TestChangedVendorValueVersions: a measure group the vendor changes after it was synced (a
 // corrected weight) updates the same Observation to version 2 with the new value, and the
 // history keeps version 1 with the old one; the same answer synced again writes nothing.
-func TestChangedVendorValueVersions(t *testing.T) {
-	g := newRig(t, map[string]providertest.Route{getmeas: {Body: weightBody(74800, 1704153660)}})
+func TestChangedVendorValueVersions(t *testing.T) { onStores(t, testChangedVendorValueVersions) }
+
+func testChangedVendorValueVersions(t *testing.T, open storeOpener) {
+	g := newRigOn(t, open, map[string]providertest.Route{getmeas: {Body: weightBody(74800, 1704153660)}})
 	g.syncNotified(t, weightNotification())
 	first := g.observationCoded(t, "29463-7")
 	if quantity(first) != "74.800" || metaVersion(first) != "1" || first.Status != "final" {
@@ -161,8 +163,12 @@ func activityBody(steps int, modified int64) string {
 // final total, its history holding every partial value; a re-sync of the same total makes no
 // new version.
 func TestGrowingDailyStepsOneObservation(t *testing.T) {
+	onStores(t, testGrowingDailyStepsOneObservation)
+}
+
+func testGrowingDailyStepsOneObservation(t *testing.T, open storeOpener) {
 	const getactivity = "POST /v2/measure action=getactivity"
-	g := newRig(t, map[string]providertest.Route{getactivity: {Body: activityBody(1200, 1705305600)}})
+	g := newRigOn(t, open, map[string]providertest.Route{getactivity: {Body: activityBody(1200, 1705305600)}})
 	g.syncNotified(t, activityNotification())
 	first := g.observationCoded(t, "41950-7")
 	if quantity(first) != "1200" || metaVersion(first) != "1" {

@@ -120,7 +120,12 @@ func wdWeight(id int, date int64, v int) vendorGroup {
 
 func newWithdrawRig(t *testing.T, f *fakeMeasures) *rig {
 	t.Helper()
-	return newRig(t, map[string]providertest.Route{getmeasRoute: {Handler: f.serve}})
+	return newWithdrawRigOn(t, openSQLite, f)
+}
+
+func newWithdrawRigOn(t *testing.T, open storeOpener, f *fakeMeasures) *rig {
+	t.Helper()
+	return newRigOn(t, open, map[string]providertest.Route{getmeasRoute: {Handler: f.serve}})
 }
 
 // wdSync runs a notified window fetch of the kinds.
@@ -169,10 +174,12 @@ func wdCheck(t *testing.T, obs map[string]fhir.Observation, want map[string]stri
 // becomes entered-in-error (version 2, value kept, searchable by status, published); an
 // incremental sync that omits a record changes nothing; a window that only touches the edge of a
 // record does not mark it; the record coming back restores final.
-func TestWithdrawnMeasure(t *testing.T) {
+func TestWithdrawnMeasure(t *testing.T) { onStores(t, testWithdrawnMeasure) }
+
+func testWithdrawnMeasure(t *testing.T, open storeOpener) {
 	f := &fakeMeasures{}
 	f.set(wdWeight(1, wdAt(11, 8), 748), wdWeight(2, wdAt(12, 8), 751), wdWeight(3, wdAt(13, 8), 749))
-	g := newWithdrawRig(t, f)
+	g := newWithdrawRigOn(t, open, f)
 	var published []bool
 	g.r.cfg.Upserted = func(_ context.Context, patient string, changed bool) error {
 		published = append(published, changed)
@@ -244,10 +251,12 @@ func TestWithdrawnMeasure(t *testing.T) {
 // TestWithdrawnPaged: an answer of two pages is one answer: a record on its second page is not
 // withdrawn; a record the first read skipped (the vendor's offsets shifted while it paged) but
 // the second read returns is not withdrawn; a record missing from both reads is.
-func TestWithdrawnPaged(t *testing.T) {
+func TestWithdrawnPaged(t *testing.T) { onStores(t, testWithdrawnPaged) }
+
+func testWithdrawnPaged(t *testing.T, open storeOpener) {
 	f := &fakeMeasures{pageSize: 2}
 	f.set(wdWeight(1, wdAt(11, 8), 748), wdWeight(2, wdAt(12, 8), 751), wdWeight(3, wdAt(13, 8), 749))
-	g := newWithdrawRig(t, f)
+	g := newWithdrawRigOn(t, open, f)
 	g.wdSync(t, wdStart, wdEnd, fhir.KindWeight)
 	all := map[string]string{"12345/1/1": "final/v1", "12345/2/1": "final/v1", "12345/3/1": "final/v1"}
 	wdCheck(t, g.wdByRecord(t), all)
@@ -316,10 +325,12 @@ func TestWithdrawnSiblings(t *testing.T) {
 // TestWithdrawnHeldRecords: a blood-pressure group the vendor now returns with one of its two
 // values makes no panel, but the group is still the vendor's: its stored panel stays final, while
 // a weight the same answer no longer holds is withdrawn.
-func TestWithdrawnHeldRecords(t *testing.T) {
+func TestWithdrawnHeldRecords(t *testing.T) { onStores(t, testWithdrawnHeldRecords) }
+
+func testWithdrawnHeldRecords(t *testing.T, open storeOpener) {
 	f := &fakeMeasures{}
 	f.set(vendorGroup{id: 7, date: wdAt(12, 9), measures: map[int]int{9: 800, 10: 1200, 11: 640}}, wdWeight(8, wdAt(12, 7), 748))
-	g := newWithdrawRig(t, f)
+	g := newWithdrawRigOn(t, open, f)
 	kinds := []fhir.SampleKind{fhir.KindBloodPressure, fhir.KindHeartRate, fhir.KindWeight}
 	g.wdSync(t, wdStart, wdEnd, kinds...)
 	wdCheck(t, g.wdByRecord(t), map[string]string{"12345/7/bp": "final/v1", "12345/7/11": "final/v1", "12345/8/1": "final/v1"})
@@ -434,7 +445,9 @@ func TestWithdrawnInside(t *testing.T) {
 // TestWithdrawnDaily: daily activity is complete for the local dates strictly between the
 // queried ones, whatever the day's zone; sleep sessions a day further inside. Only the records
 // inside go when the vendor drops every one.
-func TestWithdrawnDaily(t *testing.T) {
+func TestWithdrawnDaily(t *testing.T) { onStores(t, testWithdrawnDaily) }
+
+func testWithdrawnDaily(t *testing.T, open storeOpener) {
 	var mu sync.Mutex
 	days := []string{"2024-01-10", "2024-01-13", "2024-01-16"}
 	nights := [][2]int64{{wdAt(11, 22), wdAt(12, 6)}, {wdAt(12, 22), wdAt(13, 6)}, {wdAt(14, 22), wdAt(15, 6)}}
@@ -460,7 +473,7 @@ func TestWithdrawnDaily(t *testing.T) {
 		}
 		fmt.Fprintf(w, `{"status":0,"body":{"series":[%s],"more":false,"offset":0}}`, strings.Join(ss, ","))
 	}
-	g := newRig(t, map[string]providertest.Route{
+	g := newRigOn(t, open, map[string]providertest.Route{
 		"POST /v2/measure action=getactivity": {Handler: activity},
 		"POST /v2/sleep action=getsummary":    {Handler: sleep},
 	})
