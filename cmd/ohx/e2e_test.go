@@ -114,6 +114,18 @@ type bundle struct {
 	}
 }
 
+// of returns the ids of the entries of a resource type, "Type/id": a searchset's OperationOutcome
+// entries (search.mode outcome, a read-through warning) are not matches.
+func (b bundle) of(typ string) []string {
+	var out []string
+	for _, e := range b.Entry {
+		if e.Resource.ResourceType == typ {
+			out = append(out, typ+"/"+e.Resource.ID)
+		}
+	}
+	return out
+}
+
 func (b bundle) ids() []string {
 	var out []string
 	for _, e := range b.Entry {
