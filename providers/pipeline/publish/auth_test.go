@@ -337,8 +337,8 @@ func TestDiscoveredTokenEndpoint(t *testing.T) {
 		t.Errorf("transactions: %d, want 2", n)
 	}
 
-	clear := newSMARTConfig(t, "http://as.example/token", 0)
-	src, err = publish.Auth{FHIRBase: clear.srv.URL + "/fhir", ClientID: "ohx", ClientSecret: "s3cret"}.TokenSource(http.DefaultClient)
+	plain := newSMARTConfig(t, "http://as.example/token", 0)
+	src, err = publish.Auth{FHIRBase: plain.srv.URL + "/fhir", ClientID: "ohx", ClientSecret: "s3cret"}.TokenSource(http.DefaultClient)
 	if err != nil {
 		t.Fatal(err)
 	}
