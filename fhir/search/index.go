@@ -145,6 +145,12 @@ func (x *indexer) quantity(col string, q *fhir.Quantity) {
 	x.idx.Entries = append(x.idx.Entries, Entry{Column: col, Type: Quantity, Num: f, System: q.System, Code: q.Code, Unit: q.Unit})
 }
 
+// IndexVersion identifies what Extract makes of a resource. Change it with any change that can
+// alter the entries of a stored resource (a parameter added, removed or extracted differently,
+// a normalisation changed): a store that derives the index rows to delete from the stored JSON
+// rebuilds its index when the version it recorded differs.
+const IndexVersion = 1
+
 // Extract computes the index of a resource. It must be called after the store has set meta.
 func Extract(res fhir.Resource) (Index, error) {
 	x := &indexer{idx: Index{SortDate: fhir.MinTime, Patient: PatientOf(res)}}

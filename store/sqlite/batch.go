@@ -33,7 +33,7 @@ var (
 	tblString   = table{name: "idx_string", cols: []string{"type", "col", "norm", "exact", "id"}, verb: "INSERT OR IGNORE"}
 	tblDate     = table{name: "idx_date", cols: []string{"type", "col", "lo", "hi", "id"}, verb: "INSERT OR IGNORE"}
 	tblQuantity = table{name: "idx_quantity", cols: []string{"type", "col", "num", "system", "code", "unit", "id"}, verb: "INSERT OR IGNORE"}
-	// OR REPLACE: a row left behind under the same key (dropClinical derives the keys to delete
+	// OR REPLACE: a row left behind under the same key (dropIndex derives the keys to delete
 	// from the old JSON) must never keep serving an older version through jsonExpr.
 	tblClinical = table{name: "obs_clinical", cols: []string{"patient", "system", "code", "sort_date", "id", "version", "last_updated", "date_lo", "date_hi", "json"}, verb: "INSERT OR REPLACE"}
 	// The rows of resources not stored yet (most of a backfill) are inserted OR IGNORE. SQLite

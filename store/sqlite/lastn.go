@@ -33,6 +33,13 @@ func (s *Store) LastN(ctx context.Context, q *search.Query, n int) ([]store.Code
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lastn: %w", err)
 	}
+	// The filter's tokens get their systems once for every group, and only now: a code clause
+	// without a system filters the matches, where one with systems would name the groups.
+	filter, err := s.resolveSystems(ctx, &search.Query{Type: q.Type, Clauses: lq.Clauses})
+	if err != nil {
+		return nil, err
+	}
+	lq.Clauses = filter.Clauses
 	if n <= 0 {
 		return nil, fmt.Errorf("sqlite: lastn: n = %d", n)
 	}
@@ -109,11 +116,16 @@ func (s *Store) patientCodings(ctx context.Context, patient string) ([]store.Cod
 
 // LastNSQL returns the statements LastN runs for the group of coding c and for one step of the
 // skip-scan, for query-plan tests.
-func (s *Store) LastNSQL(q *search.Query, c store.Coding, n int) (group string, groupArgs []any, step string, err error) {
+func (s *Store) LastNSQL(ctx context.Context, q *search.Query, c store.Coding, n int) (group string, groupArgs []any, step string, err error) {
 	lq, err := store.SplitLastN(q)
 	if err != nil {
 		return "", nil, "", err
 	}
+	filter, err := s.resolveSystems(ctx, &search.Query{Type: q.Type, Clauses: lq.Clauses})
+	if err != nil {
+		return "", nil, "", err
+	}
+	lq.Clauses = filter.Clauses
 	gq := lq.GroupQuery(s.reg, c, n)
 	b, order, err := s.groupPlan(gq)
 	if err != nil {

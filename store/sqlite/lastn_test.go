@@ -45,7 +45,7 @@ func TestLastNPlan(t *testing.T) {
 		}
 	}
 	t.Run("skip-scan step", func(t *testing.T) {
-		_, _, step, err := s.LastNSQL(&search.Query{Type: "Observation", Clauses: []search.Clause{{Param: reg.Param("Observation", "patient"),
+		_, _, step, err := s.LastNSQL(t.Context(), &search.Query{Type: "Observation", Clauses: []search.Clause{{Param: reg.Param("Observation", "patient"),
 			Values: []search.Value{{RefType: "Patient", RefID: "p3"}}}}}, weightCoding, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -72,10 +72,14 @@ func TestLastNPlan(t *testing.T) {
 			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=? AND sort_date>?)"}},
 		{"group with a category", "patient=p3&category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
 			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=?)",
-				"USING COVERING INDEX idx_token_id (type=? AND id=?"}},
+				"SEARCH idx_token EXISTS USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND id=?)"}},
+		// Without a system, the category is given the stored ones (resolveSystems).
+		{"group with a category without its system", "patient=p3&category=vital-signs",
+			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=?)",
+				"SEARCH idx_token EXISTS USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND id=?)"}},
 		{"group with a category excluded", "patient=p3&category:not=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
 			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=?)",
-				"USING COVERING INDEX idx_token_id (type=? AND id=?"}},
+				"SEARCH idx_token USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND id=?)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pairs, err := search.ParseRawQuery(tc.query)
@@ -86,7 +90,7 @@ func TestLastNPlan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			group, args, _, err := s.LastNSQL(q, weightCoding, 3)
+			group, args, _, err := s.LastNSQL(t.Context(), q, weightCoding, 3)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -39,9 +39,13 @@ const maxCorrelated = 4
 // it is a correlated [NOT] EXISTS instead: there the obs_clinical range drives the scan and
 // each row costs one seek in the index table, where IN would first collect the ids of every
 // matching resource of every patient (a category, say) into a temporary list.
-func (b *sqlQuery) inIndex(not bool, sub string, args []any) {
+//
+// The index tables have no index on (type, id) (dropIndex), so the correlated form is used only
+// when seek says the condition names every primary key column before id: each row is then one
+// seek, where a condition on a prefix would read that whole range per row.
+func (b *sqlQuery) inIndex(not, seek bool, sub string, args []any) {
 	cond := "r.id IN (" + sub + ")"
-	if b.hot && b.correlated < maxCorrelated {
+	if b.hot && seek && b.correlated < maxCorrelated {
 		// Each correlated subquery adds to SQLite's planning work on every prepare: 99 of them
 		// took 0.4 s to prepare where the IN form took 40 ms, so only the first few are EXISTS.
 		b.correlated++
@@ -160,16 +164,31 @@ func (s *Store) clause(b *sqlQuery, typ string, c search.Clause) {
 		}
 	}
 	if c.Modifier == "missing" {
-		b.inIndex(c.Missing, sub, args)
+		b.inIndex(c.Missing, false, sub, args)
 		return
 	}
 	var ors []string
+	seek := c.Modifier == "" || c.Modifier == "not"
 	for _, v := range c.Values {
 		cond, vargs := valueCond(c, v)
 		ors = append(ors, cond)
 		args = append(args, vargs...)
+		seek = seek && seekable(c, v)
 	}
-	b.inIndex(c.Modifier == "not", sub+" AND ("+strings.Join(ors, " OR ")+")", args)
+	b.inIndex(c.Modifier == "not", seek, sub+" AND ("+strings.Join(ors, " OR ")+")", args)
+}
+
+// seekable reports whether valueCond of v fixes every primary key column of its index table
+// before id: idx_token (type, col, code, system, id), idx_ref (type, col, ref_id, ref_type,
+// ref_url, id). A token without a system has been given the stored systems (resolveSystems).
+func seekable(c search.Clause, v search.Value) bool {
+	switch c.Param.Type {
+	case search.Token:
+		return !v.AnyCode && !v.AnySystem
+	case search.Reference:
+		return v.RefURL == "" && v.RefType != "" && v.RefID != ""
+	}
+	return false
 }
 
 // valueCond is the per-entry condition of match.go for one value, over the index table columns.
@@ -188,7 +207,9 @@ func valueCond(c search.Clause, v search.Value) (string, []any) {
 			return "ref_url = ?", []any{v.RefURL}
 		}
 		if v.RefType != "" {
-			return "(ref_id = ? AND ref_type = ?)", []any{v.RefID, v.RefType}
+			// A local reference is indexed with an empty ref_url (search.Extract): naming it
+			// lets the primary key reach id (seekable).
+			return "(ref_id = ? AND ref_type = ? AND ref_url = '')", []any{v.RefID, v.RefType}
 		}
 		return "ref_id = ?", []any{v.RefID}
 	case search.String:
@@ -372,7 +393,7 @@ type row struct {
 
 // Search implements store.Store.
 func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Result, error) {
-	q, err := s.resolveChains(ctx, q)
+	q, err := s.resolve(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -535,25 +556,32 @@ func (s *Store) includes(ctx context.Context, q *search.Query, res *store.Result
 			want[typ] = append(want[typ], id)
 		}
 	}
+	// The references of the page's matches, from their JSON (no index on idx_ref (type, id),
+	// see dropIndex): indexed once each, whatever the number of _include parameters.
+	var idxs []search.Index
+	if len(q.Include) > 0 {
+		idxs = make([]search.Index, len(res.Matches))
+		for i, m := range res.Matches {
+			idx, err := storedIndex(m.Type, m.JSON)
+			if err != nil {
+				return fmt.Errorf("sqlite: include: %s/%s: %w", m.Type, m.ID, err)
+			}
+			idxs[i] = idx
+		}
+	}
 	for _, inc := range q.Include {
 		cols := s.reg.Param(inc.Source, inc.Param).Columns
-		args := append([]any{inc.Source, inc.Target}, ids...)
-		for _, c := range cols {
-			args = append(args, c)
-		}
-		rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT ref_id FROM idx_ref WHERE type = ? AND ref_type = ? AND id IN (`+placeholders(len(ids))+`) AND col IN (`+placeholders(len(cols))+`)`, args...)
-		if err != nil {
-			return fmt.Errorf("sqlite: include %s: %w", inc, err)
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite: include %s: %w", inc, err)
+		for i, m := range res.Matches {
+			if m.Type != inc.Source {
+				continue
 			}
-			addWant(inc.Target, id)
+			for _, e := range idxs[i].Entries {
+				// As the index rows: a local reference of one of the parameter's columns to the target.
+				if e.Type == search.Reference && e.RefURL == "" && e.RefType == inc.Target && e.RefID != "" && slices.Contains(cols, e.Column) {
+					addWant(inc.Target, e.RefID)
+				}
+			}
 		}
-		rows.Close()
 	}
 	for _, inc := range q.RevInclude {
 		cols := s.reg.Param(inc.Source, inc.Param).Columns

@@ -42,9 +42,10 @@ type Store struct {
 	log *slog.Logger
 	reg *search.Registry
 
-	gens   generations
-	rstmts *stmtCache
-	wstmts *stmtCache
+	gens    generations
+	systems systemCache // resolveSystems
+	rstmts  *stmtCache
+	wstmts  *stmtCache
 
 	mu      sync.RWMutex
 	maxSpan map[string]int64 // per resource type: the longest date range stored (see dateBounds)
@@ -145,6 +146,10 @@ func Open(ctx context.Context, dir string, opt Options, log *slog.Logger) (*Stor
 	s.wal.limit = pageSize * walLimit
 	go s.checkpointer()
 	if err := s.loadSpans(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.reindex(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -249,12 +254,22 @@ var migrations = []string{
 	// not on its resources row (resources.json NULL):
 	// clinical_system and clinical_code are its first code coding, the rest of the key of one of
 	// those rows being the resources row's own (see jsonExpr). Rows written before keep their
-	// JSON. obs_clinical rows are deleted by their primary key (dropClinical): the index on
+	// JSON. obs_clinical rows are deleted by their primary key (dropIndex): the index on
 	// their id, one more scattered insert per Observation, goes. Adding a column does not
 	// rewrite the table (https://www.sqlite.org/lang_altertable.html#altertabaddcol).
 	`ALTER TABLE resources ADD COLUMN clinical_system TEXT;
 	ALTER TABLE resources ADD COLUMN clinical_code TEXT;
 	DROP INDEX obs_clinical_id;`,
+	// The index tables lose their (type, id) indexes: dropIndex derives the rows to delete from
+	// the stored JSON instead, so that a write makes one B-tree insert per index entry, not two.
+	// index_state holds the search.IndexVersion that made the rows; reindex rebuilds them from
+	// the JSON when it differs (the first open after this migration, as every later change).
+	`DROP INDEX idx_token_id;
+	DROP INDEX idx_ref_id;
+	DROP INDEX idx_string_id;
+	DROP INDEX idx_date_id;
+	DROP INDEX idx_quantity_id;
+	CREATE TABLE index_state (version INTEGER NOT NULL);`,
 }
 
 // SchemaVersion is the layout version this code writes (the number of migrations): a data set

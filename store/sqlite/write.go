@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -207,26 +208,15 @@ func (s *Store) writePrepared(ctx context.Context, tx *sql.Tx, w *writeBuf, p st
 	}
 	w.add(resTbl, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, rowJSON, clinSystem, clinCode)
 	for _, e := range p.Index.Entries {
-		switch e.Type {
-		case search.Token:
-			w.add(&tblToken, p.Type, e.Column, e.System, e.Code, p.ID)
-			if isClinical(p.Type, p.Index, e) {
-				w.add(clinTbl, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
-			}
-			if e.Column == "identifier" {
-				w.pending[p.Type+"|"+e.System+"|"+e.Code] = true
-				w.written[p.Type+"|"+e.System+"|"+e.Code] = true
-			}
-		case search.Reference:
-			w.add(&tblRef, p.Type, e.Column, e.RefType, e.RefID, e.RefURL, p.ID)
-		case search.String:
-			w.add(&tblString, p.Type, e.Column, e.Norm, e.Exact, p.ID)
-		case search.Date:
-			if e.Column != search.SortDateParam(p.Type) { // the sort date lives on the row itself
-				w.add(&tblDate, p.Type, e.Column, e.Lo, e.Hi, p.ID)
-			}
-		case search.Quantity:
-			w.add(&tblQuantity, p.Type, e.Column, e.Num, e.System, e.Code, e.Unit, p.ID)
+		if t, vals := indexRow(p.Type, p.ID, e); t != nil {
+			w.add(t, vals...)
+		}
+		if isClinical(p.Type, p.Index, e) {
+			w.add(clinTbl, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
+		}
+		if e.Type == search.Token && e.Column == "identifier" {
+			w.pending[p.Type+"|"+e.System+"|"+e.Code] = true
+			w.written[p.Type+"|"+e.System+"|"+e.Code] = true
 		}
 	}
 	if dateLo.Valid {
@@ -253,44 +243,84 @@ func clinicalKey(typ string, idx search.Index) (search.Entry, bool) {
 	return search.Entry{}, false
 }
 
-// dropIndex deletes the index rows of the stored version cur of typ/id.
-func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id string, cur current) error {
-	for _, t := range []string{"idx_token", "idx_ref", "idx_string", "idx_date", "idx_quantity"} {
-		if _, err := s.txExec(ctx, tx, `DELETE FROM `+t+` WHERE type = ? AND id = ?`, typ, id); err != nil {
-			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+// indexRow is the index table row of the entry e of typ/id, its values in the table's column
+// order, or a nil table for an entry kept on the resources row (the sort date). Every column of
+// an index table is part of its primary key, so the values also name the row to delete.
+func indexRow(typ, id string, e search.Entry) (*table, []any) {
+	switch e.Type {
+	case search.Token:
+		return &tblToken, []any{typ, e.Column, e.System, e.Code, id}
+	case search.Reference:
+		return &tblRef, []any{typ, e.Column, e.RefType, e.RefID, e.RefURL, id}
+	case search.String:
+		return &tblString, []any{typ, e.Column, e.Norm, e.Exact, id}
+	case search.Date:
+		if e.Column != search.SortDateParam(typ) { // the sort date lives on the row itself
+			return &tblDate, []any{typ, e.Column, e.Lo, e.Hi, id}
 		}
+	case search.Quantity:
+		return &tblQuantity, []any{typ, e.Column, e.Num, e.System, e.Code, e.Unit, id}
 	}
-	if typ == "Observation" && cur.patient != "" && !cur.deleted {
-		if err := s.dropClinical(ctx, tx, id, cur); err != nil {
-			return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+	return nil, nil
+}
+
+// deleteRowSQL is the statement deleting one row of t by all its columns (indexRow).
+func deleteRowSQL(t *table) string {
+	return "DELETE FROM " + t.name + " WHERE " + strings.Join(t.cols, " = ? AND ") + " = ?"
+}
+
+// indexTables are the tables of search index rows (indexRow).
+var indexTables = []*table{&tblToken, &tblRef, &tblString, &tblDate, &tblQuantity}
+
+// dropIndex deletes the index rows of the stored version cur of typ/id. Their keys are derived
+// from its JSON, as write made them: an index on (type, id) in each index table, which every
+// insert would keep up to date, cost one more scattered B-tree insert per index entry (ids are
+// hashes, so each commit dirtied a page of each such index per resource it wrote). Rows made by
+// an earlier indexer are rebuilt when the indexer changes (reindex). Should the JSON not decode,
+// each table's rows of the type are scanned for the id instead.
+func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id string, cur current) error {
+	if cur.deleted {
+		return nil // a deletion dropped its rows
+	}
+	idx, err := storedIndex(typ, cur.json)
+	if err != nil {
+		s.log.Warn("stored resource does not decode: unindexing it by scanning", "type", typ, "id", id, "err", err)
+		for _, t := range indexTables {
+			if _, err := s.txExec(ctx, tx, `DELETE FROM `+t.name+` WHERE type = ? AND id = ?`, typ, id); err != nil {
+				return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+			}
+		}
+		if typ == "Observation" && cur.patient != "" {
+			if _, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE patient = ? AND id = ?`, cur.patient, id); err != nil {
+				return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+			}
+		}
+		return nil
+	}
+	for _, e := range idx.Entries {
+		if t, vals := indexRow(typ, id, e); t != nil {
+			if _, err := s.txExec(ctx, tx, deleteRowSQL(t), vals...); err != nil {
+				return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+			}
+		}
+		// The obs_clinical rows, one per code coding (isClinical), by their primary key.
+		if typ == "Observation" && cur.patient != "" && e.Type == search.Token && e.Column == "code" {
+			if _, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE patient = ? AND system = ? AND code = ? AND sort_date = ? AND id = ?`,
+				cur.patient, e.System, e.Code, cur.sortDate, id); err != nil {
+				return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
+			}
 		}
 	}
 	return nil
 }
 
-// dropClinical deletes the obs_clinical rows of the stored Observation cur. Their keys are
-// derived from its JSON, as write made them, so that no index on obs_clinical (id) has to be
-// kept up to date by every insert. Should the JSON not decode, the patient's rows are searched
-// for the id instead.
-func (s *Store) dropClinical(ctx context.Context, tx *sql.Tx, id string, cur current) error {
-	var idx search.Index
-	r, err := fhir.Decode(cur.json, "Observation")
-	if err == nil {
-		idx, err = search.Extract(r)
-	}
+// storedIndex is the index of a stored resource's JSON.
+func storedIndex(typ string, js []byte) (search.Index, error) {
+	r, err := fhir.Decode(js, typ)
 	if err != nil {
-		_, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE patient = ? AND id = ?`, cur.patient, id)
-		return err
+		return search.Index{}, err
 	}
-	for _, e := range idx.Entries {
-		if e.Type == search.Token && e.Column == "code" {
-			if _, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE patient = ? AND system = ? AND code = ? AND sort_date = ? AND id = ?`,
-				cur.patient, e.System, e.Code, cur.sortDate, id); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return search.Extract(r)
 }
 
 // noteSpan records the longest date range of a type, which lets gt/ge/sa searches bound the
