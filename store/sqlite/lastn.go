@@ -33,13 +33,9 @@ func (s *Store) LastN(ctx context.Context, q *search.Query, n int) ([]store.Code
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: lastn: %w", err)
 	}
-	// The filter's tokens get their systems once for every group, and only now: a code clause
-	// without a system filters the matches, where one with systems would name the groups.
-	filter, err := s.resolveSystems(ctx, &search.Query{Type: q.Type, Clauses: lq.Clauses})
-	if err != nil {
+	if err := s.resolveFilter(ctx, &lq); err != nil {
 		return nil, err
 	}
-	lq.Clauses = filter.Clauses
 	if n <= 0 {
 		return nil, fmt.Errorf("sqlite: lastn: n = %d", n)
 	}
@@ -114,6 +110,18 @@ func (s *Store) patientCodings(ctx context.Context, patient string) ([]store.Cod
 	}
 }
 
+// resolveFilter gives the tokens of lq's filter their systems (resolveSystems), once for every
+// group, and only after SplitLastN: a code clause without a system filters the matches, where
+// one with systems would name the groups.
+func (s *Store) resolveFilter(ctx context.Context, lq *store.LastNQuery) error {
+	filter, err := s.resolveSystems(ctx, &search.Query{Type: "Observation", Clauses: lq.Clauses})
+	if err != nil {
+		return err
+	}
+	lq.Clauses = filter.Clauses
+	return nil
+}
+
 // LastNSQL returns the statements LastN runs for the group of coding c and for one step of the
 // skip-scan, for query-plan tests.
 func (s *Store) LastNSQL(ctx context.Context, q *search.Query, c store.Coding, n int) (group string, groupArgs []any, step string, err error) {
@@ -121,11 +129,9 @@ func (s *Store) LastNSQL(ctx context.Context, q *search.Query, c store.Coding, n
 	if err != nil {
 		return "", nil, "", err
 	}
-	filter, err := s.resolveSystems(ctx, &search.Query{Type: q.Type, Clauses: lq.Clauses})
-	if err != nil {
+	if err := s.resolveFilter(ctx, &lq); err != nil {
 		return "", nil, "", err
 	}
-	lq.Clauses = filter.Clauses
 	gq := lq.GroupQuery(s.reg, c, n)
 	b, order, err := s.groupPlan(gq)
 	if err != nil {

@@ -34,13 +34,11 @@ func wantRows(t *testing.T, r fhir.Resource) int {
 	seen := map[string]bool{}
 	for _, e := range idx.Entries {
 		if tb, vals := indexRow(r.Type(), r.Common().ID, e); tb != nil {
-			seen[tb.name+"\x00"+fmtVals(vals)] = true // INSERT OR IGNORE: duplicates are one row
+			seen[tb.name+"\x00"+fmt.Sprint(vals...)] = true // INSERT OR IGNORE: duplicates are one row
 		}
 	}
 	return len(seen)
 }
-
-func fmtVals(vals []any) string { return fmt.Sprint(vals...) }
 
 func mustExec(t *testing.T, s *Store, q string, args ...any) {
 	t.Helper()

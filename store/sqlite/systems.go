@@ -90,6 +90,12 @@ type cachedSystems struct {
 // maxCachedCodes bounds the cache: searches name arbitrary codes.
 const maxCachedCodes = 4096
 
+// The steps of tokenSystems: the least system of a code, then the next one after a system.
+const (
+	firstSystemSQL = `SELECT system FROM idx_token WHERE type = ? AND col = ? AND code = ? ORDER BY system LIMIT 1`
+	nextSystemSQL  = `SELECT system FROM idx_token WHERE type = ? AND col = ? AND code = ? AND system > ? ORDER BY system LIMIT 1`
+)
+
 // tokenSystems lists the distinct systems of code in the columns cols of typ (up to
 // maxSystems+1), one seek per system: SQLite does not skip-scan the primary key by itself
 // without ANALYZE statistics (https://www.sqlite.org/optoverview.html#skipscan).
@@ -104,10 +110,8 @@ func (s *Store) tokenSystems(ctx context.Context, typ string, cols []string, cod
 	}
 	var systems []string
 	for _, col := range cols {
-		const q = `SELECT system FROM idx_token WHERE type = ? AND col = ? AND code = ? AND system > ? ORDER BY system LIMIT 1`
-		// The first step also finds the empty system: '' is the least string, hence >= for it.
-		sys, ok, err := s.firstString(ctx, strings.Replace(q, "system > ?", "system >= ?", 1), typ, col, code, "")
-		for ; err == nil && ok && len(systems) <= maxSystems; sys, ok, err = s.firstString(ctx, q, typ, col, code, sys) {
+		sys, ok, err := s.firstString(ctx, firstSystemSQL, typ, col, code)
+		for ; err == nil && ok && len(systems) <= maxSystems; sys, ok, err = s.firstString(ctx, nextSystemSQL, typ, col, code, sys) {
 			if !slices.Contains(systems, sys) {
 				systems = append(systems, sys)
 			}

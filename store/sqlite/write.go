@@ -303,8 +303,8 @@ func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id string, cur c
 				return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
 			}
 		}
-		// The obs_clinical rows, one per code coding (isClinical), by their primary key.
-		if typ == "Observation" && cur.patient != "" && e.Type == search.Token && e.Column == "code" {
+		// The obs_clinical rows, one per code coding, by their primary key.
+		if isClinical(typ, idx, e) {
 			if _, err := s.txExec(ctx, tx, `DELETE FROM obs_clinical WHERE patient = ? AND system = ? AND code = ? AND sort_date = ? AND id = ?`,
 				cur.patient, e.System, e.Code, cur.sortDate, id); err != nil {
 				return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
