@@ -45,13 +45,15 @@ type config struct {
 	targets        int
 	rounds         int
 	pipelineGroups int
-	maxRSS         int64
-	profile        bool
-	fresh          bool
-	logLevel       string
-	serverEnv      []string // extra KEY=VALUE settings of the server's environment
-	only           map[string]bool
-	webhook        whConfig
+	// pipelineLatency is how long the pipeline's fake Withings takes to answer a call.
+	pipelineLatency time.Duration
+	maxRSS          int64
+	profile         bool
+	fresh           bool
+	logLevel        string
+	serverEnv       []string // extra KEY=VALUE settings of the server's environment
+	only            map[string]bool
+	webhook         whConfig
 }
 
 type listFlag []string
@@ -73,6 +75,7 @@ func run(ctx context.Context) error {
 	flag.IntVar(&cfg.targets, "targets", 2000, "distinct random requests per scenario")
 	flag.IntVar(&cfg.rounds, "rounds", 2, "alternating bare/ohx rounds per scenario")
 	flag.IntVar(&cfg.pipelineGroups, "pipeline-groups", 10000, "Withings measure groups (6 measures each) for the sync pipeline figure; 0 skips it")
+	flag.DurationVar(&cfg.pipelineLatency, "pipeline-vendor-latency", 0, "how long the pipeline's fake Withings takes to answer each call (a real vendor's round trip, e.g. 150ms; default 0: ohx's own cost alone)")
 	maxRSS := flag.Int("max-rss-mb", 200, "the server's RSS budget in MB: exceeding it fails the benchmark")
 	flag.BoolVar(&cfg.profile, "profile", false, "write CPU profiles of the server per scenario and heap profiles per phase to -out")
 	flag.BoolVar(&cfg.fresh, "fresh", false, "generate the data set again even if one exists")

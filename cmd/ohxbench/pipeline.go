@@ -137,11 +137,12 @@ func envelope(body any) []byte {
 	return b
 }
 
-// fakeWithings serves the accounts' pages by access token (the user id) and offset; it counts
-// the calls.
-func fakeWithings(accounts map[string]*benchAccount, calls *atomic.Int64) *httptest.Server {
+// fakeWithings serves the accounts' pages by access token (the user id) and offset, each after
+// latency; it counts the calls.
+func fakeWithings(accounts map[string]*benchAccount, calls *atomic.Int64, latency time.Duration) *httptest.Server {
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
+		time.Sleep(latency)
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -196,7 +197,7 @@ func benchPipeline(ctx context.Context, cfg config) (*pipelineRun, error) {
 		want += a.observations
 	}
 	var calls atomic.Int64
-	fake := fakeWithings(accounts, &calls)
+	fake := fakeWithings(accounts, &calls, cfg.pipelineLatency)
 	defer fake.Close()
 
 	dir, err := os.MkdirTemp("", "ohxbench-pipeline-")

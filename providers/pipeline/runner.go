@@ -544,20 +544,19 @@ func sortedKinds(kinds []fhir.SampleKind) []fhir.SampleKind {
 // records its complete answer no longer holds become entered-in-error (withdrawn.go). It returns
 // the vendor's horizon: the latest SyncedUntil of its pages.
 func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) (time.Time, error) {
+	lin := r.newLineage(s.conn)
+	wb := r.writeBehind(ctx, s.conn.PatientID, lin == nil)
+	defer wb.stop()
 	var batch []fhir.Resource
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		res, err := r.st.Upsert(ctx, batch)
-		batch = batch[:0]
-		if err != nil {
-			return err
-		}
-		return r.upserted(ctx, s.conn.PatientID, res)
+		err := wb.write(batch)
+		batch = nil // the writer owns it now
+		return err
 	}
 	var synced time.Time
-	lin := r.newLineage(s.conn)
 	first := q
 	wd := r.newWithdrawal(s, q) // nil unless the adapter says the window answer is complete
 	for {
@@ -604,6 +603,9 @@ func (r *Runner) fetchQuery(ctx context.Context, s *session, q providers.Query) 
 		q.Cursor = page.Next
 	}
 	if err := flush(); err != nil {
+		return time.Time{}, err
+	}
+	if err := wb.wait(); err != nil {
 		return time.Time{}, err
 	}
 	// What the complete answer no longer holds, the vendor deleted (withdrawn.go).
