@@ -167,7 +167,7 @@ func TestReadThroughFillsUncoveredWindow(t *testing.T) {
 	if n := g.outcome(rtCovered); n != 2 {
 		t.Errorf("covered outcomes %v, want 2", n)
 	}
-	if p := g.pending(t); len(p) != 0 {
+	if p := g.drained(t); len(p) != 0 {
 		t.Errorf("pending jobs %+v, want none", p)
 	}
 }

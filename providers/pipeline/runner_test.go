@@ -132,6 +132,20 @@ func (g *rig) pending(t *testing.T) []store.Job {
 	return js
 }
 
+// drained returns the pending jobs once there are none, or what is still pending after 5 s: a
+// job whose waiting search has returned is completed by its runner just after (signalDone).
+func (g *rig) drained(t *testing.T) []store.Job {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := g.pending(t)
+		if len(p) == 0 || time.Now().After(deadline) {
+			return p
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (g *rig) dead(t *testing.T) []store.Job {
 	t.Helper()
 	js, err := g.st.DeadJobs(t.Context(), 100)

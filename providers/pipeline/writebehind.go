@@ -18,10 +18,9 @@ type writeBehinder struct {
 	ctx     context.Context
 	patient string
 	async   bool
-	batches chan []fhir.Resource
+	batches chan []fhir.Resource // nil until the first batch starts the goroutine
 	done    chan struct{}
 	err     error // set by the goroutine before done closes
-	started bool
 }
 
 // writeBehind returns the writer of one fetch's batches for the patient. With async false (a
@@ -46,10 +45,9 @@ func (w *writeBehinder) write(batch []fhir.Resource) error {
 	if !w.async {
 		return w.upsert(batch)
 	}
-	if !w.started {
-		w.started = true
+	if w.batches == nil {
 		w.batches, w.done = make(chan []fhir.Resource, 1), make(chan struct{})
-		go w.run()
+		go w.run(w.batches)
 	}
 	select {
 	case w.batches <- batch:
@@ -59,9 +57,10 @@ func (w *writeBehinder) write(batch []fhir.Resource) error {
 	}
 }
 
-func (w *writeBehinder) run() {
+// run writes the batches of ch (the channel is an argument: wait clears the field).
+func (w *writeBehinder) run(ch <-chan []fhir.Resource) {
 	defer close(w.done)
-	for b := range w.batches {
+	for b := range ch {
 		if err := w.upsert(b); err != nil {
 			w.err = err
 			return
@@ -71,17 +70,18 @@ func (w *writeBehinder) run() {
 
 // wait returns once every batch handed over is written, with the first error.
 func (w *writeBehinder) wait() error {
-	if !w.started {
+	if w.batches == nil {
 		return nil
 	}
-	w.started = false
 	close(w.batches)
+	w.batches = nil
 	<-w.done
 	return w.err
 }
 
-// stop ends the writer if the fetch returns early (an error): the batches still queued are
-// written or refused as the context allows, and the goroutine is gone when stop returns.
+// stop ends the writer if the fetch returns early: the batches still queued are written or
+// refused as the context allows, and the goroutine is gone when stop returns. Its error is not
+// returned: the fetch is already failing with its own.
 func (w *writeBehinder) stop() {
 	_ = w.wait()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/providers/withings"
 )
 
 // TestWriteBehindOverlapsNextPage: while a fetch's first batch is being stored (its Upserted
@@ -63,7 +64,7 @@ func TestWriteBehindFailureFailsFetch(t *testing.T) {
 		}
 		return nil
 	}
-	w := Work{Provider: "withings", Patient: "p1", Kinds: []fhir.SampleKind{fhir.KindWeight}, Start: wdStart, End: wdEnd}
+	w := Work{Provider: withings.Name, Patient: "p1", Kinds: []fhir.SampleKind{fhir.KindWeight}, Start: wdStart, End: wdEnd}
 	err := g.r.Process(t.Context(), w.Job(TypeFetch))
 	if !errors.Is(err, boom) {
 		t.Fatalf("fetch error %v, want the batch's %v", err, boom)
