@@ -28,8 +28,8 @@ var (
 		conflict: ` ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = 0,
 			patient = excluded.patient, sort_date = excluded.sort_date, date_lo = excluded.date_lo, date_hi = excluded.date_hi, json = excluded.json,
 			clinical_system = excluded.clinical_system, clinical_code = excluded.clinical_code`}
-	tblToken    = table{name: "idx_token", cols: []string{"type", "col", "system", "code", "id"}, verb: "INSERT OR IGNORE"}
-	tblRef      = table{name: "idx_ref", cols: []string{"type", "col", "ref_type", "ref_id", "ref_url", "id"}, verb: "INSERT OR IGNORE"}
+	tblToken    = table{name: "idx_token", cols: []string{"type", "col", "system", "code", "sort_date", "id"}, verb: "INSERT OR IGNORE"}
+	tblRef      = table{name: "idx_ref", cols: []string{"type", "col", "ref_type", "ref_id", "ref_url", "sort_date", "id"}, verb: "INSERT OR IGNORE"}
 	tblString   = table{name: "idx_string", cols: []string{"type", "col", "norm", "exact", "id"}, verb: "INSERT OR IGNORE"}
 	tblDate     = table{name: "idx_date", cols: []string{"type", "col", "lo", "hi", "id"}, verb: "INSERT OR IGNORE"}
 	tblQuantity = table{name: "idx_quantity", cols: []string{"type", "col", "num", "system", "code", "unit", "id"}, verb: "INSERT OR IGNORE"}

@@ -29,7 +29,7 @@ const chainInline = search.MaxParamValues
 
 // targetIDs is the subquery of the ids of the live resources of tp.Resource that match one of
 // vals on the parameter tp: one SELECT per value, each a range of the idx_token primary key
-// (type, col, code, system, id) — exact for code or system|code, the (type, col) range for
+// (type, col, code, system, sort_date, id) — exact for code or system|code, the (type, col) range for
 // system|. The same id may come twice (two identifiers of one patient matching two values).
 func targetIDs(tp *search.Param, vals []search.Value) (string, []any) {
 	var selects []string

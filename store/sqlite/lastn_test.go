@@ -72,14 +72,14 @@ func TestLastNPlan(t *testing.T) {
 			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=? AND sort_date>?)"}},
 		{"group with a category", "patient=p3&category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
 			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=?)",
-				"SEARCH idx_token EXISTS USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND id=?)"}},
+				"SEARCH idx_token EXISTS USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND sort_date=? AND id=?)"}},
 		// Without a system, the category is given the stored ones (resolveSystems).
 		{"group with a category without its system", "patient=p3&category=vital-signs",
 			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=?)",
-				"SEARCH idx_token EXISTS USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND id=?)"}},
+				"SEARCH idx_token EXISTS USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND sort_date=? AND id=?)"}},
 		{"group with a category excluded", "patient=p3&category:not=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
 			[]string{"SEARCH r USING PRIMARY KEY (patient=? AND system=? AND code=?)",
-				"SEARCH idx_token USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND id=?)"}},
+				"SEARCH idx_token USING PRIMARY KEY (type=? AND col=? AND code=? AND system=? AND sort_date=? AND id=?)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pairs, err := search.ParseRawQuery(tc.query)

@@ -79,6 +79,16 @@ func TestJSONStoredOnce(t *testing.T) {
 // TestUpgradeToSingleJSON opens a database in the layout before migration 5 — JSON in resources
 // and in obs_clinical, obs_clinical indexed on id — and checks that its rows are read, searched,
 // updated and deleted as before, and that updated rows take the new layout.
+// copyIndexRows copy the index rows of the attached store src into the main one, laid out as
+// before token and reference rows carried the sort date.
+var copyIndexRows = []string{
+	"INSERT INTO idx_token SELECT type, col, system, code, id FROM src.idx_token",
+	"INSERT INTO idx_ref SELECT type, col, ref_type, ref_id, ref_url, id FROM src.idx_ref",
+	"INSERT INTO idx_string SELECT * FROM src.idx_string",
+	"INSERT INTO idx_date SELECT * FROM src.idx_date",
+	"INSERT INTO idx_quantity SELECT * FROM src.idx_quantity",
+}
+
 func TestUpgradeToSingleJSON(t *testing.T) {
 	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "clinical_system") })
 	if before < 0 {
@@ -114,7 +124,8 @@ func TestUpgradeToSingleJSON(t *testing.T) {
 		`INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
 			SELECT type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, `+strings.ReplaceAll(jsonExpr, "FROM obs_clinical", "FROM src.obs_clinical")+`
 			FROM src.resources r`)
-	for _, tbl := range []string{"idx_token", "idx_ref", "idx_string", "idx_date", "idx_quantity", "obs_clinical", "date_span"} {
+	stmts = append(stmts, copyIndexRows...)
+	for _, tbl := range []string{"obs_clinical", "date_span"} {
 		stmts = append(stmts, "INSERT INTO "+tbl+" SELECT * FROM src."+tbl)
 	}
 	for _, q := range append(stmts, "DETACH src") {
@@ -233,5 +244,96 @@ func TestWALCap(t *testing.T) {
 	}
 	if biggest > limit {
 		t.Errorf("the WAL reached %d bytes, over its limit of %d", biggest, limit)
+	}
+}
+
+// TestUpgradeToTimeKeyedIndex: a store whose token and reference rows were keyed without the
+// sort date opens with them rebuilt under the new key, and every way that reads them finds the
+// old resources: a status or device filter, a category on the hot path (a correlated seek by
+// sort date and id), a patient reference, and an upsert matching by identifier.
+func TestUpgradeToTimeKeyedIndex(t *testing.T) {
+	before := slices.IndexFunc(migrations, func(m string) bool {
+		return strings.Contains(m, "PRIMARY KEY (type, col, code, system, sort_date, id)")
+	})
+	if before < 0 {
+		t.Fatal("no migration keys idx_token by sort date")
+	}
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	src := t.TempDir()
+	s, err := Open(t.Context(), src, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []fhir.Resource
+	for i := range 6 {
+		o := weight(fmt.Sprintf("p%d", i%2+1), at.Add(time.Duration(i)*time.Hour), fmt.Sprintf("7%d.0", i))
+		o.Category = []fhir.CodeableConcept{{Coding: []fhir.Coding{{System: "http://terminology.hl7.org/CodeSystem/observation-category", Code: "vital-signs"}}}}
+		o.Device = &fhir.Reference{Reference: "Device/d1"}
+		rs = append(rs, o)
+	}
+	res, err := s.Upsert(t.Context(), rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	for i, r := range rs {
+		want[res[i].ID] = wantRows(t, r)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "ohx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	stmts := append([]string{"PRAGMA page_size=16384", "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+		fmt.Sprintf("INSERT INTO schema_version VALUES (%d)", before)}, migrations[:before]...)
+	stmts = append(stmts, fmt.Sprintf("ATTACH 'file:%s' AS src", filepath.Join(src, "ohx.db")))
+	stmts = append(stmts, copyIndexRows...)
+	for _, tbl := range []string{"resources", "obs_clinical", "date_span", "index_state"} {
+		stmts = append(stmts, "INSERT INTO "+tbl+" SELECT * FROM src."+tbl)
+	}
+	for _, q := range append(stmts, "DETACH src") {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err = Open(t.Context(), dir, Options{}, nil)
+	if err != nil {
+		t.Fatalf("Open after the upgrade: %v", err)
+	}
+	defer s.Close()
+	for id, n := range want {
+		if got := indexRowCount(t, s, "Observation", id); got != n {
+			t.Errorf("%s: %d index rows after the upgrade, want %d", id, got, n)
+		}
+	}
+	if n := count(t, s, `SELECT count(*) FROM idx_token t JOIN resources r ON r.type = t.type AND r.id = t.id WHERE t.sort_date <> r.sort_date`); n != 0 {
+		t.Errorf("%d token rows whose sort date is not their resource's", n)
+	}
+	for q, n := range map[string]int{
+		"status=final":       6,
+		"device=Device/d1":   6,
+		"subject=Patient/p1": 3,
+		"patient=p2&code=http://loinc.org|29463-7&category=vital-signs&_sort=date": 3,
+		"patient=p2&code=http://loinc.org|29463-7&category:not=vital-signs":        0,
+		"patient=p2&code=http://loinc.org|29463-7&status=final&value-quantity=71":  1,
+	} {
+		if got := searchIDs(t, s, q); len(got) != n {
+			t.Errorf("%s after the upgrade: %d matches, want %d", q, len(got), n)
+		}
+	}
+	again, err := s.Upsert(t.Context(), rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range again {
+		if e.ID != res[i].ID || e.VersionID != 1 || e.Changed {
+			t.Errorf("upsert of unchanged %s after the upgrade: %+v", res[i].ID, e)
+		}
 	}
 }

@@ -55,7 +55,7 @@ func (s *Store) reindex(ctx context.Context) error {
 		}
 		for after, more := "", true; more; {
 			err := s.tx(ctx, func(tx *sql.Tx) error {
-				rows, err := tx.QueryContext(ctx, `SELECT r.id, `+jsonExpr+` FROM resources r WHERE r.type = ? AND r.id > ? AND r.deleted = 0
+				rows, err := tx.QueryContext(ctx, `SELECT r.id, r.sort_date, `+jsonExpr+` FROM resources r WHERE r.type = ? AND r.id > ? AND r.deleted = 0
 					ORDER BY r.id LIMIT ?`, typ, after, reindexBatch)
 				if err != nil {
 					return err
@@ -65,8 +65,9 @@ func (s *Store) reindex(ctx context.Context) error {
 				n := 0
 				for rows.Next() {
 					var id string
+					var sortDate int64
 					var js sql.NullString
-					if err := rows.Scan(&id, &js); err != nil {
+					if err := rows.Scan(&id, &sortDate, &js); err != nil {
 						return err
 					}
 					n++
@@ -79,7 +80,7 @@ func (s *Store) reindex(ctx context.Context) error {
 						continue
 					}
 					for _, e := range idx.Entries {
-						if t, vals := indexRow(typ, id, e); t != nil {
+						if t, vals := indexRow(typ, id, sortDate, e); t != nil {
 							w.add(t, vals...)
 						}
 					}

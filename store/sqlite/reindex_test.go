@@ -33,7 +33,7 @@ func wantRows(t *testing.T, r fhir.Resource) int {
 	}
 	seen := map[string]bool{}
 	for _, e := range idx.Entries {
-		if tb, vals := indexRow(r.Type(), r.Common().ID, e); tb != nil {
+		if tb, vals := indexRow(r.Type(), r.Common().ID, idx.SortDate, e); tb != nil {
 			seen[tb.name+"\x00"+fmt.Sprint(vals...)] = true // INSERT OR IGNORE: duplicates are one row
 		}
 	}
@@ -108,7 +108,7 @@ func TestReindexOnIndexVersionChange(t *testing.T) {
 	want := indexRowCount(t, s, "Observation", e.ID)
 	// What an older indexer might have left: a row of a column this one does not make, and a
 	// resource's row gone missing.
-	mustExec(t, s, `INSERT INTO idx_token (type, col, system, code, id) VALUES ('Observation', 'old-column', 's', 'c', ?)`, e.ID)
+	mustExec(t, s, `INSERT INTO idx_token (type, col, system, code, sort_date, id) VALUES ('Observation', 'old-column', 's', 'c', 0, ?)`, e.ID)
 	mustExec(t, s, `DELETE FROM idx_token WHERE type = 'Observation' AND col = 'status' AND id = ?`, e.ID)
 	mustExec(t, s, `UPDATE index_state SET version = ?`, search.IndexVersion-1)
 	s.Close()

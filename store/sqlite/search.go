@@ -49,7 +49,9 @@ func (b *sqlQuery) inIndex(not, seek bool, sub string, args []any) {
 		// Each correlated subquery adds to SQLite's planning work on every prepare: 99 of them
 		// took 0.4 s to prepare where the IN form took 40 ms, so only the first few are EXISTS.
 		b.correlated++
-		cond = "EXISTS (" + sub + " AND id = r.id)"
+		// The row of r is one key: token and reference rows (the only seekable ones) carry the
+		// resource's sort date before its id.
+		cond = "EXISTS (" + sub + " AND sort_date = r.sort_date AND id = r.id)"
 	}
 	if not {
 		cond = "NOT " + cond
@@ -179,8 +181,9 @@ func (s *Store) clause(b *sqlQuery, typ string, c search.Clause) {
 }
 
 // seekable reports whether valueCond of v fixes every primary key column of its index table
-// before id: idx_token (type, col, code, system, id), idx_ref (type, col, ref_id, ref_type,
-// ref_url, id). A token without a system has been given the stored systems (resolveSystems).
+// before the sort date and id: idx_token (type, col, code, system, sort_date, id), idx_ref
+// (type, col, ref_id, ref_type, ref_url, sort_date, id). A token without a system has been
+// given the stored systems (resolveSystems).
 func seekable(c search.Clause, v search.Value) bool {
 	switch c.Param.Type {
 	case search.Token:

@@ -270,6 +270,22 @@ var migrations = []string{
 	DROP INDEX idx_date_id;
 	DROP INDEX idx_quantity_id;
 	CREATE TABLE index_state (version INTEGER NOT NULL);`,
+	// idx_token and idx_ref key their rows by the resource's sort date before its id. Ids are
+	// hashes, so under a key prefix that many resources share (status final, a category, one
+	// patient's subject or device) each new row landed on a random page of that prefix's range,
+	// and a vendor page of a few thousand Observations dirtied nearly every page of those
+	// ranges in each commit. A vendor page covers a span of time, so keyed by time its rows go
+	// to a few neighbouring pages. A search seeks a resource's row with the sort date its own
+	// row holds (inIndex). The tables are made again, empty, and index_state is cleared, so
+	// that reindex fills them from the stored JSON at this open.
+	`DROP TABLE idx_token;
+	CREATE TABLE idx_token (type TEXT NOT NULL, col TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, sort_date INTEGER NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (type, col, code, system, sort_date, id)) WITHOUT ROWID;
+	DROP TABLE idx_ref;
+	CREATE TABLE idx_ref (type TEXT NOT NULL, col TEXT NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL, ref_url TEXT NOT NULL, sort_date INTEGER NOT NULL, id TEXT NOT NULL,
+		PRIMARY KEY (type, col, ref_id, ref_type, ref_url, sort_date, id)) WITHOUT ROWID;
+	CREATE INDEX idx_ref_url ON idx_ref (type, col, ref_url) WHERE ref_url <> '';
+	DELETE FROM index_state;`,
 }
 
 // SchemaVersion is the layout version this code writes (the number of migrations): a data set

@@ -26,7 +26,7 @@ const maxSystems = 16
 
 // resolveSystems returns q with each token value that names no system ("code" rather than
 // "system|code") replaced by one value per system the code is stored under, an equivalent
-// filter. idx_token's primary key is (type, col, code, system, id): with the system named, a
+// filter. idx_token's primary key is (type, col, code, system, sort_date, id): with the system named, a
 // correlated filter on the hot path (inIndex) is one seek per row, where the code alone reads
 // every row of that code per row (a category). A lone system also makes a code clause the hot
 // path's (plan).

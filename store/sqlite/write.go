@@ -208,7 +208,7 @@ func (s *Store) writePrepared(ctx context.Context, tx *sql.Tx, w *writeBuf, p st
 	}
 	w.add(resTbl, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, rowJSON, clinSystem, clinCode)
 	for _, e := range p.Index.Entries {
-		if t, vals := indexRow(p.Type, p.ID, e); t != nil {
+		if t, vals := indexRow(p.Type, p.ID, p.Index.SortDate, e); t != nil {
 			w.add(t, vals...)
 		}
 		if isClinical(p.Type, p.Index, e) {
@@ -243,15 +243,17 @@ func clinicalKey(typ string, idx search.Index) (search.Entry, bool) {
 	return search.Entry{}, false
 }
 
-// indexRow is the index table row of the entry e of typ/id, its values in the table's column
-// order, or a nil table for an entry kept on the resources row (the sort date). Every column of
-// an index table is part of its primary key, so the values also name the row to delete.
-func indexRow(typ, id string, e search.Entry) (*table, []any) {
+// indexRow is the index table row of the entry e of typ/id, whose resources row has the sort
+// date sortDate, its values in the table's column order, or a nil table for an entry kept on
+// the resources row (the sort date). Every column of an index table is part of its primary key,
+// so the values also name the row to delete. Token and reference rows carry the sort date
+// before the id (see the migration that added it).
+func indexRow(typ, id string, sortDate int64, e search.Entry) (*table, []any) {
 	switch e.Type {
 	case search.Token:
-		return &tblToken, []any{typ, e.Column, e.System, e.Code, id}
+		return &tblToken, []any{typ, e.Column, e.System, e.Code, sortDate, id}
 	case search.Reference:
-		return &tblRef, []any{typ, e.Column, e.RefType, e.RefID, e.RefURL, id}
+		return &tblRef, []any{typ, e.Column, e.RefType, e.RefID, e.RefURL, sortDate, id}
 	case search.String:
 		return &tblString, []any{typ, e.Column, e.Norm, e.Exact, id}
 	case search.Date:
@@ -298,7 +300,7 @@ func (s *Store) dropIndex(ctx context.Context, tx *sql.Tx, typ, id string, cur c
 		return nil
 	}
 	for _, e := range idx.Entries {
-		if t, vals := indexRow(typ, id, e); t != nil {
+		if t, vals := indexRow(typ, id, cur.sortDate, e); t != nil {
 			if _, err := s.txExec(ctx, tx, deleteRowSQL(t), vals...); err != nil {
 				return fmt.Errorf("sqlite: unindex %s/%s: %w", typ, id, err)
 			}
