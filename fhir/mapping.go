@@ -187,8 +187,8 @@ var (
 //     25-hour days are right; End is ignored — or, when s.Day is set (zone unknown),
 //     effectiveDateTime with day precision (Day wins over Start). A Start in time.UTC is taken as
 //     a real UTC zone: adapters that do not know the user's zone set Day for daily values;
-//   - status final, or entered-in-error when s.Deleted (the store, which knows what was
-//     published, sets amended);
+//   - status final, or entered-in-error when s.Deleted (the store, which knows whether a final
+//     version was stored, sets amended when an upsert changes one: store.SetAmended);
 //   - performer Patient for s.Manual; device Device/{ResourceID(DeviceSystem(provider), DeviceID)};
 //     derivedFrom Observation/{ResourceID(same system, s.DerivedFrom)}; a meta.tag
 //     TagSystem|ambiguous-subject for s.Ambiguous; note[0].text = s.Note when set.

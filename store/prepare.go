@@ -68,6 +68,58 @@ func SameContent(r fhir.Resource, stored Entry) (bool, error) {
 	return bytes.Equal(data, stored.JSON), nil
 }
 
+// SetAmended gives an Observation that an upsert writes as the next version of a stored final
+// one (Amends) the status amended in place of final: "subsequent to being final, the
+// observation has been modified" (https://hl7.org/fhir/R5/valueset-observation-status.html),
+// which tells a client that read the stored version that its value changed. The vendor
+// mappings make every current value final (fhir.MapSample); whether a final version was
+// stored, and so could have been read, only the store knows. With on false it puts final back
+// (a store that ends up creating the resource after all). It reports whether it changed r.
+func SetAmended(r fhir.Resource, on bool) bool {
+	o, ok := r.(*fhir.Observation)
+	switch {
+	case !ok:
+		return false
+	case on && o.Status == "final":
+		o.Status = "amended"
+	case !on && o.Status == "amended":
+		o.Status = "final"
+	default:
+		return false
+	}
+	return true
+}
+
+// Amends reports whether a change of an Observation stored with status makes it amended
+// (SetAmended): one that has been final. A preliminary value that becomes final is not an
+// amendment, nor is a value the vendor deleted (entered-in-error) and brought back.
+func Amends(status string) bool {
+	return status == "final" || status == "amended" || status == "corrected"
+}
+
+// SameOrAmended is SameContent for a resource an upsert matched to the stored version. One that
+// differs from a stored version that Amends is made amended (SetAmended) and compared again,
+// so that a vendor's unchanged value stays unchanged when the stored version is already its
+// amended one. amended reports that it changed r's status.
+func SameOrAmended(r fhir.Resource, stored Entry) (same, amended bool, err error) {
+	same, err = SameContent(r, stored)
+	if o, ok := r.(*fhir.Observation); err != nil || same || !ok || o.Status != "final" {
+		return same, false, err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(stored.JSON, &st); err != nil {
+		return false, false, fmt.Errorf("decode stored %s/%s: %w", r.Type(), stored.ID, err)
+	}
+	if !Amends(st.Status) {
+		return false, false, nil
+	}
+	SetAmended(r, true)
+	same, err = SameContent(r, stored)
+	return same, true, err
+}
+
 // identifiers returns the identifiers of the resource types ohx stores.
 func identifiers(r fhir.Resource) []fhir.Identifier {
 	switch x := r.(type) {

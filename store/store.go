@@ -128,8 +128,10 @@ type Store interface {
 	CreateUnique(ctx context.Context, r fhir.Resource, system, value string) (e Entry, created bool, err error)
 	// Upsert writes many resources in one call, matching each to a stored resource of the same
 	// type by its first identifier (system and value; required). Unchanged content (ignoring
-	// meta) writes nothing, so running the same upsert twice is idempotent. A resource matching
-	// several stored ones fails the whole call with ErrDuplicate.
+	// meta) writes nothing, so running the same upsert twice is idempotent. An Observation in
+	// status final that changes a stored final (or amended) one is stored amended, and equals
+	// that amended version when nothing else changed (SetAmended, SameOrAmended). A resource
+	// matching several stored ones fails the whole call with ErrDuplicate.
 	Upsert(ctx context.Context, rs []fhir.Resource) ([]UpsertResult, error)
 	// Version history. Every write that changes a resource (Create, Put, a changed Upsert,
 	// Delete) makes a new version; the prior version's stored JSON is kept, and a deletion is a

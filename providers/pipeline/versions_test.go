@@ -92,8 +92,9 @@ func weightBody(grams, modified int64) string {
 }
 
 // TestChangedVendorValueVersions: a measure group the vendor changes after it was synced (a
-// corrected weight) updates the same Observation to version 2 with the new value, and the
-// history keeps version 1 with the old one; the same answer synced again writes nothing.
+// corrected weight) updates the same Observation to version 2 with the new value, status
+// amended, and the history keeps version 1 with the old one; the same answer synced again
+// writes nothing.
 func TestChangedVendorValueVersions(t *testing.T) { onStores(t, testChangedVendorValueVersions) }
 
 func testChangedVendorValueVersions(t *testing.T, open storeOpener) {
@@ -115,8 +116,10 @@ func testChangedVendorValueVersions(t *testing.T, open storeOpener) {
 	if quantity(second) != "75.100" || metaVersion(second) != "2" {
 		t.Errorf("after the change: value %s, version %q; want 75.100, version 2", quantity(second), metaVersion(second))
 	}
-	if second.Status != "final" {
-		t.Errorf("status after the change: %q, want final (amended only once published: clinical-mapping.md §1)", second.Status)
+	// Version 1 was stored final, and so could have been read: the change is an amendment
+	// (store.SetAmended).
+	if second.Status != "amended" {
+		t.Errorf("status after the change: %q, want amended", second.Status)
 	}
 	es := g.history(t, first.ID)
 	if len(es) != 2 || es[0].VersionID != 2 || es[1].VersionID != 1 {
@@ -126,8 +129,8 @@ func testChangedVendorValueVersions(t *testing.T, open storeOpener) {
 	if err := json.Unmarshal(es[1].JSON, &v1); err != nil {
 		t.Fatal(err)
 	}
-	if quantity(v1) != "74.800" {
-		t.Errorf("version 1 in the history: value %s, want the original 74.800", quantity(v1))
+	if quantity(v1) != "74.800" || v1.Status != "final" {
+		t.Errorf("version 1 in the history: value %s, status %q; want the original 74.800, final", quantity(v1), v1.Status)
 	}
 
 	// A redelivery with nothing changed at the vendor makes no version 3.
@@ -185,8 +188,8 @@ func testGrowingDailyStepsOneObservation(t *testing.T, open storeOpener) {
 	if last.ID != first.ID {
 		t.Fatalf("the evening total is Observation/%s, want the same Observation/%s", last.ID, first.ID)
 	}
-	if quantity(last) != "9100" || metaVersion(last) != "3" || last.Status != "final" {
-		t.Errorf("evening: %s steps, version %q, status %q; want 9100, version 3, final", quantity(last), metaVersion(last), last.Status)
+	if quantity(last) != "9100" || metaVersion(last) != "3" || last.Status != "amended" {
+		t.Errorf("evening: %s steps, version %q, status %q; want 9100, version 3, amended (the morning's final total was stored)", quantity(last), metaVersion(last), last.Status)
 	}
 	var values []string
 	for _, e := range g.history(t, first.ID) {

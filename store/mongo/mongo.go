@@ -294,6 +294,8 @@ type head struct {
 	Deleted bool   `bson:"del"`
 	Patient string `bson:"pat"`
 	Hash    string `bson:"h"`
+	// Amends: a change makes the stored Observation amended (store.Amends); set by lookup.
+	Amends bool `bson:"-"`
 }
 
 var headProjection = bson.D{

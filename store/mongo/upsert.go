@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -15,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/openhealthexchange/ohx/fhir"
+	"github.com/openhealthexchange/ohx/fhir/search"
 	"github.com/openhealthexchange/ohx/store"
 )
 
@@ -116,6 +118,7 @@ func lookup(ctx context.Context, c *mongo.Collection, keys []string) (map[string
 				_ = cur.Close(context.WithoutCancel(ctx))
 				return nil, err
 			}
+			d.Head.Amends = amends(d.Tok)
 			for _, k := range d.Tok {
 				if want[k] {
 					found[k] = append(found[k], d.Head)
@@ -131,6 +134,20 @@ func lookup(ctx context.Context, c *mongo.Collection, keys []string) (map[string
 	return found, nil
 }
 
+// statusPrefix starts the token key of an Observation's status.
+var statusPrefix = tokenKey("status", search.ObservationStatusSystem, "")
+
+// amends reports whether the token keys tok hold an Observation status that a change makes
+// amended (store.Amends).
+func amends(tok []string) bool {
+	for _, k := range tok {
+		if code, ok := strings.CutPrefix(k, statusPrefix); ok && store.Amends(code) {
+			return true
+		}
+	}
+	return false
+}
+
 // upsertOp is one planned write of the bulk path.
 type upsertOp struct {
 	i       int // index into rs
@@ -142,6 +159,9 @@ type upsertOp struct {
 	// one call is written the second time by upsertOne, after the bulk write, so that the
 	// version it replaces is copied once it really exists (history.go).
 	deferred bool
+	// amended: planning made the resource amended (store.SetAmended); a redo by upsertOne
+	// decides again from what it finds.
+	amended bool
 }
 
 // planUpsert looks up the stored resources matching rs[idxs] (all of type typ) in one query and
@@ -179,6 +199,15 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 			return nil, err
 		}
 		st, exists := state[key]
+		amended := false
+		if exists && st.Hash != h && st.Amends && store.SetAmended(r, true) {
+			// The next version of a stored one (store.SetAmended), unchanged should the stored
+			// one be its amended form already.
+			amended = true
+			if h, err = contentHash(r); err != nil {
+				return nil, err
+			}
+		}
 		if exists && st.Hash == h {
 			setMeta(r, st)
 			out[i] = store.UpsertResult{ID: st.ID, VersionID: st.Version}
@@ -202,7 +231,7 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 		if err != nil {
 			return nil, err
 		}
-		ops = append(ops, upsertOp{i: i, replace: true, prev: st, model: mongo.NewReplaceOneModel().SetFilter(versionFilter(st)).SetReplacement(d)})
+		ops = append(ops, upsertOp{i: i, replace: true, prev: st, amended: amended, model: mongo.NewReplaceOneModel().SetFilter(versionFilter(st)).SetReplacement(d)})
 		state[key] = head{ID: st.ID, Version: d.Version, LastUpd: d.LastUpd, Patient: d.Patient, Hash: d.Hash}
 		out[i] = store.UpsertResult{ID: st.ID, VersionID: d.Version, Changed: true}
 	}
@@ -288,6 +317,9 @@ func (s *Store) bulkUpsert(ctx context.Context, c *mongo.Collection, typ string,
 		switch {
 		case j >= done:
 			// Never ran: its planned outcome is void.
+			if o.amended {
+				store.SetAmended(rs[o.i], false)
+			}
 			r, err := s.upsertOne(ctx, c, typ, rs[o.i], keys[o.i], orig[o.i])
 			if err != nil {
 				return err
@@ -296,6 +328,9 @@ func (s *Store) bulkUpsert(ctx context.Context, c *mongo.Collection, typ string,
 		case o.replace && matched < int64(replaced):
 			// Some replacement found its version gone; which one the result does not say, so
 			// recheck them all. One that did apply reads back as unchanged and stays "Changed".
+			if o.amended {
+				store.SetAmended(rs[o.i], false)
+			}
 			r, err := s.upsertOne(ctx, c, typ, rs[o.i], keys[o.i], orig[o.i])
 			if err != nil {
 				return err
@@ -315,7 +350,22 @@ func (s *Store) upsertOne(ctx context.Context, c *mongo.Collection, typ string, 
 	if err != nil {
 		return store.UpsertResult{}, err
 	}
+	// The hash of r made amended, for a stored version (store.SetAmended); "" when r is not
+	// an Observation in status final.
+	var hAmended string
+	if store.SetAmended(r, true) {
+		hAmended, err = contentHash(r)
+		store.SetAmended(r, false)
+		if err != nil {
+			return store.UpsertResult{}, err
+		}
+	}
+	amended := false
 	for attempt := range maxAttempts {
+		if amended { // an attempt that lost a race decides again
+			store.SetAmended(r, false)
+			amended = false
+		}
 		found, err := lookup(ctx, c, []string{key})
 		if err != nil {
 			return store.UpsertResult{}, fmt.Errorf("lookup identifier: %w", err)
@@ -326,10 +376,12 @@ func (s *Store) upsertOne(ctx context.Context, c *mongo.Collection, typ string, 
 		}
 		if len(hs) == 1 {
 			st := hs[0]
-			if st.Hash == h {
+			if st.Hash == h || (st.Amends && hAmended != "" && st.Hash == hAmended) {
+				store.SetAmended(r, st.Hash != h)
 				setMeta(r, st)
 				return store.UpsertResult{ID: st.ID, VersionID: st.Version}, nil
 			}
+			amended = st.Amends && store.SetAmended(r, true)
 			d, err := s.prepare(r, st.ID, st.Version+1, now(st.LastUpd))
 			if err != nil {
 				return store.UpsertResult{}, err

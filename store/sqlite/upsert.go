@@ -224,6 +224,9 @@ func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertR
 				// identifiers): the prefetch no longer tells.
 				pl.fast = false
 				r.Common().ID, r.Common().Meta = sp.p.origID, sp.p.origMeta
+				if sp.p.amended {
+					store.SetAmended(r, false)
+				}
 			}
 			var e store.Entry
 			var cur current
@@ -280,11 +283,12 @@ type specPrepared struct {
 	store.Prepared
 	origID   string
 	origMeta *fhir.Meta
+	amended  bool // store.SameOrAmended changed its status
 }
 
 // speculate prepares the planned resources in order on a goroutine: for a stored, live
-// resource whether it is unchanged (store.SameContent), otherwise its write as the next
-// version. Each result arrives on its own channel. stop waits for the goroutine: it must not
+// resource whether it is unchanged (store.SameOrAmended, which may make it amended), otherwise
+// its write as the next version. Each result arrives on its own channel. stop waits for the goroutine: it must not
 // touch the resources once Upsert has returned.
 func (s *Store) speculate(rs []fhir.Resource, plans []plan) ([]chan specResult, func()) {
 	spec := make([]chan specResult, len(rs))
@@ -310,7 +314,8 @@ func (s *Store) speculate(rs []fhir.Resource, plans []plan) ([]chan specResult, 
 			var res specResult
 			res.p.origID, res.p.origMeta = b.ID, b.Meta
 			if pl.cur.exists && !pl.cur.deleted {
-				same, err := store.SameContent(r, store.Entry{ID: pl.id, VersionID: pl.cur.version, LastUpdated: time.UnixMicro(pl.cur.lastUpdated), JSON: pl.cur.json})
+				same, amended, err := store.SameOrAmended(r, store.Entry{ID: pl.id, VersionID: pl.cur.version, LastUpdated: time.UnixMicro(pl.cur.lastUpdated), JSON: pl.cur.json})
+				res.p.amended = amended
 				if err != nil || same {
 					res.same, res.err = same, err
 					spec[i] <- res
@@ -362,7 +367,7 @@ func (s *Store) matchSlow(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.R
 		if cur, err = s.lookup(ctx, tx, r.Type(), ids[0]); err != nil {
 			return current{}, false, err
 		}
-		same, err := store.SameContent(r, store.Entry{ID: ids[0], VersionID: cur.version, LastUpdated: time.UnixMicro(cur.lastUpdated), JSON: cur.json})
+		same, _, err := store.SameOrAmended(r, store.Entry{ID: ids[0], VersionID: cur.version, LastUpdated: time.UnixMicro(cur.lastUpdated), JSON: cur.json})
 		if err != nil {
 			return current{}, false, err
 		}

@@ -266,7 +266,12 @@ func (m *memStore) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.Upse
 			return nil, err
 		}
 		c.Common().ID, c.Common().Meta = "", nil
-		if bytes.Equal(mustJSON(c), old.content) {
+		same := bytes.Equal(mustJSON(c), old.content)
+		if o, ok := decodeStored(old.content, r.Type()).(*fhir.Observation); !same && ok && store.Amends(o.Status) && store.SetAmended(c, true) {
+			store.SetAmended(r, true)
+			same = bytes.Equal(mustJSON(c), old.content)
+		}
+		if same {
 			out[i] = store.UpsertResult{ID: old.id, VersionID: old.version}
 			continue
 		}
@@ -943,4 +948,13 @@ func TestRunJobsSharedMemStore(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s, s
 	})
+}
+
+// decodeStored decodes stored content, nil if it does not decode.
+func decodeStored(content []byte, typ string) fhir.Resource {
+	r, err := fhir.Decode(content, typ)
+	if err != nil {
+		return nil
+	}
+	return r
 }

@@ -157,6 +157,74 @@ func testUpsert(t *testing.T, open opener) {
 		}
 	})
 
+	// The vendor mappings make every value final; the store knows whether a version was stored
+	// (and so could have been read) before: a changed value is amended, an unchanged one is not
+	// a new version, whichever of final or amended the vendor's value was mapped after.
+	t.Run("AmendsChangedObservation", func(t *testing.T) {
+		s := open(t)
+		obsOf := func(record, kg string, opts ...obsOpt) fhir.Resource {
+			return newObservation("", loincCode(codeWeight), append([]obsOpt{withIdentifier(ident(measSystem, record)),
+				withSubject("Patient/pat-1"), withDate("2024-03-01T08:00:00Z"), withValue(ucumQty(kg, "kg"))}, opts...)...)
+		}
+		obs := func(kg string, opts ...obsOpt) fhir.Resource { return obsOf("a-1", kg, opts...) }
+		status := func(id string) (int64, string) {
+			t.Helper()
+			e := mustRead(t, s, "Observation", id)
+			return e.VersionID, decode(t, e).(*fhir.Observation).Status
+		}
+		steps := []struct {
+			name    string
+			r       fhir.Resource
+			version int64
+			status  string
+		}{
+			{"new", obs("70"), 1, "final"},
+			{"the same value again", obs("70"), 1, "final"},
+			{"a changed value", obs("71"), 2, "amended"},
+			{"that value again, mapped final", obs("71"), 2, "amended"},
+			{"that value, already amended", obs("71", withStatus("amended")), 2, "amended"},
+			{"changed again", obs("72"), 3, "amended"},
+			{"deleted at the vendor", obs("72", withStatus("entered-in-error")), 4, "entered-in-error"},
+			// Back at the vendor: the value is final again, not an amendment of a withdrawn one.
+			{"brought back", obs("72"), 5, "final"},
+			{"changed after that", obs("73"), 6, "amended"},
+		}
+		var id string
+		for _, st := range steps {
+			res, err := s.Upsert(t.Context(), []fhir.Resource{st.r})
+			if err != nil {
+				t.Fatalf("%s: Upsert: %v", st.name, err)
+			}
+			if id == "" {
+				id = res[0].ID
+			}
+			if res[0].ID != id || res[0].VersionID != st.version {
+				t.Errorf("%s: Upsert = %+v, want %s version %d", st.name, res[0], id, st.version)
+			}
+			if v, got := status(id); v != st.version || got != st.status {
+				t.Errorf("%s: stored version %d status %q, want version %d status %q", st.name, v, got, st.version, st.status)
+			}
+		}
+		// A preliminary value that becomes final is not amended.
+		mustUpsert(t, s, obsOf("a-2", "80", withStatus("preliminary")))
+		res := mustUpsert(t, s, obsOf("a-2", "81"))
+		if v, got := status(res[0].ID); v != 2 || got != "final" {
+			t.Errorf("preliminary then final: version %d status %q, want 2 final", v, got)
+		}
+		// Another resource type keeps what it is given.
+		d := newDevice("")
+		d.Identifier = []fhir.Identifier{ident(devSystem, "a-dev")}
+		d.Status = "active"
+		mustUpsert(t, s, d)
+		d = newDevice("")
+		d.Identifier = []fhir.Identifier{ident(devSystem, "a-dev")}
+		d.Status = "inactive"
+		res = mustUpsert(t, s, d)
+		if got := decode(t, mustRead(t, s, "Device", res[0].ID)).(*fhir.Device); res[0].VersionID != 2 || got.Status != "inactive" {
+			t.Errorf("changed Device: version %d status %q, want 2 inactive", res[0].VersionID, got.Status)
+		}
+	})
+
 	t.Run("Duplicate", func(t *testing.T) {
 		s := open(t)
 		for _, id := range []string{"pat-1", "pat-2"} {
