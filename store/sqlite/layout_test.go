@@ -89,6 +89,38 @@ var copyIndexRows = []string{
 	"INSERT INTO idx_quantity SELECT * FROM src.idx_quantity",
 }
 
+// copyTables copy the named tables of the attached store src as they are.
+func copyTables(names ...string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, "INSERT INTO "+n+" SELECT * FROM src."+n)
+	}
+	return out
+}
+
+// oldLayout makes, in a new directory, a store laid out by the first n migrations and fills it
+// with the statements copies, which read the store in directory src attached as "src". It
+// returns the directory.
+func oldLayout(t *testing.T, src string, n int, copies ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "ohx.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	stmts := append([]string{"PRAGMA page_size=16384", "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+		fmt.Sprintf("INSERT INTO schema_version VALUES (%d)", n)}, migrations[:n]...)
+	stmts = append(stmts, fmt.Sprintf("ATTACH 'file:%s' AS src", filepath.Join(src, "ohx.db")))
+	for _, q := range append(append(stmts, copies...), "DETACH src") {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	return dir
+}
+
 func TestUpgradeToSingleJSON(t *testing.T) {
 	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "clinical_system") })
 	if before < 0 {
@@ -112,28 +144,10 @@ func TestUpgradeToSingleJSON(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "ohx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	stmts := append([]string{"PRAGMA page_size=16384", "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-		fmt.Sprintf("INSERT INTO schema_version VALUES (%d)", before)}, migrations[:before]...)
-	stmts = append(stmts, fmt.Sprintf("ATTACH 'file:%s' AS src", filepath.Join(src, "ohx.db")),
-		`INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
-			SELECT type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, `+strings.ReplaceAll(jsonExpr, "FROM obs_clinical", "FROM src.obs_clinical")+`
-			FROM src.resources r`)
-	stmts = append(stmts, copyIndexRows...)
-	for _, tbl := range []string{"obs_clinical", "date_span"} {
-		stmts = append(stmts, "INSERT INTO "+tbl+" SELECT * FROM src."+tbl)
-	}
-	for _, q := range append(stmts, "DETACH src") {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%.60s: %v", q, err)
-		}
-	}
-	db.Close()
+	copies := slices.Concat([]string{`INSERT INTO resources (type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, json)
+			SELECT type, id, version, last_updated, deleted, patient, sort_date, date_lo, date_hi, ` + strings.ReplaceAll(jsonExpr, "FROM obs_clinical", "FROM src.obs_clinical") + `
+			FROM src.resources r`}, copyIndexRows, copyTables("obs_clinical", "date_span"))
+	dir := oldLayout(t, src, before, copies...)
 
 	s, err = Open(t.Context(), dir, Options{}, nil)
 	if err != nil {
@@ -282,25 +296,7 @@ func TestUpgradeToTimeKeyedIndex(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "ohx.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	stmts := append([]string{"PRAGMA page_size=16384", "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-		fmt.Sprintf("INSERT INTO schema_version VALUES (%d)", before)}, migrations[:before]...)
-	stmts = append(stmts, fmt.Sprintf("ATTACH 'file:%s' AS src", filepath.Join(src, "ohx.db")))
-	stmts = append(stmts, copyIndexRows...)
-	for _, tbl := range []string{"resources", "obs_clinical", "date_span", "index_state"} {
-		stmts = append(stmts, "INSERT INTO "+tbl+" SELECT * FROM src."+tbl)
-	}
-	for _, q := range append(stmts, "DETACH src") {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%.60s: %v", q, err)
-		}
-	}
-	db.Close()
+	dir := oldLayout(t, src, before, slices.Concat(copyIndexRows, copyTables("resources", "obs_clinical", "date_span", "index_state"))...)
 
 	s, err = Open(t.Context(), dir, Options{}, nil)
 	if err != nil {
