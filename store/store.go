@@ -129,8 +129,8 @@ type Store interface {
 	// Upsert writes many resources in one call, matching each to a stored resource of the same
 	// type by its first identifier (system and value; required). Unchanged content (ignoring
 	// meta) writes nothing, so running the same upsert twice is idempotent. An Observation in
-	// status final that changes a stored final (or amended) one is stored amended, and equals
-	// that amended version when nothing else changed (SetAmended, SameOrAmended). A resource
+	// status final that changes a stored one that has been final (Amends) is stored amended, and
+	// equals that amended version when nothing else changed (SetAmended, SameOrAmended). A resource
 	// matching several stored ones fails the whole call with ErrDuplicate.
 	Upsert(ctx context.Context, rs []fhir.Resource) ([]UpsertResult, error)
 	// Version history. Every write that changes a resource (Create, Put, a changed Upsert,
