@@ -54,6 +54,12 @@ type Vault struct {
 	flight singleflight.Group // refreshes in flight, by connection id
 	mu     sync.Mutex
 	tokens map[string]storedToken // latest known token per connection id
+	// docMu serializes the read-modify-write of connection documents in this process (Save,
+	// MarkNeedsReauth, Delete). Save's rule that a stale copy cannot turn a revoked connection
+	// back to active reads the stored document first: a revocation written between that read
+	// and Save's write was overwritten (a sync finishing as the vendor's revocation arrived).
+	// Records has no compare-and-swap, so two instances can still interleave.
+	docMu sync.Mutex
 }
 
 // VaultOption tunes a Vault.
@@ -371,6 +377,8 @@ func (v *Vault) Save(ctx context.Context, c *Connection) error {
 	if c.Created.IsZero() {
 		c.Created = time.Now().UTC()
 	}
+	v.docMu.Lock()
+	defer v.docMu.Unlock()
 	prev, err := v.getDoc(ctx, c.Provider, c.PatientID)
 	if err != nil && !errors.Is(err, ErrNotConnected) {
 		return err
@@ -473,6 +481,8 @@ func sameToken(a, b *oauth2.Token) bool {
 // Delete forgets the connection and its tokens (the token first). Deleting an absent
 // connection is not an error.
 func (v *Vault) Delete(ctx context.Context, c *Connection) error {
+	v.docMu.Lock()
+	defer v.docMu.Unlock()
 	id := c.ID
 	if d, err := v.getDoc(ctx, c.Provider, c.PatientID); err == nil {
 		id = d.ID
@@ -499,6 +509,8 @@ func (v *Vault) Delete(ctx context.Context, c *Connection) error {
 // connect again. reason is a short public text (never raw vendor text). It updates c too, and
 // returns ErrNotConnected if the connection is gone.
 func (v *Vault) MarkNeedsReauth(ctx context.Context, c *Connection, reason string) error {
+	v.docMu.Lock()
+	defer v.docMu.Unlock()
 	d, err := v.getDoc(ctx, c.Provider, c.PatientID)
 	if err != nil {
 		return err

@@ -793,3 +793,49 @@ func TestValidTokenNeedsNoRefresh(t *testing.T) {
 		t.Errorf("refresh calls: got %d, want 1", got)
 	}
 }
+
+// TestRevocationSurvivesConcurrentSave: a sync that finishes while the vendor's revocation
+// arrives saves the connection it loaded before (its last sync time); the revocation must win
+// whichever way the two interleave, or the connection would go on using revoked tokens (the
+// Fitbit end-to-end test once saw "active" after userRevokedAccess).
+func TestRevocationSurvivesConcurrentSave(t *testing.T) {
+	v := newVault(t, openStore(t, t.TempDir()), "k1")
+	for i := range 40 {
+		patient := fmt.Sprintf("p%d", i)
+		if err := v.Save(t.Context(), newConn(patient, "u"+patient, validToken())); err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				c, err := v.Get(t.Context(), "fake", patient)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				<-start
+				c.LastSync = time.Now().UTC()
+				if err := v.Save(t.Context(), c); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Go(func() {
+			c, err := v.Get(t.Context(), "fake", patient)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			<-start
+			if err := v.MarkNeedsReauth(t.Context(), c, "revoked at the vendor"); err != nil {
+				t.Error(err)
+			}
+		})
+		close(start)
+		wg.Wait()
+		if c, err := v.Get(t.Context(), "fake", patient); err != nil || c.Status != providers.StatusNeedsReauth {
+			t.Fatalf("round %d: after a revocation and concurrent saves the connection is %v (%v), want %s", i, c.Status, err, providers.StatusNeedsReauth)
+		}
+	}
+}
