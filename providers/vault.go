@@ -367,6 +367,8 @@ func (v *Vault) List(ctx context.Context) ([]*Connection, error) {
 // overwriting the rotated one. Likewise a stale copy cannot turn a needs-reauth connection back
 // to active: only a new token does. Save returns ErrVendorUserLinked, and writes nothing, if the
 // vendor account is connected to another patient (not revoked): the one place of that rule.
+// It returns ErrNotConnected, and writes nothing, for a connection loaded from the vault that
+// has been deleted since.
 func (v *Vault) Save(ctx context.Context, c *Connection) error {
 	if c.Provider == "" || c.PatientID == "" || c.VendorUserID == "" {
 		return errors.New("providers: vault: connection needs provider, patient and vendor user")
@@ -382,6 +384,12 @@ func (v *Vault) Save(ctx context.Context, c *Connection) error {
 	prev, err := v.getDoc(ctx, c.Provider, c.PatientID)
 	if err != nil && !errors.Is(err, ErrNotConnected) {
 		return err
+	}
+	if c.tokenGen != 0 && (prev == nil || prev.ID != c.ID) {
+		// c was loaded from the vault, and its connection has been deleted (or replaced by a
+		// new one) since: a disconnect the patient asked for must not be undone by a sync that
+		// finishes after it.
+		return fmt.Errorf("providers: vault: save a connection deleted since it was read: %w", ErrNotConnected)
 	}
 	if c.ID == "" {
 		if prev != nil {

@@ -839,3 +839,45 @@ func TestRevocationSurvivesConcurrentSave(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleSaveDoesNotUndoDisconnect: a copy loaded before the patient disconnected (a sync
+// finishing after it) cannot bring the connection back; connecting again can.
+func TestStaleSaveDoesNotUndoDisconnect(t *testing.T) {
+	v := newVault(t, openStore(t, t.TempDir()), "k1")
+	ctx := t.Context()
+	if err := v.Save(ctx, newConn("p1", "u1", validToken())); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := v.Get(ctx, "fake", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Delete(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	stale.LastSync = time.Now().UTC()
+	if err := v.Save(ctx, stale); !errors.Is(err, providers.ErrNotConnected) {
+		t.Errorf("saving a copy of a deleted connection: %v, want ErrNotConnected", err)
+	}
+	if c, err := v.Get(ctx, "fake", "p1"); !errors.Is(err, providers.ErrNotConnected) {
+		t.Fatalf("after the stale save the connection is back: %+v, %v", c, err)
+	}
+	if _, err := v.ByVendorUser(ctx, "fake", "u1"); !errors.Is(err, providers.ErrNotConnected) {
+		t.Errorf("after the stale save the vendor user resolves: %v", err)
+	}
+	// The patient connects again: a new grant.
+	if err := v.Save(ctx, newConn("p1", "u1", validToken())); err != nil {
+		t.Fatalf("reconnect: %v", err)
+	}
+	again, err := v.Get(ctx, "fake", "p1")
+	if err != nil || again.Status != providers.StatusActive {
+		t.Fatalf("after reconnecting: %+v, %v", again, err)
+	}
+	// A copy of the first connection cannot overwrite the new one either.
+	if err := v.Save(ctx, stale); !errors.Is(err, providers.ErrNotConnected) {
+		t.Errorf("saving a copy of the replaced connection: %v, want ErrNotConnected", err)
+	}
+	if c, err := v.Get(ctx, "fake", "p1"); err != nil || c.ID != again.ID {
+		t.Errorf("the new connection was overwritten: %+v, %v (want id %s)", c, err, again.ID)
+	}
+}
