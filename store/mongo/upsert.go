@@ -148,6 +148,27 @@ func amends(tok []string) bool {
 	return false
 }
 
+// sameAs reports whether r, whose content hash is h, equals the stored version st. One that
+// differs from a stored Observation that a change amends is made amended first
+// (store.SetAmended) and compared again, so that it equals a stored version that is already its
+// amended form. amended reports that it changed r's status.
+func sameAs(r fhir.Resource, h string, st head) (same, amended bool, err error) {
+	if st.Hash == h {
+		return true, false, nil
+	}
+	if !st.Amends || !store.SetAmended(r, true) {
+		return false, false, nil
+	}
+	ha, err := contentHash(r)
+	return err == nil && st.Hash == ha, true, err
+}
+
+// statusAmends reports whether r, stored, is an Observation that a change amends.
+func statusAmends(r fhir.Resource) bool {
+	o, ok := r.(*fhir.Observation)
+	return ok && store.Amends(o.Status)
+}
+
 // upsertOp is one planned write of the bulk path.
 type upsertOp struct {
 	i       int // index into rs
@@ -199,16 +220,13 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 			return nil, err
 		}
 		st, exists := state[key]
-		amended := false
-		if exists && st.Hash != h && st.Amends && store.SetAmended(r, true) {
-			// The next version of a stored one (store.SetAmended), unchanged should the stored
-			// one be its amended form already.
-			amended = true
-			if h, err = contentHash(r); err != nil {
+		var same, amended bool
+		if exists {
+			if same, amended, err = sameAs(r, h, st); err != nil {
 				return nil, err
 			}
 		}
-		if exists && st.Hash == h {
+		if same {
 			setMeta(r, st)
 			out[i] = store.UpsertResult{ID: st.ID, VersionID: st.Version}
 			continue
@@ -223,7 +241,7 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 				return nil, err
 			}
 			ops = append(ops, upsertOp{i: i, model: mongo.NewInsertOneModel().SetDocument(d)})
-			state[key] = head{ID: id, Version: 1, LastUpd: lu, Patient: d.Patient, Hash: d.Hash}
+			state[key] = head{ID: id, Version: 1, LastUpd: lu, Patient: d.Patient, Hash: d.Hash, Amends: statusAmends(r)}
 			out[i] = store.UpsertResult{ID: id, VersionID: 1, Created: true}
 			continue
 		}
@@ -232,7 +250,7 @@ func (s *Store) planUpsert(ctx context.Context, typ string, idxs []int, rs []fhi
 			return nil, err
 		}
 		ops = append(ops, upsertOp{i: i, replace: true, prev: st, amended: amended, model: mongo.NewReplaceOneModel().SetFilter(versionFilter(st)).SetReplacement(d)})
-		state[key] = head{ID: st.ID, Version: d.Version, LastUpd: d.LastUpd, Patient: d.Patient, Hash: d.Hash}
+		state[key] = head{ID: st.ID, Version: d.Version, LastUpd: d.LastUpd, Patient: d.Patient, Hash: d.Hash, Amends: statusAmends(r)}
 		out[i] = store.UpsertResult{ID: st.ID, VersionID: d.Version, Changed: true}
 	}
 	return ops, nil
@@ -350,16 +368,6 @@ func (s *Store) upsertOne(ctx context.Context, c *mongo.Collection, typ string, 
 	if err != nil {
 		return store.UpsertResult{}, err
 	}
-	// The hash of r made amended, for a stored version (store.SetAmended); "" when r is not
-	// an Observation in status final.
-	var hAmended string
-	if store.SetAmended(r, true) {
-		hAmended, err = contentHash(r)
-		store.SetAmended(r, false)
-		if err != nil {
-			return store.UpsertResult{}, err
-		}
-	}
 	amended := false
 	for attempt := range maxAttempts {
 		if amended { // an attempt that lost a race decides again
@@ -376,12 +384,14 @@ func (s *Store) upsertOne(ctx context.Context, c *mongo.Collection, typ string, 
 		}
 		if len(hs) == 1 {
 			st := hs[0]
-			if st.Hash == h || (st.Amends && hAmended != "" && st.Hash == hAmended) {
-				store.SetAmended(r, st.Hash != h)
+			var same bool
+			if same, amended, err = sameAs(r, h, st); err != nil {
+				return store.UpsertResult{}, err
+			}
+			if same {
 				setMeta(r, st)
 				return store.UpsertResult{ID: st.ID, VersionID: st.Version}, nil
 			}
-			amended = st.Amends && store.SetAmended(r, true)
 			d, err := s.prepare(r, st.ID, st.Version+1, now(st.LastUpd))
 			if err != nil {
 				return store.UpsertResult{}, err

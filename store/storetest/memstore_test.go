@@ -252,6 +252,14 @@ func (m *memStore) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.Upse
 	out := make([]store.UpsertResult, len(rs))
 	for i, r := range rs {
 		if targets[i] == "" {
+			// An earlier resource of the call may have created it.
+			if ids := identifiers(r); len(ids) > 0 {
+				if found := m.find(r.Type(), ids[0].System, ids[0].Value); len(found) == 1 {
+					targets[i] = found[0]
+				}
+			}
+		}
+		if targets[i] == "" {
 			m.seq++
 			id := fmt.Sprintf("m%d", m.seq)
 			if _, err := m.write(r, id, 1); err != nil {

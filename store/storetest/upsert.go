@@ -205,9 +205,14 @@ func testUpsert(t *testing.T, open opener) {
 				t.Errorf("%s: stored version %d status %q, want version %d status %q", st.name, v, got, st.version, st.status)
 			}
 		}
+		// Two values of one record in one call: the second amends the first.
+		res := mustUpsert(t, s, obsOf("a-3", "90"), obsOf("a-3", "91"))
+		if v, got := status(res[1].ID); got != "amended" || res[1].ID != res[0].ID {
+			t.Errorf("two values in one call: %s and %s, stored version %d status %q, want one resource, amended", res[0].ID, res[1].ID, v, got)
+		}
 		// A preliminary value that becomes final is not amended.
 		mustUpsert(t, s, obsOf("a-2", "80", withStatus("preliminary")))
-		res := mustUpsert(t, s, obsOf("a-2", "81"))
+		res = mustUpsert(t, s, obsOf("a-2", "81"))
 		if v, got := status(res[0].ID); v != 2 || got != "final" {
 			t.Errorf("preliminary then final: version %d status %q, want 2 final", v, got)
 		}

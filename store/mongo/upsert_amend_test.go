@@ -1,0 +1,40 @@
+package mongo
+
+import (
+	"testing"
+
+	"github.com/openhealthexchange/ohx/fhir"
+)
+
+// TestUpsertAmendsWithinOneCall: without history, a second value of one record in the same
+// call is planned against the first's planned version (no redo), which must count as stored
+// final: the second is amended, as the other stores and the history path store it.
+func TestUpsertAmendsWithinOneCall(t *testing.T) {
+	s := openAtWith(t, ferretURI(t), Options{HistoryVersions: 1})
+	obs := func(kg string) fhir.Resource {
+		v := fhir.Decimal(kg)
+		return &fhir.Observation{
+			Base:       fhir.Base{ResourceType: "Observation"},
+			Identifier: []fhir.Identifier{{System: "https://ohx.test/id", Value: "r-1"}},
+			Status:     "final",
+			Code:       fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
+			Subject:    &fhir.Reference{Reference: "Patient/p1"},
+			Value:      fhir.Value{ValueQuantity: &fhir.Quantity{Value: &v, Unit: "kg", System: "http://unitsofmeasure.org", Code: "kg"}},
+		}
+	}
+	res, err := s.Upsert(t.Context(), []fhir.Resource{obs("70"), obs("71")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Read(t.Context(), "Observation", res[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := fhir.Decode(e.JSON, "Observation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := r.(*fhir.Observation); res[0].ID != res[1].ID || e.VersionID != 2 || o.Status != "amended" {
+		t.Errorf("two values in one call: ids %s %s, stored version %d status %q; want one resource, version 2, amended", res[0].ID, res[1].ID, e.VersionID, o.Status)
+	}
+}
