@@ -164,17 +164,7 @@ func TestEscapedValues(t *testing.T) {
 func TestUpsertDerivedIDs(t *testing.T) {
 	s := openFerret(t)
 	ctx := t.Context()
-	obs := func(v string) fhir.Resource {
-		d := fhir.Decimal(v)
-		return &fhir.Observation{
-			Base:              fhir.Base{ResourceType: "Observation"},
-			Identifier:        []fhir.Identifier{{System: "https://m.example", Value: "m-1"}},
-			Status:            "final",
-			Code:              fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
-			Value:             fhir.Value{ValueQuantity: &fhir.Quantity{Value: &d, Unit: "kg"}},
-			EffectiveDateTime: "2024-01-01T00:00:00Z",
-		}
-	}
+	obs := func(v string) fhir.Resource { return weightRecord("m-1", v) }
 	first, err := s.Upsert(ctx, []fhir.Resource{obs("70")})
 	if err != nil {
 		t.Fatal(err)
@@ -197,5 +187,18 @@ func TestUpsertDerivedIDs(t *testing.T) {
 	}
 	if _, err := s.Read(ctx, "Observation", "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Read(nope) = %v, want ErrNotFound", err)
+	}
+}
+
+// weightRecord is a final body weight of kg kilograms, identified as record of https://m.example.
+func weightRecord(record, kg string) *fhir.Observation {
+	d := fhir.Decimal(kg)
+	return &fhir.Observation{
+		Base:              fhir.Base{ResourceType: "Observation"},
+		Identifier:        []fhir.Identifier{{System: "https://m.example", Value: record}},
+		Status:            "final",
+		Code:              fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
+		Value:             fhir.Value{ValueQuantity: &fhir.Quantity{Value: &d, Unit: "kg"}},
+		EffectiveDateTime: "2024-01-01T00:00:00Z",
 	}
 }

@@ -11,18 +11,7 @@ import (
 // final: the second is amended, as the other stores and the history path store it.
 func TestUpsertAmendsWithinOneCall(t *testing.T) {
 	s := openAtWith(t, ferretURI(t), Options{HistoryVersions: 1})
-	obs := func(kg string) fhir.Resource {
-		v := fhir.Decimal(kg)
-		return &fhir.Observation{
-			Base:       fhir.Base{ResourceType: "Observation"},
-			Identifier: []fhir.Identifier{{System: "https://ohx.test/id", Value: "r-1"}},
-			Status:     "final",
-			Code:       fhir.CodeableConcept{Coding: []fhir.Coding{{System: "http://loinc.org", Code: "29463-7"}}},
-			Subject:    &fhir.Reference{Reference: "Patient/p1"},
-			Value:      fhir.Value{ValueQuantity: &fhir.Quantity{Value: &v, Unit: "kg", System: "http://unitsofmeasure.org", Code: "kg"}},
-		}
-	}
-	res, err := s.Upsert(t.Context(), []fhir.Resource{obs("70"), obs("71")})
+	res, err := s.Upsert(t.Context(), []fhir.Resource{weightRecord("r-1", "70"), weightRecord("r-1", "71")})
 	if err != nil {
 		t.Fatal(err)
 	}
