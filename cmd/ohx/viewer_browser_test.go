@@ -58,7 +58,7 @@ func TestViewerBrowser(t *testing.T) {
 	t.Run("practitioner", func(t *testing.T) {
 		ctx, con := newViewerBrowser(t)
 		fail := failWithShot(t, ctx, con, "viewer-practitioner-failed")
-		if err := chromedp.Do(ctx,
+		if err := doStep(ctx,
 			chromedp.Navigate(origin+"/app/"),
 			chromedp.WaitVisible(chromedp.ID("username")),
 			chromedp.SendKeys(chromedp.ID("username"), "doc"),
@@ -72,42 +72,42 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`h1[data-patient="`+target.ID+`"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#chart-weight:not([data-state=loading])`)),
 		); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			loc, _ := runStep(ctx, chromedp.Location())
 			fail("sign-in, pick and consent: %v (at %s)", err, loc)
 		}
 		// The app asks for the last 30 days (the default range); the demo holds 14.
 		since := time.Now().Add(-30 * 24 * time.Hour).UTC().Format(time.RFC3339)
 		var bun struct{ Total int }
 		getJSON(t, m.FHIRBase+"/Observation?_summary=count&code=http://loinc.org|29463-7&patient="+target.ID+"&date=ge"+url.QueryEscape(since), tok, &bun)
-		points, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart-weight`), "data-points"))
+		points, err := runStep(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart-weight`), "data-points"))
 		if err != nil {
 			fail("weight chart: %v", err)
 		}
 		if n, _ := strconv.Atoi(points.Value); bun.Total == 0 || n != bun.Total {
 			fail("weight chart shows %q points, the API holds %d weights since %s", points.Value, bun.Total, since)
 		}
-		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#chart-weight .plot canvas`)),
+		if err := doStep(ctx, chromedp.WaitVisible(chromedp.CSS(`#chart-weight .plot canvas`)),
 			chromedp.WaitVisible(chromedp.CSS(`#devices td[data-battery]`))); err != nil {
 			fail("chart canvas or devices: %v", err)
 		}
 		// The chart's text alternative lists the same Observations.
-		rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#chart-weight table tbody tr').length`))
+		rows, err := runStep(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#chart-weight table tbody tr').length`))
 		if err != nil || rows != bun.Total {
 			fail("the weight table has %d rows (%v), want %d", rows, err, bun.Total)
 		}
 		shot(t, ctx, "viewer-patient", false)
 		// Another range re-reads the charts: 90 days hold the same two weeks of weigh-ins.
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[data-range="90"]`)),
+		if err := doStep(ctx, chromedp.Click(chromedp.CSS(`button[data-range="90"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`button[data-range="90"][aria-pressed=true]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#chart-weight[data-state=ready]`))); err != nil {
 			fail("90 days: %v", err)
 		}
-		if p, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart-weight`), "data-points")); err != nil || p.Value != points.Value {
+		if p, err := runStep(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart-weight`), "data-points")); err != nil || p.Value != points.Value {
 			fail("90 days: %q points (%v), want %s", p.Value, err, points.Value)
 		}
 
 		// The app's own picker: practitioners may switch patients (user/*.rs).
-		if err := chromedp.Do(ctx,
+		if err := doStep(ctx,
 			chromedp.Click(chromedp.CSS(`#nav a[href="#/patients"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#patient-list a[data-patient="`+other.ID+`"]`)),
 			chromedp.Click(chromedp.CSS(`#patient-list a[data-patient="`+other.ID+`"]`)),
@@ -116,16 +116,19 @@ func TestViewerBrowser(t *testing.T) {
 			fail("the app's patient picker: %v", err)
 		}
 
-		// An ECG: the canvas draws every sample of the SampledData.
-		if err := chromedp.Do(ctx,
+		// An ECG: the canvas draws every sample of the SampledData. The list is the page's last
+		// section: until every section above it has loaded, the charts' rendering moves it, and a
+		// click lands where the link was (chromedp clicks at coordinates).
+		if err := doStep(ctx,
 			chromedp.Navigate(origin+"/app/#/patient/"+target.ID),
 			chromedp.WaitVisible(chromedp.CSS(`#ecgs a[data-ecg]`)),
+			chromedp.WaitNotPresent(chromedp.CSS(`#view [aria-busy]`)),
 			chromedp.Click(chromedp.CSS(`#ecgs a[data-ecg]`)),
 			chromedp.WaitVisible(chromedp.ID("ecg-canvas")),
 		); err != nil {
 			fail("ECG: %v", err)
 		}
-		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		loc, _ := runStep(ctx, chromedp.Location())
 		id := loc[strings.LastIndex(loc, "/")+1:]
 		var obs fhir.Observation
 		getJSON(t, m.FHIRBase+"/Observation/"+id, tok, &obs)
@@ -135,7 +138,7 @@ func TestViewerBrowser(t *testing.T) {
 				want = len(strings.Fields(c.ValueSampledData.Data))
 			}
 		}
-		samples, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.ID("ecg-canvas"), "data-samples"))
+		samples, err := runStep(ctx, chromedp.AttributeValue(chromedp.ID("ecg-canvas"), "data-samples"))
 		if n, _ := strconv.Atoi(samples.Value); err != nil || want == 0 || n != want {
 			fail("ECG %s: canvas has %q samples (%v), the Observation %d", id, samples.Value, err, want)
 		}
@@ -174,7 +177,7 @@ func TestViewerBrowser(t *testing.T) {
 		ctx, con := newViewerBrowser(t)
 		fail := failWithShot(t, ctx, con, "viewer-ehr-launch-failed")
 		// Through /app (no slash): the redirect to /app/ keeps the launch parameters.
-		if err := chromedp.Do(ctx,
+		if err := doStep(ctx,
 			chromedp.Navigate(origin+"/app?"+url.Values{"launch": {launch.Launch}, "iss": {m.FHIRBase}}.Encode()),
 			chromedp.WaitVisible(chromedp.ID("username")),
 			chromedp.SendKeys(chromedp.ID("username"), "doc"),
@@ -185,14 +188,14 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`h1[data-patient="`+other.ID+`"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#chart-weight:not([data-state=loading])`)),
 		); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			loc, _ := runStep(ctx, chromedp.Location())
 			fail("EHR launch: %v (at %s)", err, loc)
 		}
 		// A practitioner sees the connected services too (read access to the Patient).
-		if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#view .error').length`)); err != nil || n != 0 {
+		if n, err := runStep(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#view .error').length`)); err != nil || n != 0 {
 			fail("%d error messages on the launched patient's page (%v)", n, err)
 		}
-		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#connections li[data-provider]`))); err != nil {
+		if err := doStep(ctx, chromedp.WaitVisible(chromedp.CSS(`#connections li[data-provider]`))); err != nil {
 			fail("connected services of the launched patient: %v", err)
 		}
 	})
@@ -204,7 +207,7 @@ func TestViewerBrowser(t *testing.T) {
 		ctx, con := newViewerBrowser(t)
 		fail := failWithShot(t, ctx, con, "viewer-patient-user-failed")
 		account := chromedp.CSS(`input[name="account"][value="` + me.Account + `"]`)
-		if err := chromedp.Do(ctx,
+		if err := doStep(ctx,
 			chromedp.Navigate(origin+"/app/"),
 			chromedp.WaitVisible(chromedp.ID("username")),
 			chromedp.SendKeys(chromedp.ID("username"), m.Login.Username),
@@ -216,23 +219,23 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#chart-weight[data-state=empty]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#connections .empty`)),
 		); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			loc, _ := runStep(ctx, chromedp.Location())
 			fail("patient sign-in: %v (at %s)", err, loc)
 		}
 		shot(t, ctx, "viewer-patient-empty", false)
-		if err := chromedp.Do(ctx,
+		if err := doStep(ctx,
 			chromedp.Click(chromedp.CSS(`button[data-connect=withings]`)),
 			chromedp.WaitVisible(account),
 			chromedp.Click(account),
 			chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
 		); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			loc, _ := runStep(ctx, chromedp.Location())
 			fail("connect Withings from the app: %v (at %s)", err, loc)
 		}
 		callback := origin + "/connect/withings/callback"
 		loc := ""
 		for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && !strings.HasPrefix(loc, callback); time.Sleep(100 * time.Millisecond) {
-			loc, _ = chromedp.Run(ctx, chromedp.Location())
+			loc, _ = runStep(ctx, chromedp.Location())
 		}
 		if !strings.HasPrefix(loc, callback) {
 			fail("after Allow the browser is at %s", loc)
@@ -245,14 +248,14 @@ func TestViewerBrowser(t *testing.T) {
 			if strings.HasPrefix(loc, origin+"/app/") {
 				load = chromedp.Reload()
 			}
-			if err := chromedp.Do(ctx, load,
+			if err := doStep(ctx, load,
 				chromedp.WaitVisible(chromedp.CSS(`#chart-weight:not([data-state=loading])`)),
 				chromedp.WaitVisible(chromedp.CSS(`#connections li[data-provider=withings]`))); err != nil {
 				fail("back in the app: %v", err)
 			}
-			r, _ := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart-weight`), "data-points"))
+			r, _ := runStep(ctx, chromedp.AttributeValue(chromedp.CSS(`#chart-weight`), "data-points"))
 			got = r.Value
-			loc, _ = chromedp.Run(ctx, chromedp.Location())
+			loc, _ = runStep(ctx, chromedp.Location())
 		}
 		if want == 0 || got != strconv.Itoa(want) {
 			fail("after connecting, the weight chart shows %q points, the simulator served %d, the API holds %d", got, want, demoCount(t, m, tok, me.ID, "29463-7"))
@@ -260,13 +263,13 @@ func TestViewerBrowser(t *testing.T) {
 		shot(t, ctx, "viewer-patient-connected", false)
 		// Another patient's page: the patient user's token reaches only their own record, so the
 		// app shows the refusal (404: the API does not say whether another patient exists).
-		if err := chromedp.Do(ctx,
+		if err := doStep(ctx,
 			chromedp.Navigate(origin+"/app/#/patient/"+target.ID),
 			chromedp.WaitVisible(chromedp.CSS(`#view .error[data-status="404"], #view .error[data-status="403"]`)),
 		); err != nil {
 			fail("another patient's page: %v", err)
 		}
-		if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('h1[data-patient="`+target.ID+`"], #chart-weight').length`)); err != nil || n != 0 {
+		if n, err := runStep(ctx, chromedp.Evaluate[int](`document.querySelectorAll('h1[data-patient="`+target.ID+`"], #chart-weight').length`)); err != nil || n != 0 {
 			fail("another patient's page shows %d of their elements (%v)", n, err)
 		}
 	})
@@ -281,7 +284,7 @@ func TestViewerBrowser(t *testing.T) {
 		}
 		ctx, con := newViewerBrowser(t)
 		fail := failWithShot(t, ctx, con, "viewer-403-failed")
-		if err := chromedp.Do(ctx,
+		if err := doStep(ctx,
 			chromedp.Navigate(origin+"/app/"),
 			chromedp.WaitVisible(chromedp.ID("username")),
 			chromedp.SendKeys(chromedp.ID("username"), m.Login.Username),
@@ -291,36 +294,67 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`button[value=approve]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#view .error[data-status="403"]`)),
 		); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			loc, _ := runStep(ctx, chromedp.Location())
 			fail("403 sign-in: %v (at %s)", err, loc)
 		}
-		msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#view .error`)))
+		msg, err := runStep(ctx, chromedp.Text(chromedp.CSS(`#view .error`)))
 		if err != nil || !strings.Contains(msg, "You do not have access to this patient") {
 			fail("the 403 message is %q (%v)", msg, err)
 		}
 		// The rest of the app still works: signing out is offered.
-		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#nav button`))); err != nil {
+		if err := doStep(ctx, chromedp.WaitVisible(chromedp.CSS(`#nav button`))); err != nil {
 			fail("no sign-out button after the 403: %v", err)
 		}
 		shot(t, ctx, "viewer-403", false)
 	})
 }
 
+// viewerStep bounds one group of browser steps. A step that never completes then fails on its
+// own, within the flow's time, and leaves the tab alive for the failure's screenshot and page
+// text.
+const viewerStep = 60 * time.Second
+
+// doStep runs steps in ctx's tab within viewerStep.
+func doStep(ctx context.Context, steps ...chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(ctx, viewerStep)
+	defer cancel()
+	return chromedp.Do(ctx, steps...)
+}
+
+// runStep runs a in ctx's tab within viewerStep and returns its result.
+func runStep[T any](ctx context.Context, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, viewerStep)
+	defer cancel()
+	return chromedp.Run(ctx, a)
+}
+
 // failWithShot returns a Fatalf for one browser flow that first saves a screenshot named name
-// and appends what the browser's console said.
+// and appends where the tab is, the text of the app's view (which section still loads or shows
+// an error) and what the browser's console said.
 func failWithShot(t *testing.T, ctx context.Context, con *console, name string) func(format string, args ...any) {
 	return func(format string, args ...any) {
 		t.Helper()
 		shot(t, ctx, name, true)
-		t.Fatalf(format+"\nbrowser console:\n%s", append(args, con)...)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		loc, _ := chromedp.Run(sctx, chromedp.Location())
+		text, err := chromedp.Run(sctx, chromedp.Evaluate[string](
+			`(() => { const v = document.querySelector('#view'); return v ? v.innerText.slice(0, 2000) : '(no #view)'; })()`))
+		if err != nil {
+			text = err.Error()
+		}
+		t.Fatalf(format+"\nat %s, the view says:\n%s\nbrowser console:\n%s", append(args, loc, text, con)...)
 	}
 }
 
 // newViewerBrowser is newBrowser with more time (a sign-in, a launch and a dashboard of a dozen
-// searches under -race on two cores) and a phone-sized window: the app must work there.
+// searches under -race on two cores, beside the other packages' tests) and a phone-sized window:
+// the app must work there. Each group of steps has viewerStep of it; the first action runs in
+// ctx itself, because the first Run on a context starts the browser and lives as long as its
+// context (https://pkg.go.dev/github.com/chromedp/chromedp#Run).
 func newViewerBrowser(t *testing.T) (context.Context, *console) {
 	t.Helper()
-	ctx, con := newBrowserFor(t, 2*time.Minute)
+	ctx, con := newBrowserFor(t, 4*time.Minute)
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
 		t.Fatal(err)
 	}
