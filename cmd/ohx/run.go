@@ -199,9 +199,10 @@ const backgroundProcs = 3
 // tuneProcs gives the Go scheduler at least one P more than backgroundProcs (and never fewer
 // than its default, the CPUs this process may use), unless GOMAXPROCS is set. While every P
 // runs such a goroutine, no P looks at the network poller, and a webhook's connection that
-// became readable waits for sysmon, which polls it only after 10 ms without a poll (https://github.com/golang/go/pull/51651): the acknowledgements' tail.
-// A P left over blocks in the poller and runs the handler at once, on its own OS thread, which
-// the kernel then schedules among the busy ones. Measured on 2 cores (ohxbench webhook-empty,
+// became readable waits for sysmon, which polls it only after 10 ms without a poll
+// (https://github.com/golang/go/pull/51651): the acknowledgements' tail. A P left over blocks
+// in the poller and runs the handler at once, on its own OS thread, which the kernel then
+// schedules among the busy ones. Measured on 2 cores (ohxbench webhook-empty,
 // 1,000/s for 15 s, OHX_QUEUE_SYNC=normal): p99 10.7–13.9 ms with 2 Ps, 6.6–7.6 ms with 4;
 // searches and reads by id unchanged.
 func tuneProcs(getenv func(string) string) {
