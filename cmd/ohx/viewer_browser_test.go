@@ -72,8 +72,7 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`h1[data-patient="`+target.ID+`"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#chart-weight:not([data-state=loading])`)),
 		); err != nil {
-			loc, _ := runStep(ctx, chromedp.Location())
-			fail("sign-in, pick and consent: %v (at %s)", err, loc)
+			fail("sign-in, pick and consent: %v", err)
 		}
 		// The app asks for the last 30 days (the default range); the demo holds 14.
 		since := time.Now().Add(-30 * 24 * time.Hour).UTC().Format(time.RFC3339)
@@ -188,8 +187,7 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`h1[data-patient="`+other.ID+`"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#chart-weight:not([data-state=loading])`)),
 		); err != nil {
-			loc, _ := runStep(ctx, chromedp.Location())
-			fail("EHR launch: %v (at %s)", err, loc)
+			fail("EHR launch: %v", err)
 		}
 		// A practitioner sees the connected services too (read access to the Patient).
 		if n, err := runStep(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#view .error').length`)); err != nil || n != 0 {
@@ -219,8 +217,7 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#chart-weight[data-state=empty]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#connections .empty`)),
 		); err != nil {
-			loc, _ := runStep(ctx, chromedp.Location())
-			fail("patient sign-in: %v (at %s)", err, loc)
+			fail("patient sign-in: %v", err)
 		}
 		shot(t, ctx, "viewer-patient-empty", false)
 		if err := doStep(ctx,
@@ -229,8 +226,7 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.Click(account),
 			chromedp.Click(chromedp.CSS(`button[value="allow"]`)),
 		); err != nil {
-			loc, _ := runStep(ctx, chromedp.Location())
-			fail("connect Withings from the app: %v (at %s)", err, loc)
+			fail("connect Withings from the app: %v", err)
 		}
 		callback := origin + "/connect/withings/callback"
 		loc := ""
@@ -294,8 +290,7 @@ func TestViewerBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`button[value=approve]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#view .error[data-status="403"]`)),
 		); err != nil {
-			loc, _ := runStep(ctx, chromedp.Location())
-			fail("403 sign-in: %v (at %s)", err, loc)
+			fail("403 sign-in: %v", err)
 		}
 		msg, err := runStep(ctx, chromedp.Text(chromedp.CSS(`#view .error`)))
 		if err != nil || !strings.Contains(msg, "You do not have access to this patient") {
