@@ -273,8 +273,9 @@ func mustJob(t testing.TB, s *Store, id string) store.Job {
 
 // TestQueueCheckpointsInBackground: the queue's writer never checkpoints in its commit path
 // (wal_autocheckpoint 0), and the background checkpointer makes the WAL start over, even under
-// back-to-back commits that leave a PASSIVE checkpoint no gap to catch up in: 3,000 commits of
-// one job each write a WAL of over 40 MB without it (a few 4 KiB pages each). The WAL file
+// back-to-back commits that leave a PASSIVE checkpoint no gap to catch up in: commits of one
+// job each, a few 4 KiB pages apiece, until the WAL has started over more than once (the restart
+// comes past queueWALRestart, 32 MiB: about 3,000 commits). The WAL file
 // keeps its size when it starts over, and how large it grows between two rounds of the
 // checkpointer depends on the machine's speed; that it started over is in the WAL header's
 // checkpoint sequence number, which each restart increments
@@ -298,23 +299,28 @@ func TestQueueCheckpointsInBackground(t *testing.T) {
 	wal := filepath.Join(dir, queueFile+"-wal")
 	var seq0 uint32
 	start := time.Now()
-	// Back to back for at least 3,000 commits and 0.5 s: a few rounds of the checkpointer.
-	for i := 0; i < 3000 || time.Since(start) < 500*time.Millisecond; i++ {
+	// Back to back for at least 3,000 commits and 0.5 s (a few rounds of the checkpointer), then
+	// until the WAL has started over twice or 40,000 commits (over 500 MB of WAL unchecked).
+	var i, restarts int
+	for ; i < 40000 && restarts < 2; i++ {
 		if _, _, err := s.EnqueueJob(ctx, store.Job{Type: "t", Key: fmt.Sprintf("k%d", i), Payload: []byte(`{}`)}, now); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
 			seq0 = walCheckpointSeq(t, wal)
 		}
+		if i >= 3000 && i%100 == 0 && time.Since(start) > 500*time.Millisecond {
+			restarts = int(walCheckpointSeq(t, wal) - seq0)
+		}
 	}
-	if seq := walCheckpointSeq(t, wal); seq == seq0 {
-		t.Errorf("the queue's WAL never started over during the commits (checkpoint sequence %d): nothing checkpoints it", seq)
+	if restarts < 2 {
+		t.Errorf("the queue's WAL started over %d times in %d commits: nothing checkpoints it", restarts, i)
 	}
 	if size := fileSize(wal); size > queueWALLimit {
 		t.Errorf("the queue's WAL is %d bytes, over its limit of %d", size, queueWALLimit)
 	}
-	js, err := s.PendingJobs(ctx, 5000)
-	if err != nil || len(js) < 3000 {
-		t.Fatalf("pending jobs: %d, %v; want at least 3000", len(js), err)
+	js, err := s.PendingJobs(ctx, i+1)
+	if err != nil || len(js) != i {
+		t.Fatalf("pending jobs: %d, %v; want %d", len(js), err, i)
 	}
 }
