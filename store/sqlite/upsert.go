@@ -15,10 +15,10 @@ import (
 // things make it cheaper than a loop of single upserts:
 //   - the stored state of the whole batch is read up front, a few hundred identifiers or ids per
 //     statement (prefetch), instead of two statements per resource;
-//   - each resource is encoded and indexed (store.Prepare) on a goroutine of its own, ahead of
-//     the loop that writes, so that on a machine with a second core the JSON encoding overlaps
-//     the SQLite work; the buffered rows are flushed every flushEvery resources, so that both
-//     run during the whole batch.
+//   - each resource is encoded and indexed (store.Prepare), and its rows made (rowsOf), on a
+//     goroutine of its own, ahead of the loop that writes, so that on a machine with a second
+//     core that work overlaps the SQLite work; the buffered rows are flushed every flushEvery
+//     resources, so that both run during the whole batch.
 //
 // A resource whose identifier or id an earlier resource of the same batch wrote is matched the
 // slow way, after a flush, exactly as before: the prefetched state predates the batch.
@@ -242,7 +242,7 @@ func (s *Store) Upsert(ctx context.Context, rs []fhir.Resource) ([]store.UpsertR
 					out[i] = store.UpsertResult{ID: pl.id, VersionID: cur.version}
 					continue
 				}
-				if e, err = s.writePrepared(ctx, tx, w, sp.p.Prepared, cur); err != nil {
+				if e, err = s.writeRows(ctx, tx, w, sp.p.Prepared, cur, sp.p.rows); err != nil {
 					return err
 				}
 			} else {
@@ -283,12 +283,13 @@ type specPrepared struct {
 	store.Prepared
 	origID   string
 	origMeta *fhir.Meta
-	amended  bool // store.SameOrAmended changed its status
+	amended  bool         // store.SameOrAmended changed its status
+	rows     preparedRows // its rows (rowsOf), made here rather than by the writing loop
 }
 
 // speculate prepares the planned resources in order on a goroutine: for a stored, live
 // resource whether it is unchanged (store.SameOrAmended, which may make it amended), otherwise
-// its write as the next version. Each result arrives on its own channel. stop waits for the
+// its write as the next version and the rows of that write. Each result arrives on its own channel. stop waits for the
 // goroutine: it must not touch the resources once Upsert has returned.
 func (s *Store) speculate(rs []fhir.Resource, plans []plan) ([]chan specResult, func()) {
 	spec := make([]chan specResult, len(rs))
@@ -324,6 +325,9 @@ func (s *Store) speculate(rs []fhir.Resource, plans []plan) ([]chan specResult, 
 			}
 			b.ID = pl.id
 			res.p.Prepared, res.err = store.Prepare(r, pl.cur.version+1, time.Now())
+			if res.err == nil {
+				res.p.rows = rowsOf(res.p.Prepared, pl.cur.exists)
+			}
 			spec[i] <- res
 		}
 	}()

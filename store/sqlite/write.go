@@ -168,11 +168,12 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, w *writeBuf, r fhir.Resou
 	if err != nil {
 		return store.Entry{}, err
 	}
-	return s.writePrepared(ctx, tx, w, p, cur)
+	return s.writeRows(ctx, tx, w, p, cur, rowsOf(p, cur.exists))
 }
 
-// writePrepared is write for a resource already prepared as the version after cur.
-func (s *Store) writePrepared(ctx context.Context, tx *sql.Tx, w *writeBuf, p store.Prepared, cur current) (store.Entry, error) {
+// writeRows is write for a resource already prepared as the version after cur, whose rows are
+// rows (rowsOf(p, cur.exists)).
+func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, w *writeBuf, p store.Prepared, cur current, rows preparedRows) (store.Entry, error) {
 	if cur.exists {
 		if err := s.dropIndex(ctx, tx, p.Type, p.ID, cur); err != nil {
 			return store.Entry{}, err
@@ -181,17 +182,58 @@ func (s *Store) writePrepared(ctx context.Context, tx *sql.Tx, w *writeBuf, p st
 	if err := s.keepPrior(ctx, tx, w, p.Type, p.ID, cur); err != nil {
 		return store.Entry{}, err
 	}
-	w.pending[p.Type+"/"+p.ID] = true
-	w.written[p.Type+"/"+p.ID] = true
+	w.pending[rows.key], w.written[rows.key] = true, true
+	for _, k := range rows.identifiers {
+		w.pending[k], w.written[k] = true, true
+	}
+	vals := rows.vals
+	for _, sg := range rows.segs {
+		w.add(sg.t, vals[:sg.n]...)
+		vals = vals[sg.n:]
+	}
+	if rows.span >= 0 {
+		if err := s.noteSpan(ctx, tx, p.Type, rows.span); err != nil {
+			return store.Entry{}, err
+		}
+	}
+	return store.Entry{Type: p.Type, ID: p.ID, VersionID: p.VersionID, LastUpdated: p.LastUpdated, JSON: p.JSON}, nil
+}
+
+// preparedRows are the rows a prepared resource is written as, made without the store (so the
+// bulk upsert makes them on its speculating goroutine, off the one that holds the writer).
+type preparedRows struct {
+	key         string   // type/id
+	identifiers []string // type|system|value of each identifier
+	segs        []rowSeg // the rows in order: a table and how many of vals are its row
+	vals        []any
+	span        int64 // the date parameter's range (Hi - Lo), or -1 without one
+}
+
+// rowSeg is one row of preparedRows: its table and its number of values.
+type rowSeg struct {
+	t *table
+	n int
+}
+
+// rowsOf makes the rows of p: its resources row, its index rows and its obs_clinical rows. exists
+// tells whether the resource has a row already (a deleted one keeps its row; see
+// tblResourcesNew).
+func rowsOf(p store.Prepared, exists bool) preparedRows {
+	out := preparedRows{key: p.Type + "/" + p.ID, span: -1}
 	var dateLo, dateHi sql.NullInt64
 	if sp := search.SortDateParam(p.Type); sp != "" {
 		for _, en := range p.Index.Entries {
 			if en.Column == sp && en.Type == search.Date {
 				dateLo = sql.NullInt64{Int64: en.Lo, Valid: true}
 				dateHi = sql.NullInt64{Int64: en.Hi, Valid: true}
+				out.span = en.Hi - en.Lo
 				break
 			}
 		}
+	}
+	add := func(t *table, vals ...any) {
+		out.segs = append(out.segs, rowSeg{t, len(vals)})
+		out.vals = append(out.vals, vals...)
 	}
 	lu := p.LastUpdated.UnixMicro()
 	js := string(p.JSON)
@@ -201,30 +243,24 @@ func (s *Store) writePrepared(ctx context.Context, tx *sql.Tx, w *writeBuf, p st
 	if c, ok := clinicalKey(p.Type, p.Index); ok {
 		rowJSON, clinSystem, clinCode = nil, c.System, c.Code
 	}
-	// A resource with no row yet (see tblResourcesNew); a deleted one keeps its row.
 	resTbl, clinTbl := &tblResources, &tblClinical
-	if !cur.exists {
+	if !exists {
 		resTbl, clinTbl = &tblResourcesNew, &tblClinicalNew
 	}
-	w.add(resTbl, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, rowJSON, clinSystem, clinCode)
+	out.vals = make([]any, 0, len(tblResources.cols)+6*len(p.Index.Entries))
+	add(resTbl, p.Type, p.ID, p.VersionID, lu, 0, p.Index.Patient, p.Index.SortDate, dateLo, dateHi, rowJSON, clinSystem, clinCode)
 	for _, e := range p.Index.Entries {
 		if t, vals := indexRow(p.Type, p.ID, p.Index.SortDate, e); t != nil {
-			w.add(t, vals...)
+			add(t, vals...)
 		}
 		if isClinical(p.Type, p.Index, e) {
-			w.add(clinTbl, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
+			add(clinTbl, p.Index.Patient, e.System, e.Code, p.Index.SortDate, p.ID, p.VersionID, lu, dateLo, dateHi, js)
 		}
 		if e.Type == search.Token && e.Column == "identifier" {
-			w.pending[p.Type+"|"+e.System+"|"+e.Code] = true
-			w.written[p.Type+"|"+e.System+"|"+e.Code] = true
+			out.identifiers = append(out.identifiers, p.Type+"|"+e.System+"|"+e.Code)
 		}
 	}
-	if dateLo.Valid {
-		if err := s.noteSpan(ctx, tx, p.Type, dateHi.Int64-dateLo.Int64); err != nil {
-			return store.Entry{}, err
-		}
-	}
-	return store.Entry{Type: p.Type, ID: p.ID, VersionID: p.VersionID, LastUpdated: p.LastUpdated, JSON: p.JSON}, nil
+	return out
 }
 
 // isClinical reports whether the index entry e of a resource makes an obs_clinical row: a code
