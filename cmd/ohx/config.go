@@ -103,6 +103,9 @@ type Config struct {
 	// pipelineClock is the sync pipeline's clock (nil: time.Now); no setting: end-to-end tests
 	// shift it to the days of their recorded vendor payloads.
 	pipelineClock func() time.Time
+	// cpus is the CPUs the process may use, which size the embedded store's read pool (0: the
+	// store's default, GOMAXPROCS); no setting: `ohx serve` records it before tuneProcs.
+	cpus int
 }
 
 func defaultConfig() Config {

@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return err
 		}
 		tuneGC(getenv, cacheBytes(cfg))
-		tuneProcs(getenv)
+		cfg.cpus = tuneProcs(getenv)
 		return serve(ctx, cfg, stderr, nil)
 	case "health":
 		return runHealth(ctx, args, getenv, stdout, stderr)
@@ -204,12 +204,17 @@ const backgroundProcs = 3
 // in the poller and runs the handler at once, on its own OS thread, which the kernel then
 // schedules among the busy ones. Measured on 2 cores (ohxbench webhook-empty,
 // 1,000/s for 15 s, OHX_QUEUE_SYNC=normal): p99 10.7–13.9 ms with 2 Ps, 6.6–7.6 ms with 4;
-// searches and reads by id unchanged.
-func tuneProcs(getenv func(string) string) {
+// searches and reads by id unchanged. It returns the Ps before it raised them, the CPUs this
+// process may use: what sizes the embedded store's read pool (openStore). Every reader
+// connection keeps its own page cache, and with a reader per P (4) the bench's peak RSS was
+// 162 MB where 2 readers made it 83 MB (searches and reads by id on a 1 M store).
+func tuneProcs(getenv func(string) string) int {
+	n := runtime.GOMAXPROCS(0)
 	if getenv("GOMAXPROCS") != "" {
-		return
+		return n
 	}
-	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), backgroundProcs+1))
+	runtime.GOMAXPROCS(max(n, backgroundProcs+1))
+	return n
 }
 
 // servePprof serves the runtime profiles on their own loopback listener (parseConfig refuses any
@@ -242,7 +247,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 	if cfg.MongoURI != "" {
 		return openMongo(ctx, cfg, log)
 	}
-	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{HistoryVersions: cfg.HistoryVersions, QueueSync: cfg.QueueSync}, log)
+	return sqlite.Open(ctx, cfg.DataDir, sqlite.Options{Readers: cfg.cpus, HistoryVersions: cfg.HistoryVersions, QueueSync: cfg.QueueSync}, log)
 }
 
 // secretKey returns the deployment's key material: OHX_SECRET_KEY, or a random key kept in
