@@ -289,8 +289,9 @@ type specPrepared struct {
 
 // speculate prepares the planned resources in order on a goroutine: for a stored, live
 // resource whether it is unchanged (store.SameOrAmended, which may make it amended), otherwise
-// its write as the next version and the rows of that write. Each result arrives on its own channel. stop waits for the
-// goroutine: it must not touch the resources once Upsert has returned.
+// its write as the next version and the rows of that write. Each result arrives on its own
+// channel. stop waits for the goroutine: it must not touch the resources once Upsert has
+// returned.
 func (s *Store) speculate(rs []fhir.Resource, plans []plan) ([]chan specResult, func()) {
 	spec := make([]chan specResult, len(rs))
 	for i := range spec {

@@ -191,7 +191,7 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, w *writeBuf, p store.
 		w.add(sg.t, vals[:sg.n]...)
 		vals = vals[sg.n:]
 	}
-	if rows.span >= 0 {
+	if rows.dated {
 		if err := s.noteSpan(ctx, tx, p.Type, rows.span); err != nil {
 			return store.Entry{}, err
 		}
@@ -206,7 +206,8 @@ type preparedRows struct {
 	identifiers []string // type|system|value of each identifier
 	segs        []rowSeg // the rows in order: a table and how many of vals are its row
 	vals        []any
-	span        int64 // the date parameter's range (Hi - Lo), or -1 without one
+	dated       bool  // the resource has a value of its type's date parameter
+	span        int64 // that value's range (Hi - Lo)
 }
 
 // rowSeg is one row of preparedRows: its table and its number of values.
@@ -219,14 +220,14 @@ type rowSeg struct {
 // tells whether the resource has a row already (a deleted one keeps its row; see
 // tblResourcesNew).
 func rowsOf(p store.Prepared, exists bool) preparedRows {
-	out := preparedRows{key: p.Type + "/" + p.ID, span: -1}
+	out := preparedRows{key: p.Type + "/" + p.ID}
 	var dateLo, dateHi sql.NullInt64
 	if sp := search.SortDateParam(p.Type); sp != "" {
 		for _, en := range p.Index.Entries {
 			if en.Column == sp && en.Type == search.Date {
 				dateLo = sql.NullInt64{Int64: en.Lo, Valid: true}
 				dateHi = sql.NullInt64{Int64: en.Hi, Valid: true}
-				out.span = en.Hi - en.Lo
+				out.dated, out.span = true, en.Hi-en.Lo
 				break
 			}
 		}
